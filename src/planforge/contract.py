@@ -1,0 +1,344 @@
+"""The contract between planforge and a planner: `Planner`, `PlannerSpec`, `Plan`, `PlanStep`.
+
+A planner's metadata lives in plain literal class attributes so discovery can read it from
+the source with `ast`, without running the plugin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
+
+from planforge.errors import InvalidPlannerMetadata
+
+__all__ = [
+    "METADATA_ATTRIBUTES",
+    "TIERS",
+    "Plan",
+    "PlanStep",
+    "Planner",
+    "PlannerRef",
+    "PlannerSpec",
+    "Tier",
+    "spec_from_attributes",
+]
+
+Tier = Literal["alpha", "beta", "stable", "gold", "vip"]
+TIERS: tuple[str, ...] = ("alpha", "beta", "stable", "gold", "vip")
+
+#: Class attributes that make up a planner's metadata, with their defaults.
+METADATA_ATTRIBUTES: dict[str, Any] = {
+    "name": "",
+    "version": "0.0.0",
+    "capabilities": (),
+    "tags": (),
+    "tier": "beta",
+    "production_ready": False,
+    "reliability_score": None,
+    "description": "",
+    "keywords": (),
+    "stateful": False,
+}
+
+
+class PlanStep(BaseModel):
+    """One action of a plan; `depends_on` names the ids of steps that must come first."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(min_length=1)
+    action: str = Field(min_length=1)
+    description: str = ""
+    params: dict[str, JsonValue] = Field(default_factory=dict)
+    depends_on: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+
+
+class PlannerRef(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    version: str = "0.0.0"
+
+
+def _plan_digest(objective: str, planner: PlannerRef, steps: Sequence[PlanStep]) -> str:
+    body = json.dumps(
+        {
+            "objective": objective,
+            "planner": planner.model_dump(),
+            "steps": [step.model_dump(mode="json") for step in steps],
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(body.encode()).hexdigest()[:24]
+
+
+class Plan(BaseModel):
+    """A planner's answer. Serialises to JSON and back without loss.
+
+    `plan_id` defaults to a digest of the objective, the planner and the steps, so the same
+    inputs give the same plan id in every process.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    plan_id: str = ""
+    objective: str
+    planner: PlannerRef
+    steps: list[PlanStep] = Field(default_factory=list)
+    score: float | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    warnings: list[str] = Field(default_factory=list)
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    @model_validator(mode="after")
+    def _check(self) -> Plan:
+        if not self.plan_id:
+            self.plan_id = _plan_digest(self.objective, self.planner, self.steps)
+        ids = [step.id for step in self.steps]
+        if len(set(ids)) != len(ids):
+            raise ValueError("step ids must be unique within a plan")
+        known = set(ids)
+        for step in self.steps:
+            missing = [dep for dep in step.depends_on if dep not in known]
+            if missing:
+                raise ValueError(f"step {step.id!r} depends on unknown steps {missing}")
+        for key, value in self.metrics.items():
+            if not math.isfinite(value):
+                raise ValueError(f"metric {key!r} must be finite, got {value}")
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class PlannerSpec:
+    """What discovery knows about a planner without importing it.
+
+    `target` is `module:qualname`; `source` is how it was found (`entry_point`, `directory`,
+    `code`), `origin` the distribution, directory or `code`, `path` its source file and
+    `fingerprint` that file's size and mtime when it was read.
+    """
+
+    name: str
+    version: str
+    capabilities: tuple[str, ...]
+    tags: tuple[str, ...]
+    tier: str
+    production_ready: bool
+    reliability_score: float | None
+    description: str
+    keywords: tuple[str, ...]
+    stateful: bool
+    target: str
+    source: str
+    origin: str = ""
+    path: str | None = None
+    fingerprint: str = ""
+    metadata_from: str = "ast"
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def module(self) -> str:
+        return self.target.partition(":")[0]
+
+    @property
+    def qualname(self) -> str:
+        return self.target.partition(":")[2]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "capabilities": list(self.capabilities),
+            "tags": list(self.tags),
+            "tier": self.tier,
+            "production_ready": self.production_ready,
+            "reliability_score": self.reliability_score,
+            "description": self.description,
+            "keywords": list(self.keywords),
+            "stateful": self.stateful,
+            "target": self.target,
+            "source": self.source,
+            "origin": self.origin,
+            "path": self.path,
+            "fingerprint": self.fingerprint,
+            "metadata_from": self.metadata_from,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PlannerSpec:
+        return cls(
+            name=data["name"],
+            version=data["version"],
+            capabilities=tuple(data["capabilities"]),
+            tags=tuple(data["tags"]),
+            tier=data["tier"],
+            production_ready=data["production_ready"],
+            reliability_score=data["reliability_score"],
+            description=data["description"],
+            keywords=tuple(data["keywords"]),
+            stateful=data["stateful"],
+            target=data["target"],
+            source=data["source"],
+            origin=data.get("origin", ""),
+            path=data.get("path"),
+            fingerprint=data.get("fingerprint", ""),
+            metadata_from=data.get("metadata_from", "ast"),
+        )
+
+
+def _string_tuple(target: str, attribute: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, list | tuple | set | frozenset):
+        raise InvalidPlannerMetadata(
+            target, attribute, f"expected a tuple of strings, got {type(value).__name__}"
+        )
+    items = list(value)
+    for item in items:
+        if not isinstance(item, str) or not item:
+            raise InvalidPlannerMetadata(
+                target, attribute, f"every item must be a non-empty string, got {item!r}"
+            )
+    return tuple(sorted(set(items)))
+
+
+def _string(target: str, attribute: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise InvalidPlannerMetadata(
+            target, attribute, f"expected a string, got {type(value).__name__}"
+        )
+    return value
+
+
+def _boolean(target: str, attribute: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidPlannerMetadata(target, attribute, f"expected True or False, got {value!r}")
+    return value
+
+
+def spec_from_attributes(
+    attributes: Mapping[str, Any],
+    *,
+    target: str,
+    source: str,
+    origin: str = "",
+    path: str | None = None,
+    fingerprint: str = "",
+    metadata_from: str = "ast",
+    default_name: str = "",
+) -> PlannerSpec:
+    """Validate raw metadata attributes (missing ones take their defaults) into a spec.
+
+    Every reader (the `ast` reader, the sandbox, code registration) goes through here, so a
+    planner's metadata means the same thing however it was found. Raises
+    `InvalidPlannerMetadata` naming the attribute at fault.
+    """
+    values = {key: attributes.get(key, default) for key, default in METADATA_ATTRIBUTES.items()}
+    name = _string(target, "name", values["name"]) or default_name
+    if not name:
+        raise InvalidPlannerMetadata(target, "name", "a planner must declare a non-empty name")
+    if any(ch.isspace() for ch in name) or "," in name:
+        raise InvalidPlannerMetadata(target, "name", f"{name!r} must not contain spaces or commas")
+    tier = _string(target, "tier", values["tier"])
+    if tier not in TIERS:
+        raise InvalidPlannerMetadata(target, "tier", f"{tier!r} is not one of {', '.join(TIERS)}")
+    reliability = values["reliability_score"]
+    if reliability is not None:
+        if isinstance(reliability, bool) or not isinstance(reliability, int | float):
+            raise InvalidPlannerMetadata(
+                target, "reliability_score", f"expected a number in [0, 1], got {reliability!r}"
+            )
+        reliability = float(reliability)
+        if not 0.0 <= reliability <= 1.0:
+            raise InvalidPlannerMetadata(
+                target, "reliability_score", f"{reliability} is outside [0, 1]"
+            )
+    return PlannerSpec(
+        name=name,
+        version=_string(target, "version", values["version"]),
+        capabilities=_string_tuple(target, "capabilities", values["capabilities"]),
+        tags=_string_tuple(target, "tags", values["tags"]),
+        tier=tier,
+        production_ready=_boolean(target, "production_ready", values["production_ready"]),
+        reliability_score=reliability,
+        description=_string(target, "description", values["description"]),
+        keywords=_string_tuple(target, "keywords", values["keywords"]),
+        stateful=_boolean(target, "stateful", values["stateful"]),
+        target=target,
+        source=source,
+        origin=origin,
+        path=path,
+        fingerprint=fingerprint,
+        metadata_from=metadata_from,
+    )
+
+
+class Planner:
+    """Base class of every planner.
+
+    Subclasses declare their metadata as plain literal class attributes (strings, numbers,
+    booleans, tuples of strings) and implement `plan`. A stateful planner gets one instance
+    per user; a stateless one is shared.
+    """
+
+    name: ClassVar[str] = ""
+    version: ClassVar[str] = "0.0.0"
+    capabilities: ClassVar[tuple[str, ...]] = ()
+    tags: ClassVar[tuple[str, ...]] = ()
+    tier: ClassVar[str] = "beta"
+    production_ready: ClassVar[bool] = False
+    reliability_score: ClassVar[float | None] = None
+    description: ClassVar[str] = ""
+    keywords: ClassVar[tuple[str, ...]] = ()
+    stateful: ClassVar[bool] = False
+
+    def plan(self, objective: str, context: Mapping[str, Any]) -> Plan:
+        raise NotImplementedError(f"{type(self).__qualname__} must implement plan()")
+
+    async def aplan(self, objective: str, context: Mapping[str, Any]) -> Plan:
+        """Run `plan` off the event loop."""
+        return await asyncio.to_thread(self.plan, objective, context)
+
+    def self_test(self) -> None:
+        """Raise if the planner cannot work here; run in the sandbox before first use."""
+
+    @classmethod
+    def metadata(cls) -> dict[str, Any]:
+        """The class's metadata attributes as declared (inherited ones included)."""
+        return {key: getattr(cls, key) for key in METADATA_ATTRIBUTES}
+
+    @classmethod
+    def spec(cls, *, source: str = "code", origin: str = "code") -> PlannerSpec:
+        return spec_from_attributes(
+            cls.metadata(),
+            target=f"{cls.__module__}:{cls.__qualname__}",
+            source=source,
+            origin=origin,
+            metadata_from="class",
+        )
+
+    def new_plan(
+        self,
+        objective: str,
+        steps: Sequence[PlanStep] = (),
+        *,
+        score: float | None = None,
+        metrics: Mapping[str, float] | None = None,
+        warnings: Sequence[str] = (),
+    ) -> Plan:
+        """Build a `Plan` signed with this planner's name and version."""
+        return Plan(
+            objective=objective,
+            planner=PlannerRef(name=self.name, version=self.version),
+            steps=list(steps),
+            score=score,
+            metrics=dict(metrics or {}),
+            warnings=list(warnings),
+        )

@@ -1,0 +1,201 @@
+"""One error hierarchy for every layer.
+
+Each error carries the facts a caller needs to act (which planner, which module, which limit)
+as attributes, and its message says what happened and what to do about it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = [
+    "InvalidPlannerMetadata",
+    "NoActivePlannersError",
+    "PlannerDiscoveryError",
+    "PlannerError",
+    "PlannerInstantiationError",
+    "PlannerNotFound",
+    "PlannerQuarantined",
+    "PlannerSelectionError",
+    "SandboxError",
+    "SandboxImportError",
+    "SandboxTimeout",
+    "SettingsError",
+]
+
+
+class PlannerError(Exception):
+    """Root of every planforge error.
+
+    `where` names the operation that failed and `context` holds extra facts for logs and
+    diagnostics; both are optional.
+    """
+
+    def __init__(
+        self, message: str, *, where: str | None = None, context: Mapping[str, Any] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.where = where
+        self.context: dict[str, Any] = dict(context or {})
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly view for diagnostics and HTTP error bodies."""
+        return {
+            "error": type(self).__name__,
+            "message": self.message,
+            "where": self.where,
+            "context": self.context,
+        }
+
+
+class SettingsError(PlannerError):
+    """An environment variable holds a value planforge cannot use."""
+
+    def __init__(self, variable: str, value: object, problem: str) -> None:
+        shown = "<unset>" if value is None else repr(value)
+        super().__init__(
+            f"{variable}={shown} is not valid: {problem}. Fix or unset {variable}.",
+            where="settings",
+            context={"variable": variable, "value": value},
+        )
+        self.variable = variable
+        self.value = value
+        self.problem = problem
+
+
+class PlannerNotFound(PlannerError):
+    def __init__(self, planner_name: str, known: tuple[str, ...] = ()) -> None:
+        hint = (
+            f"Known planners: {', '.join(known)}."
+            if known
+            else "No planner is registered; check FACTORY_PLUGIN_DIRS and installed plugins."
+        )
+        super().__init__(
+            f"No planner named {planner_name!r}. {hint}",
+            where="registry",
+            context={"planner_name": planner_name},
+        )
+        self.planner_name = planner_name
+        self.known = known
+
+
+class PlannerQuarantined(PlannerError):
+    def __init__(self, planner_name: str, reason: str, since: float | None = None) -> None:
+        super().__init__(
+            f"Planner {planner_name!r} is quarantined: {reason}. It is checked again when its "
+            f"source file changes, or run `planforge quarantine release {planner_name}`.",
+            where="quarantine",
+            context={"planner_name": planner_name, "reason": reason, "since": since},
+        )
+        self.planner_name = planner_name
+        self.reason = reason
+        self.since = since
+
+
+class SandboxError(PlannerError):
+    """A module failed its isolated import check."""
+
+    module: str
+    planner_name: str | None
+
+
+class SandboxTimeout(SandboxError):
+    def __init__(self, module: str, timeout_s: float, planner_name: str | None = None) -> None:
+        super().__init__(
+            f"Importing module {module!r} did not finish within {timeout_s:g} s in the sandbox; "
+            "the child was killed. Make its import fast (no work at import time) or raise "
+            "FACTORY_SANDBOX_TIMEOUT_S.",
+            where="sandbox",
+            context={"module": module, "timeout_s": timeout_s, "planner_name": planner_name},
+        )
+        self.module = module
+        self.timeout_s = timeout_s
+        self.planner_name = planner_name
+
+
+class SandboxImportError(SandboxError):
+    def __init__(
+        self,
+        module: str,
+        reason: str,
+        *,
+        exit_code: int | None = None,
+        signal: int | None = None,
+        traceback_tail: str = "",
+        output_tail: str = "",
+        planner_name: str | None = None,
+    ) -> None:
+        message = f"Module {module!r} failed its sandboxed import: {reason}."
+        if traceback_tail:
+            message += f"\n{traceback_tail.rstrip()}"
+        super().__init__(
+            message,
+            where="sandbox",
+            context={
+                "module": module,
+                "reason": reason,
+                "exit_code": exit_code,
+                "signal": signal,
+                "planner_name": planner_name,
+            },
+        )
+        self.module = module
+        self.reason = reason
+        self.exit_code = exit_code
+        self.signal = signal
+        self.traceback_tail = traceback_tail
+        self.output_tail = output_tail
+        self.planner_name = planner_name
+
+
+class PlannerDiscoveryError(PlannerError):
+    """A plugin source could not be read."""
+
+
+class InvalidPlannerMetadata(PlannerDiscoveryError):
+    """A planner declares metadata of the wrong shape (an unknown tier, a non-string tag...)."""
+
+    def __init__(self, target: str, attribute: str, problem: str) -> None:
+        super().__init__(
+            f"Planner {target!r} declares an invalid {attribute!r}: {problem}.",
+            where="metadata",
+            context={"target": target, "attribute": attribute},
+        )
+        self.target = target
+        self.attribute = attribute
+        self.problem = problem
+
+
+class PlannerInstantiationError(PlannerError):
+    def __init__(self, planner_name: str, module: str, cause: str) -> None:
+        super().__init__(
+            f"Planner {planner_name!r} from module {module!r} could not be built: {cause}.",
+            where="instantiation",
+            context={"planner_name": planner_name, "module": module},
+        )
+        self.planner_name = planner_name
+        self.module = module
+        self.cause = cause
+
+
+class PlannerSelectionError(PlannerError):
+    """A selection request is malformed (for example a non-string capability)."""
+
+
+class NoActivePlannersError(PlannerSelectionError):
+    def __init__(self, objective: str, exclusions: Mapping[str, str]) -> None:
+        if exclusions:
+            detail = "; ".join(f"{name}: {why}" for name, why in sorted(exclusions.items()))
+            message = f"No planner can serve {objective!r}. {detail}."
+        else:
+            message = (
+                f"No planner can serve {objective!r}: none is registered. Install a plugin, "
+                "set FACTORY_PLUGIN_DIRS, or register a class with factory.register()."
+            )
+        super().__init__(
+            message, where="selection", context={"objective": objective, **dict(exclusions)}
+        )
+        self.objective = objective
+        self.exclusions = dict(exclusions)

@@ -1,0 +1,1 @@
+"""The factory layer: discovery, sandbox, ranking, registry, telemetry and `PlannerFactory`."""
