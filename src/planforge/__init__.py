@@ -1,7 +1,141 @@
-"""planforge: a planner factory and runtime."""
+"""planforge: a planner factory and runtime.
 
-from planforge.contract import Plan, Planner, PlannerRef, PlannerSpec, PlanStep
+Names are imported on first use (PEP 562), so `import planforge` and `planforge --help` stay
+fast; the module-level functions (`discover`, `select_best_planner_name`, ...) act on one
+default `PlannerFactory`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["Plan", "PlanStep", "Planner", "PlannerRef", "PlannerSpec", "__version__"]
+_EXPORTS: dict[str, str] = {
+    # contract
+    "Plan": "planforge.contract",
+    "PlanStep": "planforge.contract",
+    "Planner": "planforge.contract",
+    "PlannerRef": "planforge.contract",
+    "PlannerSpec": "planforge.contract",
+    # settings and errors
+    "FactorySettings": "planforge.settings",
+    "load_settings": "planforge.settings",
+    "PlannerError": "planforge.errors",
+    "PlannerNotFound": "planforge.errors",
+    "PlannerNotAllowed": "planforge.errors",
+    "PlannerQuarantined": "planforge.errors",
+    "SandboxTimeout": "planforge.errors",
+    "SandboxImportError": "planforge.errors",
+    "PlannerDiscoveryError": "planforge.errors",
+    "PlannerInstantiationError": "planforge.errors",
+    "NoActivePlannersError": "planforge.errors",
+    "PlannerSelectionError": "planforge.errors",
+    "PlanExecutionError": "planforge.errors",
+    "SettingsError": "planforge.errors",
+    # factory
+    "PlannerFactory": "planforge.factory.core",
+    "Selection": "planforge.factory.ranking",
+    "SelectionRequest": "planforge.factory.ranking",
+    "ScoreBreakdown": "planforge.factory.ranking",
+    "CircuitOpenError": "planforge.factory.breaker",
+}
+_API = (
+    "aexplain_selection",
+    "arun_plan",
+    "aselect_best_planner_name",
+    "batch_select_best_planners",
+    "default_factory",
+    "describe_planner",
+    "diagnostics_json",
+    "diagnostics_report",
+    "discover",
+    "explain_selection",
+    "export_diagnostics",
+    "get_all_planners",
+    "get_planner",
+    "health_check",
+    "instantiation_profiles",
+    "list_planners",
+    "list_quarantined",
+    "planner_stats",
+    "refresh_metadata",
+    "register",
+    "release_quarantine",
+    "reload_planners",
+    "run_plan",
+    "select_best_planner",
+    "select_best_planner_name",
+    "selection_profiles",
+    "self_heal",
+    "set_default_factory",
+)
+_EXPORTS.update(dict.fromkeys(_API, "planforge.factory.default"))
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'planforge' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:
+    from planforge.contract import Plan, Planner, PlannerRef, PlannerSpec, PlanStep
+    from planforge.errors import (
+        NoActivePlannersError,
+        PlanExecutionError,
+        PlannerDiscoveryError,
+        PlannerError,
+        PlannerInstantiationError,
+        PlannerNotAllowed,
+        PlannerNotFound,
+        PlannerQuarantined,
+        PlannerSelectionError,
+        SandboxImportError,
+        SandboxTimeout,
+        SettingsError,
+    )
+    from planforge.factory.breaker import CircuitOpenError
+    from planforge.factory.core import PlannerFactory
+    from planforge.factory.default import (
+        aexplain_selection,
+        arun_plan,
+        aselect_best_planner_name,
+        batch_select_best_planners,
+        default_factory,
+        describe_planner,
+        diagnostics_json,
+        diagnostics_report,
+        discover,
+        explain_selection,
+        export_diagnostics,
+        get_all_planners,
+        get_planner,
+        health_check,
+        instantiation_profiles,
+        list_planners,
+        list_quarantined,
+        planner_stats,
+        refresh_metadata,
+        register,
+        release_quarantine,
+        reload_planners,
+        run_plan,
+        select_best_planner,
+        select_best_planner_name,
+        selection_profiles,
+        self_heal,
+        set_default_factory,
+    )
+    from planforge.factory.ranking import ScoreBreakdown, Selection, SelectionRequest
+    from planforge.settings import FactorySettings, load_settings

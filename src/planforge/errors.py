@@ -12,9 +12,11 @@ from typing import Any
 __all__ = [
     "InvalidPlannerMetadata",
     "NoActivePlannersError",
+    "PlanExecutionError",
     "PlannerDiscoveryError",
     "PlannerError",
     "PlannerInstantiationError",
+    "PlannerNotAllowed",
     "PlannerNotFound",
     "PlannerQuarantined",
     "PlannerSelectionError",
@@ -79,6 +81,19 @@ class PlannerNotFound(PlannerError):
         )
         self.planner_name = planner_name
         self.known = known
+
+
+class PlannerNotAllowed(PlannerError):
+    """The planner exists but ALLOWED_PLANNERS or FACTORY_EXCLUDE_PLANNERS leaves it out."""
+
+    def __init__(self, planner_name: str, variable: str) -> None:
+        super().__init__(
+            f"Planner {planner_name!r} is left out by {variable}. Change {variable} to use it.",
+            where="registry",
+            context={"planner_name": planner_name, "variable": variable},
+        )
+        self.planner_name = planner_name
+        self.variable = variable
 
 
 class PlannerQuarantined(PlannerError):
@@ -177,6 +192,19 @@ class PlannerInstantiationError(PlannerError):
         )
         self.planner_name = planner_name
         self.module = module
+        self.cause = cause
+
+
+class PlanExecutionError(PlannerError):
+    """A planner's `plan()` raised or returned something that is not a `Plan`."""
+
+    def __init__(self, planner_name: str, cause: str) -> None:
+        super().__init__(
+            f"Planner {planner_name!r} failed to plan: {cause}.",
+            where="plan",
+            context={"planner_name": planner_name},
+        )
+        self.planner_name = planner_name
         self.cause = cause
 
 

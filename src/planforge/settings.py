@@ -48,6 +48,7 @@ class FactorySettings(BaseSettings):
     # discovery
     plugin_dirs: PathList = _env("FACTORY_PLUGIN_DIRS", ())
     cache_dir: Path | None = _env("FACTORY_CACHE_DIR", None)
+    state_dir: Path | None = _env("FACTORY_STATE_DIR", None)
     deep_fingerprint: bool = _env("FACTORY_DEEP_FINGERPRINT", True)
     force_rediscover: bool = _env("FACTORY_FORCE_REDISCOVER", False)
 

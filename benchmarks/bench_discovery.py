@@ -1,0 +1,251 @@
+"""Discovery speed: cold and warm passes over a fake site-packages, against stevedore.
+
+Layout: 800 installed distributions, 100 of which register 5 planners each (one module per
+distribution, 500 planners); about half of the others carry unrelated entry points. A second
+layout has 500 distributions of one planner each. Cold = no cache file (files in the page
+cache); warm = cache present, a new `Discovery` in a new process (imports excluded: the
+factory has them already), and an in-process repeat. stevedore imports every plugin to load
+it; it runs in a fresh process with an empty `XDG_CACHE_HOME` (its entry-point cache), then
+again with that cache warm. Both processes pre-import `planforge.contract`, which every
+plugin imports, so the comparison is about finding plugins, not about pydantic.
+
+Run: python -m benchmarks.bench_discovery
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RUNS = 7
+WARM_PROCESSES = 5
+TARGETS = {"warm_ms": 2.0, "cold_ms": 30.0, "speedup_vs_stevedore": 10.0}
+
+PLUGIN_HEADER = '''"""Planners of distribution {dist}."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from planforge.contract import Plan, Planner
+'''
+
+PLUGIN_CLASS = '''
+
+class Planner{index}(Planner):
+    """A planner of {dist}."""
+
+    name = "{dist}-p{index}"
+    version = "1.{index}.0"
+    capabilities = ("rebalance", "cap{index}")
+    tags = (
+        "bench",
+        "{dist}",
+    )
+    tier = "stable"
+    production_ready = True
+    reliability_score = 0.8
+    description = "Benchmark planner {index} of {dist}"
+    keywords = ("portfolio", "plan")
+    stateful = False
+
+    def plan(self, objective: str, context: Mapping[str, Any]) -> Plan:
+        steps = [step for step in context.get("steps", ())]
+        return self.new_plan(
+            objective,
+            steps,
+            score=0.5,
+        )
+'''
+
+
+def build_site(root: Path, dists: int, with_planners: int, per_dist: int) -> Path:
+    site = root / "site"
+    site.mkdir(parents=True)
+    for index in range(dists):
+        dist = f"bench_dist_{index:04d}"
+        info = site / f"{dist}-1.0.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
+        if index < with_planners:
+            module = f"bench_plugin_{index:04d}"
+            body = PLUGIN_HEADER.format(dist=dist) + "".join(
+                PLUGIN_CLASS.format(dist=dist.replace("_", "-"), index=k) for k in range(per_dist)
+            )
+            (site / f"{module}.py").write_text(body)
+            lines = "\n".join(f"{dist}-p{k} = {module}:Planner{k}" for k in range(per_dist))
+            (info / "entry_points.txt").write_text(
+                f"[console_scripts]\n{dist} = {module}:main\n\n[planforge.planners]\n{lines}\n"
+            )
+        elif index % 2 == 0:
+            (info / "entry_points.txt").write_text(
+                f"[console_scripts]\n{dist} = {dist}.cli:main\n\n"
+                f"[other.group]\nthing = {dist}.things:Thing\n"
+            )
+    return site
+
+
+def _settings() -> object:
+    from planforge.settings import load_settings
+
+    return load_settings(plugin_dirs=(), deep_fingerprint=True, force_rediscover=False)
+
+
+def measure_cold(site: Path, cache: Path) -> tuple[float, int]:
+    from planforge.factory.discovery import Discovery
+
+    times: list[float] = []
+    count = 0
+    for _ in range(RUNS):
+        discovery = Discovery(_settings(), search_path=[str(site)], cache_dir=cache)  # type: ignore[arg-type]
+        discovery.cache_file().unlink(missing_ok=True)
+        started = time.perf_counter()
+        result = discovery.discover()
+        times.append((time.perf_counter() - started) * 1000)
+        assert not result.from_cache
+        count = len(result.specs)
+    return statistics.median(times), count
+
+
+def measure_warm_in_process(site: Path, cache: Path) -> tuple[float, float]:
+    from planforge.factory.discovery import Discovery
+
+    fresh: list[float] = []
+    repeat: list[float] = []
+    for _ in range(RUNS):
+        discovery = Discovery(_settings(), search_path=[str(site)], cache_dir=cache)  # type: ignore[arg-type]
+        started = time.perf_counter()
+        result = discovery.discover()
+        fresh.append((time.perf_counter() - started) * 1000)
+        assert result.from_cache
+        started = time.perf_counter()
+        discovery.discover()
+        repeat.append((time.perf_counter() - started) * 1000)
+    return statistics.median(fresh), statistics.median(repeat)
+
+
+WARM_CHILD = """
+import sys, time, json, importlib
+from planforge.settings import load_settings
+# pydantic imported importlib.metadata already; poison it so any use by discovery would fail
+for name in [m for m in sys.modules if m.startswith("importlib.metadata")]:
+    del sys.modules[name]
+sys.modules["importlib.metadata"] = None
+del importlib.metadata
+from planforge.factory.discovery import Discovery
+settings = load_settings(plugin_dirs=(), deep_fingerprint=True, force_rediscover=False)
+started = time.perf_counter()
+result = Discovery(settings, search_path=[sys.argv[1]], cache_dir=sys.argv[2]).discover()
+elapsed = (time.perf_counter() - started) * 1000
+assert result.from_cache, "expected a warm cache"
+print(json.dumps({"ms": elapsed, "specs": len(result.specs),
+                  "importlib_metadata": sys.modules["importlib.metadata"] is not None}))
+"""
+
+STEVEDORE_CHILD = """
+import sys, time, json
+import planforge.contract
+sys.path.insert(0, sys.argv[1])
+started = time.perf_counter()
+from stevedore import ExtensionManager
+manager = ExtensionManager(namespace="planforge.planners", invoke_on_load=False)
+elapsed = (time.perf_counter() - started) * 1000
+print(json.dumps({"ms": elapsed, "plugins": len(manager.extensions)}))
+"""
+
+
+def _child(code: str, *args: str, env: dict[str, str] | None = None) -> dict[str, object]:
+    output = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+    ).stdout
+    data: dict[str, object] = json.loads(output.strip().splitlines()[-1])
+    return data
+
+
+def measure_warm_new_process(site: Path, cache: Path) -> tuple[float, bool]:
+    runs = [_child(WARM_CHILD, str(site), str(cache)) for _ in range(WARM_PROCESSES)]
+    return (
+        statistics.median(float(run["ms"]) for run in runs),  # type: ignore[arg-type]
+        any(bool(run["importlib_metadata"]) for run in runs),
+    )
+
+
+def measure_stevedore(site: Path, root: Path) -> tuple[float, float, int]:
+    xdg = root / "xdg-cache"
+    cold: list[float] = []
+    warm: list[float] = []
+    plugins = 0
+    for run in range(3):
+        target = xdg / f"run{run}"
+        env = {**os.environ, "XDG_CACHE_HOME": str(target)}
+        first = _child(STEVEDORE_CHILD, str(site), env=env)
+        second = _child(STEVEDORE_CHILD, str(site), env=env)
+        cold.append(float(first["ms"]))  # type: ignore[arg-type]
+        warm.append(float(second["ms"]))  # type: ignore[arg-type]
+        plugins = int(first["plugins"])  # type: ignore[call-overload]
+    return statistics.median(cold), statistics.median(warm), plugins
+
+
+def scenario(dists: int, with_planners: int, per_dist: int) -> dict[str, object]:
+    with tempfile.TemporaryDirectory(prefix="pf-bench-") as tmp:
+        root = Path(tmp)
+        site = build_site(root, dists, with_planners, per_dist)
+        cache = root / "cache"
+        cold_ms, specs = measure_cold(site, cache)
+        warm_fresh_ms, warm_repeat_ms = measure_warm_in_process(site, cache)
+        warm_process_ms, imported_metadata = measure_warm_new_process(site, cache)
+        stevedore_cold, stevedore_warm, plugins = measure_stevedore(site, root)
+        best_stevedore = min(stevedore_cold, stevedore_warm)
+        return {
+            "distributions": dists,
+            "planners": specs,
+            "cold_ms": round(cold_ms, 2),
+            "warm_new_process_ms": round(warm_process_ms, 3),
+            "warm_new_object_ms": round(warm_fresh_ms, 3),
+            "warm_repeat_ms": round(warm_repeat_ms, 3),
+            "discovery_used_importlib_metadata": imported_metadata,
+            "stevedore_cold_ms": round(stevedore_cold, 2),
+            "stevedore_cached_ms": round(stevedore_warm, 2),
+            "stevedore_plugins": plugins,
+            "speedup_cold_vs_stevedore": round(best_stevedore / cold_ms, 1),
+            "speedup_warm_vs_stevedore": round(best_stevedore / warm_process_ms, 1),
+        }
+
+
+def main() -> None:
+    main_case = scenario(800, 100, 5)
+    single = scenario(500, 500, 1)
+    met = {
+        "warm": main_case["warm_new_process_ms"] <= TARGETS["warm_ms"],  # type: ignore[operator]
+        "cold": main_case["cold_ms"] <= TARGETS["cold_ms"],  # type: ignore[operator]
+        "vs_stevedore": main_case["speedup_cold_vs_stevedore"]  # type: ignore[operator]
+        >= TARGETS["speedup_vs_stevedore"],
+    }
+    print(
+        json.dumps(
+            {
+                "benchmark": "discovery",
+                "runs": RUNS,
+                "main_800_dists_100x5": main_case,
+                "single_500x1": single,
+                "targets": TARGETS,
+                "met": met,
+                "all_met": all(met.values()),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Example planners for planforge: a third party's distribution, found through entry points."""

@@ -1,0 +1,100 @@
+"""Find a dotted module's source file without importing anything.
+
+`importlib.util.find_spec("a.b.c")` imports `a` and `a.b` to learn their `__path__`, which
+runs plugin code. We instead follow the rules of the standard path finder on the file
+system: for each component, walk the candidate directories in order; a directory with an
+`__init__` is a regular package and ends the search, a module file ends it too, and bare
+directories are namespace portions whose union is searched next. A compiled extension,
+a bytecode-only module or anything an exotic finder would handle gives `None`: its metadata
+then has to come from the sandbox.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from importlib.machinery import BYTECODE_SUFFIXES, EXTENSION_SUFFIXES
+
+__all__ = ["ModuleLocator"]
+
+
+class ModuleLocator:
+    """Resolves module names to source files; directory listings are cached per instance.
+
+    Make one per discovery pass: the cache assumes the tree does not change meanwhile, and
+    it is bounded by the directories the pass actually visits.
+    """
+
+    __slots__ = ("_listings", "_search_path")
+
+    def __init__(self, search_path: Sequence[str]) -> None:
+        self._search_path = tuple(entry or "." for entry in search_path)
+        self._listings: dict[str, frozenset[str]] = {}
+
+    @property
+    def directories(self) -> tuple[str, ...]:
+        """Every directory whose listing a lookup relied on, sorted."""
+        return tuple(sorted(self._listings))
+
+    def _listing(self, directory: str) -> frozenset[str]:
+        listing = self._listings.get(directory)
+        if listing is None:
+            try:
+                listing = frozenset(os.listdir(directory))
+            except OSError:
+                listing = frozenset()
+            self._listings[directory] = listing
+        return listing
+
+    def _init_in(self, directory: str) -> str | None:
+        """`directory`'s `__init__` source, `""` if compiled only, `None` if not a package."""
+        listing = self._listing(directory)
+        if any("__init__" + suffix in listing for suffix in EXTENSION_SUFFIXES):
+            return ""
+        if "__init__.py" in listing:
+            return os.path.join(directory, "__init__.py")
+        if any("__init__" + suffix in listing for suffix in BYTECODE_SUFFIXES):
+            return ""
+        return None
+
+    def locate(self, module: str) -> str | None:
+        """The source file of `module`, or `None` if it has none we can read."""
+        parts = module.split(".")
+        if not all(part.isidentifier() for part in parts):
+            return None
+        locations: Sequence[str] = self._search_path
+        last = len(parts) - 1
+        for index, part in enumerate(parts):
+            portions: list[str] = []
+            found: str | None = None
+            package_dir: str | None = None
+            for location in locations:
+                listing = self._listing(location)
+                if part in listing:
+                    candidate = os.path.join(location, part)
+                    init = self._init_in(candidate)
+                    if init is not None:
+                        if not init:
+                            return None
+                        package_dir, found = candidate, init
+                        break
+                if any(part + suffix in listing for suffix in EXTENSION_SUFFIXES):
+                    return None
+                if part + ".py" in listing:
+                    if index != last:
+                        return None
+                    found = os.path.join(location, part + ".py")
+                    break
+                if any(part + suffix in listing for suffix in BYTECODE_SUFFIXES):
+                    return None
+                if part in listing and os.path.isdir(os.path.join(location, part)):
+                    portions.append(os.path.join(location, part))
+            if index == last:
+                return found
+            if package_dir is not None:
+                locations = (package_dir,)
+            elif portions:
+                locations = portions
+            else:
+                return None
+        return None

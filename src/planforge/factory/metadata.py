@@ -1,0 +1,861 @@
+"""Read planner metadata (literal class attributes) from source, never by running it.
+
+Two readers produce the same `ModuleMetadata`:
+
+- `read_module_fast` scans the text with regular expressions. It blanks strings and comments
+  into placeholders, tracks bracket depth to find real statements, and understands only the
+  common shapes of a plugin file (imports, a docstring, module-level assignments and
+  functions, undecorated classes whose bodies hold assignments and methods). Whenever it
+  meets anything else it returns `None` instead of guessing.
+- `read_module_ast` parses with `ast`: slower (about 10x), but complete.
+
+`read_module` tries the first and falls back to the second. Both feed one resolver, so the
+rules are written once: a class's attributes come from its own body, then its bases in C3
+order; `Planner` (any name or attribute ending in `Planner`) supplies the defaults; a base
+that is neither `Planner` nor a class of the same module, a decorator, a class keyword, a
+rebinding of the class name, or a non-literal value makes the class "not literal", and its
+metadata must then come from the sandbox.
+"""
+
+from __future__ import annotations
+
+import ast
+import keyword
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Final
+
+from planforge.contract import METADATA_ATTRIBUTES
+
+__all__ = [
+    "ClassMetadata",
+    "ModuleMetadata",
+    "binds_name",
+    "read_module",
+    "read_module_ast",
+    "read_module_fast",
+]
+
+_ATTRIBUTES: Final = tuple(METADATA_ATTRIBUTES)
+_ATTRIBUTE_SET: Final = frozenset(_ATTRIBUTES)
+
+
+class _NotLiteral:
+    """Marks an attribute assigned something other than a literal."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<not literal>"
+
+
+NOT_LITERAL: Final = _NotLiteral()
+
+
+@dataclass(frozen=True, slots=True)
+class ClassMetadata:
+    """A top-level class of a module as read from its source.
+
+    `attributes` holds the metadata attributes declared in the class or its same-module
+    bases (missing ones take the contract defaults later); it is `None` when the class is
+    not literal, and `reason` then says why.
+    """
+
+    qualname: str
+    is_planner: bool
+    is_base: bool
+    attributes: dict[str, Any] | None
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleMetadata:
+    """The top-level classes of one module, in definition order."""
+
+    classes: tuple[ClassMetadata, ...]
+
+    def get(self, qualname: str) -> ClassMetadata | None:
+        for cls in self.classes:
+            if cls.qualname == qualname:
+                return cls
+        return None
+
+
+@dataclass(slots=True)
+class _RawClass:
+    name: str
+    bases: tuple[str, ...]
+    own: dict[str, Any]
+    flag: str
+
+
+_Event = tuple[str, Any]  # ("class", _RawClass) or ("bind", tuple[str, ...])
+
+# --- shared resolver -------------------------------------------------------------------------
+
+_PLANNER: Final = -1
+_OBJECT: Final = -2
+_UNKNOWN: Final = -3
+
+
+def _base_kind(base: str, current: dict[str, int]) -> int:
+    if base in current:
+        return current[base]
+    if base == "Planner" or base.endswith(".Planner"):
+        return _PLANNER
+    if base == "object":
+        return _OBJECT
+    return _UNKNOWN
+
+
+def _c3(
+    index: int, links: list[tuple[int, ...]], memo: dict[int, list[int] | None]
+) -> list[int] | None:
+    """C3 linearisation over same-module classes; `None` if the order is inconsistent."""
+    if index in memo:
+        return memo[index]
+    memo[index] = None  # guards against cycles, which valid Python cannot form
+    sequences: list[list[int]] = []
+    for base in links[index]:
+        if base >= 0:
+            sub = _c3(base, links, memo)
+            if sub is None:
+                return None
+            sequences.append(list(sub))
+        elif base == _PLANNER:
+            sequences.append([_PLANNER, _OBJECT])
+        else:
+            sequences.append([_OBJECT])
+    sequences.append(list(links[index]))
+    result = [index]
+    while True:
+        sequences = [seq for seq in sequences if seq]
+        if not sequences:
+            break
+        for seq in sequences:
+            head = seq[0]
+            if not any(head in other[1:] for other in sequences):
+                break
+        else:
+            return None
+        result.append(head)
+        for seq in sequences:
+            if seq[0] == head:
+                del seq[0]
+    memo[index] = result
+    return result
+
+
+def _resolve(events: list[_Event]) -> ModuleMetadata:
+    """Turn the module's class definitions and later bindings into `ModuleMetadata`."""
+    defs: list[_RawClass] = []
+    links: list[tuple[int, ...]] = []
+    unknown: list[str] = []
+    current: dict[str, int] = {}
+    rebound: dict[str, int] = {}
+    for kind, payload in events:
+        if kind == "bind":
+            for name in payload:
+                index = current.pop(name, None)
+                if index is not None:
+                    rebound[name] = index
+            continue
+        raw: _RawClass = payload
+        kinds = tuple(_base_kind(base, current) for base in raw.bases)
+        first_unknown = next(
+            (base for base, k in zip(raw.bases, kinds, strict=True) if k == _UNKNOWN), ""
+        )
+        defs.append(raw)
+        links.append(kinds)
+        unknown.append(first_unknown)
+        current[raw.name] = len(defs) - 1
+        rebound.pop(raw.name, None)
+    used_as_base = {base for kinds in links for base in kinds if base >= 0}
+    reported = sorted({*current.values(), *rebound.values()})
+    memo: dict[int, list[int] | None] = {}
+    classes: list[ClassMetadata] = []
+    for index in reported:
+        raw = defs[index]
+        is_base = index in used_as_base
+        kinds = links[index]
+        if (
+            not raw.flag
+            and rebound.get(raw.name) != index
+            and _PLANNER in kinds
+            and all(k in (_PLANNER, _OBJECT) for k in kinds)
+        ):
+            simple = _simple_attributes(raw, kinds)
+            if simple is not None:
+                classes.append(ClassMetadata(raw.name, True, is_base, *simple))
+                continue
+        known = not any(unknown[i] for i in _ancestors(index, links))
+        mro = _c3(index, links, memo) if known else None
+        is_planner = any(k == _PLANNER for i in _ancestors(index, links) for k in links[i])
+        reason = _not_literal_reason(index, raw, defs, links, unknown, mro, rebound)
+        if reason:
+            classes.append(ClassMetadata(raw.name, is_planner, is_base, None, reason))
+            continue
+        assert mro is not None
+        attributes: dict[str, Any] = {}
+        bad = ""
+        for attribute in _ATTRIBUTES:
+            for node in mro:
+                if node == _PLANNER:
+                    break
+                if node < 0:
+                    continue
+                if attribute in defs[node].own:
+                    value = defs[node].own[attribute]
+                    if value is NOT_LITERAL:
+                        bad = f"{attribute!r} in class {defs[node].name} is not a literal"
+                    else:
+                        attributes[attribute] = value
+                    break
+            if bad:
+                break
+        if bad:
+            classes.append(ClassMetadata(raw.name, is_planner, is_base, None, bad))
+        else:
+            classes.append(ClassMetadata(raw.name, is_planner, is_base, attributes))
+    return ModuleMetadata(tuple(classes))
+
+
+def _simple_attributes(
+    raw: _RawClass, kinds: tuple[int, ...]
+) -> tuple[dict[str, Any] | None, str] | None:
+    """The common case, a class whose bases are only `Planner` (and `object`)."""
+    if kinds.index(_PLANNER) > kinds.index(_OBJECT) if _OBJECT in kinds else False:
+        return None  # `object` before `Planner` is an MRO error: leave it to the full path
+    own = raw.own
+    attributes: dict[str, Any] = {}
+    for attribute in _ATTRIBUTES:
+        if attribute in own:
+            value = own[attribute]
+            if value is NOT_LITERAL:
+                return None, f"{attribute!r} in class {raw.name} is not a literal"
+            attributes[attribute] = value
+    return attributes, ""
+
+
+def _ancestors(index: int, links: list[tuple[int, ...]]) -> Iterator[int]:
+    """The class and its same-module bases, each once (bases always precede subclasses)."""
+    seen = {index}
+    stack = [index]
+    while stack:
+        node = stack.pop()
+        yield node
+        for base in links[node]:
+            if base >= 0 and base not in seen:
+                seen.add(base)
+                stack.append(base)
+
+
+def _not_literal_reason(
+    index: int,
+    raw: _RawClass,
+    defs: list[_RawClass],
+    links: list[tuple[int, ...]],
+    unknown: list[str],
+    mro: list[int] | None,
+    rebound: dict[str, int],
+) -> str:
+    if rebound.get(raw.name) == index:
+        return f"the name {raw.name} is rebound at module level after the class"
+    for node in sorted(_ancestors(index, links)):
+        if unknown[node]:
+            return (
+                f"class {defs[node].name} inherits from {unknown[node]}, which is neither "
+                "Planner nor a class of the same module"
+            )
+        if defs[node].flag:
+            return f"class {defs[node].name} {defs[node].flag}"
+    if mro is None:
+        return f"class {raw.name} has an inconsistent base order"
+    return ""
+
+
+# --- ast reader ------------------------------------------------------------------------------
+
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
+_COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+
+
+def _bound_names(node: ast.AST) -> list[str]:
+    """Names a statement binds in the scope it runs in (nested scopes excluded)."""
+    names: list[str] = []
+    stack: list[ast.AST] = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.append(item.name)
+            stack.extend(item.decorator_list)
+            if isinstance(item, ast.ClassDef):
+                stack.extend(item.bases)
+            continue
+        if isinstance(item, ast.Lambda):
+            continue
+        if isinstance(item, ast.AnnAssign) and item.value is None:
+            continue  # a bare annotation declares, it does not bind
+        if isinstance(item, ast.Name) and isinstance(item.ctx, ast.Store | ast.Del):
+            names.append(item.id)
+        elif isinstance(item, ast.alias):
+            names.append("*" if item.name == "*" else (item.asname or item.name.split(".")[0]))
+        elif isinstance(item, ast.ExceptHandler | ast.MatchAs | ast.MatchStar) and item.name:
+            names.append(item.name)
+        elif isinstance(item, ast.MatchMapping) and item.rest:
+            names.append(item.rest)
+        if isinstance(item, _COMPREHENSIONS):
+            stack.extend(n for n in ast.walk(item) if isinstance(n, ast.NamedExpr))
+            continue
+        stack.extend(ast.iter_child_nodes(item))
+    return names
+
+
+def _literal(node: ast.expr) -> Any:
+    try:
+        return ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return NOT_LITERAL
+
+
+def _dotted(node: ast.expr) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        inner = _dotted(node.value)
+        return f"{inner}.{node.attr}" if inner else ""
+    return ""
+
+
+def _raw_class(node: ast.ClassDef) -> _RawClass:
+    own: dict[str, Any] = {}
+    for stmt in node.body:
+        if isinstance(stmt, ast.Assign):
+            value: Any = None
+            for target in stmt.targets:
+                if isinstance(target, ast.Name):
+                    if target.id in _ATTRIBUTE_SET:
+                        if value is None:
+                            value = (_literal(stmt.value),)
+                        own[target.id] = value[0]
+                else:
+                    for name in _bound_names(target):
+                        if name in _ATTRIBUTE_SET:
+                            own[name] = NOT_LITERAL
+        elif isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+            if stmt.value is not None and stmt.target.id in _ATTRIBUTE_SET:
+                own[stmt.target.id] = _literal(stmt.value)
+        else:
+            for name in _bound_names(stmt):
+                if name in _ATTRIBUTE_SET:
+                    own[name] = NOT_LITERAL
+    flag = ""
+    if node.decorator_list:
+        flag = "is decorated; a decorator may change its metadata"
+    elif node.keywords:
+        flag = "uses class keywords (a metaclass may change its metadata)"
+    bases = tuple(_dotted(base) or "<expression>" for base in node.bases)
+    return _RawClass(node.name, bases, own, flag)
+
+
+def read_module_ast(source: bytes | str) -> ModuleMetadata:
+    """The complete reader. Raises `SyntaxError` for source Python would reject."""
+    tree = ast.parse(source)
+    events: list[_Event] = []
+    for stmt in tree.body:
+        if isinstance(stmt, ast.ClassDef):
+            events.append(("class", _raw_class(stmt)))
+        else:
+            names = _bound_names(stmt)
+            if "*" in names:
+                events.append(("bind", tuple(e[1].name for e in events if e[0] == "class")))
+            events.append(("bind", tuple(names)))
+    return _resolve(events)
+
+
+def binds_name(source: bytes | str, name: str) -> bool:
+    """Whether module-level code binds `name` other than by a plain class statement.
+
+    Used when an entry point names something we found no class for: if the module binds the
+    name some other way (an import, an assignment, a conditional class), only the sandbox can
+    tell what it is.
+    """
+    tree = ast.parse(source)
+    for stmt in tree.body:
+        names = _bound_names(stmt)
+        if name in names or "*" in names:
+            return True
+    return False
+
+
+# --- fast reader -----------------------------------------------------------------------------
+
+_TOKENS = re.compile(r'("""[\s\S]*?"""|\'\'\'[\s\S]*?\'\'\'|"[^"\n]*"|\'[^\'\n]*\'|#[^\n]*)')
+_LINES = re.compile(r"^(?: {4}| {0,3})(?=[^ \n])", re.MULTILINE)
+_BRACKETS = str.maketrans("[{]}", "(())")
+_CLASS = re.compile(r"class[ ]+([A-Za-z_]\w*)[ ]*(?:\(([^()]*)\))?[ ]*:[ ]*(\x00?)[ ]*(?:\n|$)")
+_DEF = re.compile(r"(?:async[ ]+)?def[ ]+([A-Za-z_]\w*)")
+_ASSIGN = re.compile(r"([A-Za-z_]\w*)[ ]*(?::[^=\n]*?)?(?<![=!<>])=(?!=)\s*")
+_ANNOTATION_ONLY = re.compile(r"([A-Za-z_]\w*)[ ]*:[^=\n]*\s*$")
+_BARE_EQUALS = re.compile(r"(?<![=!<>])=(?!=)")
+_DOTTED = re.compile(r"\s*([A-Za-z_][\w.]*?)\s*")
+_PLACEHOLDERS_ONLY = re.compile(r"[\x00\s]*")
+_IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
+_NUMBER = re.compile(r"-?(?:(\d+)(?:(\.)\d*)?|(\.)\d+)(?:([eE])[-+]?\d+)?")
+_ELEMENT = re.compile(r"\s*(?:(\x00)|(True|False|None)(?!\w)|(-?[\d.])|([(\[])|([)\]])|(,))")
+_IMPORT = re.compile(r"(?:import|from)[ ]")
+_STRING_SEQUENCE = re.compile(
+    r"\((?:\s*\x00\s*,)*\s*(?:\x00\s*)?\)|\[(?:\s*\x00\s*,)*\s*(?:\x00\s*)?\]"
+)
+_NO_SCALAR: Final = object()
+
+
+class _Unsure(Exception):
+    """The fast reader met a shape it does not handle; the caller falls back to `ast`."""
+
+
+class _Text:
+    """The source as code with comments removed and `\\x00` for each string, plus the strings."""
+
+    __slots__ = ("code", "tokens")
+
+    def __init__(self, text: str) -> None:
+        parts = _TOKENS.split(text)
+        tokens = parts[1::2]
+        if "#" in text and any(token[0] == "#" for token in tokens):
+            parts[1::2] = ["" if token[0] == "#" else "\x00" for token in tokens]
+            self.code = "".join(parts)
+            self.tokens = [token for token in tokens if token[0] != "#"]
+        else:
+            self.code = "\x00".join(parts[0::2])
+            self.tokens = tokens
+
+    def token_index(self, position: int) -> int:
+        return self.code.count("\x00", 0, position)
+
+
+def _string_value(token: str) -> Any:
+    if token[:3] in ('"""', "'''"):
+        return token[3:-3]
+    return token[1:-1]
+
+
+def _number(code: str, position: int) -> tuple[Any, int]:
+    match = _NUMBER.match(code, position)
+    if match is None:
+        raise _Unsure
+    end = match.end()
+    if end < len(code) and (code[end].isalnum() or code[end] in "._"):
+        raise _Unsure
+    text = match.group()
+    if match.group(2) or match.group(3) or match.group(4):
+        return float(text), end
+    digits = match.group(1)
+    if len(digits) > 1 and digits[0] == "0":
+        raise _Unsure
+    return int(text), end
+
+
+def _skip_space(code: str, position: int) -> int:
+    while position < len(code) and code[position] in " \n":
+        position += 1
+    return position
+
+
+_SCALARS: Final = {"True": True, "False": False, "None": None}
+
+
+def _value(text: _Text, start: int, end: int, index: int) -> Any:
+    """Parse the literal in `code[start:end]` (a whole statement tail) or raise `_Unsure`.
+
+    `index` is the number of string placeholders before `start`.
+    """
+    code = text.code
+    tail = code[start:end].rstrip()
+    if tail == "\x00":
+        return _string_value(text.tokens[index])
+    if _STRING_SEQUENCE.fullmatch(tail):
+        count = tail.count("\x00")
+        items = [_string_value(token) for token in text.tokens[index : index + count]]
+        if tail[0] == "[":
+            return items
+        if count == 1 and "," not in tail:
+            return items[0]
+        return tuple(items)
+    scalar = _SCALARS.get(tail, _NO_SCALAR)
+    if scalar is not _NO_SCALAR:
+        return scalar
+    first = tail[:1]
+    if first in ("(", "["):
+        value, position, index = _bracket(text, start, index)
+    elif first == "-" or first.isdigit():
+        value, position = _number(code, start)
+    else:
+        word = _IDENTIFIER.match(code, start)
+        if word is None:
+            raise _Unsure
+        name = word.group()
+        after = word.end()
+        if name in _SCALARS or name == "set" or (after < end and code[after] == "\x00"):
+            raise _Unsure
+        if _BARE_EQUALS.search(tail):
+            raise _Unsure
+        return NOT_LITERAL
+    if _skip_space(code, position) < end:
+        raise _Unsure
+    return value
+
+
+def _bracket(text: _Text, start: int, index: int) -> tuple[Any, int, int]:
+    code = text.code
+    opener = code[start]
+    closer = ")" if opener == "(" else "]"
+    items: list[Any] = []
+    commas = 0
+    expect_item = True
+    position = start + 1
+    while True:
+        position = _skip_space(code, position)
+        match = _ELEMENT.match(code, position)
+        if match is None:
+            raise _Unsure
+        kind = match.lastindex
+        if kind == 5:
+            if match.group(5) != closer:
+                raise _Unsure
+            position = match.end()
+            break
+        if kind == 6:
+            if expect_item:
+                raise _Unsure
+            commas += 1
+            expect_item = True
+            position = match.end()
+            continue
+        if not expect_item or kind == 4:
+            raise _Unsure
+        if kind == 1:
+            items.append(_string_value(text.tokens[index]))
+            index += 1
+            position = match.end()
+        elif kind == 2:
+            items.append({"True": True, "False": False, "None": None}[match.group(2)])
+            position = match.end()
+        else:
+            number, position = _number(code, match.start(3))
+            items.append(number)
+        expect_item = False
+    if opener == "[":
+        return items, position, index
+    if len(items) == 1 and commas == 0:
+        return items[0], position, index
+    return tuple(items), position, index
+
+
+def read_module_fast(source: bytes | str) -> ModuleMetadata | None:
+    """The fast reader: the same answer as `read_module_ast`, or `None` when unsure."""
+    if isinstance(source, bytes):
+        if source.startswith(b"\xef\xbb\xbf") or b"coding" in b"".join(source.split(b"\n", 2)[:2]):
+            return None
+        try:
+            source = source.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    if "\\" in source or "\r" in source:
+        return None
+    try:
+        text = _Text("\n" + source + "\n")
+    except _Unsure:
+        return None
+    try:
+        return _scan_quick(text)
+    except _Unsure:
+        pass
+    try:
+        return _scan(text)
+    except _Unsure:
+        return None
+
+
+def _scan(text: _Text) -> ModuleMetadata:
+    code = text.code
+    if "\t" in code or ";" in code or "\f" in code or "\v" in code:
+        raise _Unsure
+    flat = code.translate(_BRACKETS)
+    starts: list[int] = []
+    indents: list[bool] = []
+    depth = 0
+    previous = 0
+    for match in _LINES.finditer(code):
+        position = match.start()
+        depth += flat.count("(", previous, position) - flat.count(")", previous, position)
+        previous = position
+        if depth:
+            continue
+        indent = match.end() - position
+        if indent not in (0, 4):
+            raise _Unsure
+        starts.append(position)
+        indents.append(indent == 4)
+    starts.append(len(code))
+    events: list[_Event] = []
+    seen_class = False
+    names: set[str] = set()
+    count = len(starts) - 1
+    line = 0
+    while line < count:
+        start, end = starts[line], starts[line + 1]
+        if indents[line]:
+            line += 1  # a body line of a top-level function
+            continue
+        statement = code[start:end]
+        if statement.startswith("class "):
+            header = _CLASS.match(code, start)
+            if header is None:
+                raise _Unsure
+            if header.group(3):
+                raise _Unsure
+            name = header.group(1)
+            if name in names:
+                raise _Unsure
+            names.add(name)
+            seen_class = True
+            bases = _bases(header.group(2))
+            body_end = line + 1
+            while body_end < count and indents[body_end]:
+                body_end += 1
+            if body_end == line + 1:
+                raise _Unsure
+            own = _class_body(text, starts, line + 1, body_end)
+            events.append(("class", _RawClass(name, bases, own, "")))
+            line = body_end
+            continue
+        line += 1
+        if _PLACEHOLDERS_ONLY.fullmatch(statement):
+            continue
+        if _IMPORT.match(statement):
+            if seen_class or "*" in statement:
+                raise _Unsure
+            continue
+        definition = _DEF.match(statement)
+        if definition is not None:
+            events.append(("bind", (definition.group(1),)))
+            continue
+        assign = _ASSIGN.match(statement)
+        if assign is not None and not keyword.iskeyword(assign.group(1)):
+            if _BARE_EQUALS.search(statement, assign.end()):
+                raise _Unsure
+            events.append(("bind", (assign.group(1),)))
+            continue
+        if _annotation_only(statement):
+            continue
+        raise _Unsure
+    return _resolve(events)
+
+
+_KEYWORDS = (
+    r"(?:if|elif|else|try|except|finally|for|while|with|match|case|class|def|return|del|global"
+    r"|nonlocal|import|from|raise|assert|yield|lambda|not|and|or|in|is|async|await|break"
+    r"|continue|type|pass|None|True|False)\b"
+)
+_META_NAMES = "|".join(_ATTRIBUTES)
+_TOP = re.compile(r"\n(?=[^ \n])")
+_ODD_INDENT = re.compile(r"\n {1,3}(?=[^ \n])")
+_BODY_START = re.compile(r"(?:\n[ ]*(?=\n))*\n    (?=[^ \n])")
+_BAD_BODY = re.compile(
+    r"\n    (?=[^ \n])(?!def |async def |@|pass\b|\.\.\.|\x00|[)\]}]"
+    rf"|(?!{_KEYWORDS})[A-Za-z_]\w*[ ]*(?::[^=\n]*)?=(?!=)(?![^\n]*(?<![=!<>])=(?!=))"
+    rf"|(?!{_KEYWORDS})[A-Za-z_]\w*[ ]*:[^=\n]*\n)"
+)
+_META_DEF = re.compile(rf"\n    (?:async )?def (?:{_META_NAMES})\b")
+_META_LINE = re.compile(rf"\n    ({_META_NAMES})[ ]*(?::[^=\n]*)?=(?!=)[ ]*([^\n]*)")
+_LINE_START = re.compile(r"\n(?: {4}| {0,3})(?=[^ \n])")
+_CLASS_QUICK = re.compile(r"\nclass[ ]+([A-Za-z_]\w*)[ ]*(?:\(([^()]*)\))?[ ]*:[ ]*(?=\n)")
+_NUMBER_FULL = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?")
+
+
+def _statement_end(code: str, flat: str, position: int) -> int:
+    """Where the statement holding `position` (at bracket depth 0) ends."""
+    depth = 0
+    previous = position
+    for match in _LINE_START.finditer(code, position):
+        start = match.start()
+        depth += flat.count("(", previous, start) - flat.count(")", previous, start)
+        previous = start
+        if depth <= 0:
+            return start
+    return len(code)
+
+
+def _quick_value(text: _Text, flat: str, start: int, rest: str, index: int) -> Any:
+    """The value of a metadata assignment whose first line reads `rest`."""
+    tail = rest.rstrip()
+    if tail == "\x00":
+        return _string_value(text.tokens[index])
+    if _STRING_SEQUENCE.fullmatch(tail):
+        count = tail.count("\x00")
+        items = [_string_value(token) for token in text.tokens[index : index + count]]
+        if tail[0] == "[":
+            return items
+        if count == 1 and "," not in tail:
+            return items[0]
+        return tuple(items)
+    scalar = _SCALARS.get(tail, _NO_SCALAR)
+    if scalar is not _NO_SCALAR:
+        return scalar
+    if _NUMBER_FULL.fullmatch(tail):
+        return float(tail) if "." in tail else int(tail)
+    end = _statement_end(text.code, flat, start)
+    return _value(text, start, end, index)
+
+
+def _scan_quick(text: _Text) -> ModuleMetadata:
+    """The common shape in a few regex passes; raises `_Unsure` for anything else."""
+    code = text.code
+    if "\t" in code or ";" in code or "\f" in code or "\v" in code:
+        raise _Unsure
+    flat = code.translate(_BRACKETS)
+    for odd in _ODD_INDENT.finditer(code):
+        position = odd.start()
+        if flat.count("(", 0, position) == flat.count(")", 0, position):
+            raise _Unsure
+    tops: list[int] = []
+    depth = 0
+    previous = 0
+    for match in _TOP.finditer(code):
+        position = match.start()
+        depth += flat.count("(", previous, position) - flat.count(")", previous, position)
+        previous = position
+        if not depth:
+            tops.append(position)
+    tops.append(len(code))
+    events: list[_Event] = []
+    names: set[str] = set()
+    seen_class = False
+    token_position = 0
+    token_count = 0
+    for number in range(len(tops) - 1):
+        start, end = tops[number], tops[number + 1]
+        header = _CLASS_QUICK.match(code, start, end)
+        if header is None:
+            statement = code[start + 1 : end]
+            if statement.startswith("class"):
+                raise _Unsure
+            if _PLACEHOLDERS_ONLY.fullmatch(statement):
+                continue
+            if _IMPORT.match(statement):
+                if seen_class or "*" in statement:
+                    raise _Unsure
+                continue
+            definition = _DEF.match(statement)
+            if definition is not None:
+                events.append(("bind", (definition.group(1),)))
+                continue
+            assign = _ASSIGN.match(statement)
+            if assign is not None and not keyword.iskeyword(assign.group(1)):
+                if _BARE_EQUALS.search(statement, assign.end()):
+                    raise _Unsure
+                events.append(("bind", (assign.group(1),)))
+                continue
+            if _annotation_only(statement):
+                continue
+            raise _Unsure
+        name = header.group(1)
+        if name in names:
+            raise _Unsure
+        names.add(name)
+        seen_class = True
+        bases = _bases(header.group(2))
+        body = header.end()
+        if (
+            _BODY_START.match(code, body, end) is None
+            or _BAD_BODY.search(code, body, end) is not None
+            or _META_DEF.search(code, body, end) is not None
+        ):
+            raise _Unsure
+        own: dict[str, Any] = {}
+        depth = 0
+        previous = body
+        for match in _META_LINE.finditer(code, body, end):
+            position = match.start()
+            depth += flat.count("(", previous, position) - flat.count(")", previous, position)
+            previous = position
+            if depth:
+                continue
+            value_start = match.start(2)
+            token_count += code.count("\x00", token_position, value_start)
+            token_position = value_start
+            own[match.group(1)] = _quick_value(text, flat, value_start, match.group(2), token_count)
+        events.append(("class", _RawClass(name, bases, own, "")))
+    return _resolve(events)
+
+
+def _annotation_only(statement: str) -> bool:
+    match = _ANNOTATION_ONLY.match(statement)
+    return match is not None and not keyword.iskeyword(match.group(1))
+
+
+def _bases(text: str | None) -> tuple[str, ...]:
+    if text is None or not text.strip():
+        return ()
+    parts = text.split(",")
+    if not parts[-1].strip():
+        parts.pop()
+    bases: list[str] = []
+    for part in parts:
+        match = _DOTTED.fullmatch(part)
+        if match is None or match.group(1).endswith(".") or ".." in match.group(1):
+            raise _Unsure
+        bases.append(match.group(1))
+    return tuple(bases)
+
+
+def _class_body(text: _Text, starts: list[int], first: int, stop: int) -> dict[str, Any]:
+    code = text.code
+    own: dict[str, Any] = {}
+    index = -1
+    counted = 0
+    for line in range(first, stop):
+        start, end = starts[line] + 4, starts[line + 1]
+        statement = code[start:end]
+        if _PLACEHOLDERS_ONLY.fullmatch(statement):
+            continue
+        definition = _DEF.match(statement)
+        if definition is not None:
+            if definition.group(1) in _ATTRIBUTE_SET:
+                own[definition.group(1)] = NOT_LITERAL
+            continue
+        if statement[0] == "@":
+            continue  # a method decorator; the decorated def is checked on its own line
+        assign = _ASSIGN.match(statement)
+        if assign is not None and not keyword.iskeyword(assign.group(1)):
+            name = assign.group(1)
+            if name in _ATTRIBUTE_SET:
+                value_start = start + assign.end()
+                if index < 0:
+                    index = text.token_index(value_start)
+                else:
+                    index += code.count("\x00", counted, value_start)
+                counted = value_start
+                own[name] = _value(text, value_start, end, index)
+            elif _BARE_EQUALS.search(statement, assign.end()):
+                raise _Unsure
+            continue
+        if _annotation_only(statement):
+            continue
+        if statement.rstrip() in ("pass", "..."):
+            continue
+        raise _Unsure
+    return own
+
+
+def read_module(source: bytes | str) -> tuple[ModuleMetadata, str]:
+    """Read a module's classes; returns the metadata and which reader produced it.
+
+    Raises `SyntaxError` when the fast reader is unsure and `ast` rejects the source.
+    """
+    fast = read_module_fast(source)
+    if fast is not None:
+        return fast, "fast"
+    return read_module_ast(source), "ast"

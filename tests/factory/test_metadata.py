@@ -1,0 +1,282 @@
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from planforge.contract import METADATA_ATTRIBUTES
+from planforge.factory import metadata
+from planforge.factory.metadata import (
+    ModuleMetadata,
+    binds_name,
+    read_module,
+    read_module_ast,
+    read_module_fast,
+)
+
+
+def both(source: str) -> ModuleMetadata:
+    """Read with both readers, insist they agree, return the answer."""
+    text = textwrap.dedent(source)
+    slow = read_module_ast(text)
+    fast = read_module_fast(text)
+    if fast is not None:
+        assert fast == slow
+    return slow
+
+
+def test_every_attribute_plain_and_annotated() -> None:
+    meta = both(
+        '''
+        """Doc with class Fake(Planner): name = "no" inside."""
+        from typing import ClassVar
+        from planforge.contract import Planner
+
+        class Full(Planner):
+            """Docstring.
+
+            name = "not this one"
+            """
+            name = "full"  # a comment
+            version: ClassVar[str] = "2.0.0"
+            capabilities = ("a", "b")
+            tags: tuple[str, ...] = (
+                "x",  # why
+                'y',
+            )
+            tier = "vip"
+            production_ready = True
+            reliability_score = 0.5
+            description = """multi
+        line"""
+            keywords = ["k"]
+            stateful = None
+            other = compute()
+
+            def plan(self, objective, context):
+                return self.new_plan(
+            name = "inside a call",
+                )
+        '''
+    )
+    (cls,) = meta.classes
+    assert cls.is_planner
+    assert cls.attributes == {
+        "name": "full",
+        "version": "2.0.0",
+        "capabilities": ("a", "b"),
+        "tags": ("x", "y"),
+        "tier": "vip",
+        "production_ready": True,
+        "reliability_score": 0.5,
+        "description": "multi\nline",
+        "keywords": ["k"],
+        "stateful": None,
+    }
+
+
+def test_same_module_inheritance_in_c3_order() -> None:
+    meta = both(
+        """
+        import planforge.contract as c
+
+        class Base(c.Planner):
+            tier = "gold"
+            tags = ("base",)
+
+        class Left(Base):
+            tags = ("left",)
+
+        class Right(Base):
+            tags = ("right",)
+            description = "right"
+
+        class Child(Left, Right):
+            name = "child"
+
+        class NotAPlanner:
+            name = "plain"
+        """
+    )
+    by_name = {c.qualname: c for c in meta.classes}
+    child = by_name["Child"]
+    assert child.attributes == {
+        "name": "child",
+        "tags": ("left",),
+        "tier": "gold",
+        "description": "right",
+    }
+    assert by_name["Base"].is_base
+    assert not child.is_base
+    assert not by_name["NotAPlanner"].is_planner
+    assert by_name["NotAPlanner"].attributes == {"name": "plain"}
+
+
+def test_planner_before_a_mixin_hides_the_mixin_attributes() -> None:
+    meta = both(
+        """
+        class Mixin:
+            tags = ("mixin",)
+
+        class P(Planner, Mixin):
+            name = "p"
+        """
+    )
+    assert meta.get("P") is not None
+    assert meta.get("P").attributes == {"name": "p"}  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("source", "reason_part"),
+    [
+        ("class P(Planner):\n    name = NAME\n", "'name' in class P is not a literal"),
+        ("class P(Planner):\n    name = make()\n", "not a literal"),
+        ("class P(Planner):\n    name = f'p{1}'\n", "not a literal"),
+        ("class P(Planner):\n    tags = ('a',) + ('b',)\n", "not a literal"),
+        ("class P(Planner):\n    @property\n    def name(self):\n        return 'x'\n", "name"),
+        ("class P(External):\n    name = 'p'\n", "inherits from External"),
+        ("class P(Planner, metaclass=Meta):\n    name = 'p'\n", "class keywords"),
+        ("@register\nclass P(Planner):\n    name = 'p'\n", "decorated"),
+        ("class P(Planner):\n    name = 'p'\nP = wrap(P)\n", "rebound"),
+        ("class B(Other):\n    pass\nclass P(B):\n    name = 'p'\n", "class B inherits from Other"),
+        ("class P(Planner):\n    if X:\n        name = 'p'\n", "'name' in class P"),
+    ],
+)
+def test_non_literal_classes_are_flagged_not_evaluated(source: str, reason_part: str) -> None:
+    meta = both(source)
+    cls = meta.get("P")
+    assert cls is not None
+    assert cls.attributes is None
+    assert reason_part in cls.reason
+
+
+def test_nothing_is_executed() -> None:
+    source = "import sys\nsys.exit(3)\nraise SystemExit(4)\nclass P(Planner):\n    name = 'p'\n"
+    meta, _ = read_module(source)
+    assert meta.get("P") is not None
+
+
+def test_fast_reader_steps_aside_for_shapes_it_does_not_know() -> None:
+    assert read_module_fast("class P(Planner):\n    name = 'a\\tb'\n") is None
+    assert read_module_fast("if X:\n    class P(Planner):\n        name = 'p'\n") is None
+    meta, reader = read_module("class P(Planner):\n    name = r'raw'\n")
+    assert reader == "ast"
+    assert meta.get("P").attributes == {"name": "raw"}  # type: ignore[union-attr]
+    _, reader = read_module("class P(Planner):\n    name = 'p'\n")
+    assert reader == "fast"
+
+
+def test_syntax_error_raises_and_binds_name_sees_other_bindings() -> None:
+    with pytest.raises(SyntaxError):
+        read_module_ast("class P(Planner:\n")
+    source = "from x import Imported\nif Y:\n    class Cond(Planner):\n        pass\n"
+    assert binds_name(source, "Imported")
+    assert binds_name(source, "Cond")
+    assert not binds_name(source, "Missing")
+
+
+# --- property: the fast reader agrees with ast --------------------------------------------
+
+_words = st.text(alphabet="abcxyz -_.#=:()'", min_size=0, max_size=8)
+_plain = st.text(alphabet="abcdef xyz-_.#=:()[]", min_size=0, max_size=10)
+
+
+def _quote(text: str) -> str:
+    return f'"{text}"'
+
+
+_literal = st.one_of(
+    _plain.map(_quote),
+    _plain.map(lambda s: f"'{s}'".replace("''", "'a'") if "'" not in s else _quote(s)),
+    st.integers(-5, 100).map(str),
+    st.floats(0, 1, allow_nan=False).map(lambda f: f"{f:.3f}"),
+    st.sampled_from(["True", "False", "None", "()", "[]", "set()", "NAME", "make()", "r'x'"]),
+    st.lists(_plain.map(_quote), min_size=1, max_size=3).map(lambda i: "(" + ", ".join(i) + ",)"),
+    st.lists(_plain.map(_quote), max_size=3).map(lambda items: "[" + ", ".join(items) + "]"),
+    st.lists(_plain.map(_quote), min_size=1, max_size=3).map(
+        lambda items: "(\n        " + ",\n        ".join(items) + ",\n    )"
+    ),
+)
+_attribute = st.sampled_from([*METADATA_ATTRIBUTES, "helper", "_private"])
+
+
+@st.composite
+def _class_block(draw: st.DrawFn, index: int, earlier: list[str]) -> str:
+    name = f"C{index}"
+    bases = draw(
+        st.lists(
+            st.sampled_from(["Planner", "contract.Planner", "object", "Other", *earlier]),
+            max_size=2,
+            unique=True,
+        )
+    )
+    lines = [f"class {name}({', '.join(bases)}):" if bases else f"class {name}:"]
+    if draw(st.booleans()):
+        lines.append(f'    """Doc {draw(_words)}."""')
+    body = draw(
+        st.lists(
+            st.one_of(
+                st.tuples(_attribute, _literal).map(lambda p: f"    {p[0]} = {p[1]}"),
+                st.tuples(_attribute, _literal).map(lambda p: f"    {p[0]}: str = {p[1]}"),
+                _attribute.map(lambda a: f"    {a}: int"),
+                st.just("    # a comment = 'x'"),
+                _attribute.map(lambda a: f"    def {a}(self):\n        return 1"),
+                st.just("    def plan(self, o, c):\n        return f(\n    name = 'x',\n        )"),
+            ),
+            min_size=1,
+            max_size=5,
+        )
+    )
+    lines.extend(body)
+    if all(line.strip().startswith("#") for line in body):
+        lines.append("    pass")
+    return "\n".join(lines)
+
+
+@st.composite
+def _module(draw: st.DrawFn) -> str:
+    parts = ['"""A module."""', "from planforge import contract", "from x import Planner"]
+    names: list[str] = []
+    for index in range(draw(st.integers(1, 4))):
+        parts.append(draw(_class_block(index, list(names))))
+        names.append(f"C{index}")
+        if draw(st.integers(0, 5)) == 0:
+            parts.append(f"{draw(st.sampled_from(names))} = {draw(_literal)}")
+        if draw(st.integers(0, 5)) == 0:
+            parts.append("def helper():\n    value = 1\n    return value")
+    return "\n\n\n".join(parts) + "\n"
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_module())
+def test_fast_and_ast_readers_agree(source: str) -> None:
+    slow = read_module_ast(source)
+    fast = read_module_fast(source)
+    if fast is not None:
+        assert fast == slow, source
+    # each tier of the fast reader on its own, so one cannot hide the other's mistakes
+    for scanner in (metadata._scan_quick, metadata._scan):
+        try:
+            tier = scanner(metadata._Text("\n" + source + "\n"))
+        except metadata._Unsure:
+            continue
+        assert tier == slow, (scanner.__name__, source)
+
+
+def test_fast_reader_handles_the_generated_common_shape() -> None:
+    source = (
+        '"""A module."""\n\nfrom planforge import contract\n\n\n'
+        "class C0(contract.Planner):\n"
+        '    """Doc."""\n'
+        '    name = "c0"\n'
+        "    tags: tuple[str, ...] = (\n"
+        '        "a",\n'
+        "    )\n\n"
+        "    def plan(self, o, c):\n"
+        "        return 1\n"
+    )
+    fast = read_module_fast(source)
+    assert fast is not None
+    assert fast == read_module_ast(source)

@@ -1,0 +1,148 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from planforge.contract import (
+    Plan,
+    Planner,
+    PlannerRef,
+    PlannerSpec,
+    PlanStep,
+    spec_from_attributes,
+)
+from planforge.errors import InvalidPlannerMetadata
+
+
+class _Echo(Planner):
+    name = "echo"
+    version = "1.0.0"
+    capabilities = ("b", "a", "a")
+    tier = "stable"
+    reliability_score = 0.5
+    keywords = ("echo",)
+
+    def plan(self, objective: str, context: Any) -> Plan:
+        return self.new_plan(objective, [PlanStep(id="1", action="say", description=objective)])
+
+
+def test_plan_round_trips_through_json_without_loss() -> None:
+    plan = Plan(
+        objective="rebalance",
+        planner=PlannerRef(name="p", version="1.2.3"),
+        steps=[
+            PlanStep(id="s1", action="sell", params={"symbol": "AAA", "qty": 3, "px": 0.1}),
+            PlanStep(id="s2", action="buy", depends_on=["s1"], tags=["core"]),
+        ],
+        score=0.7342,
+        metrics={"cash": 12.5},
+        warnings=["module x degraded"],
+    )
+    again = Plan.model_validate_json(plan.model_dump_json())
+    assert again == plan
+    assert json.loads(again.model_dump_json()) == json.loads(plan.model_dump_json())
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@given(
+    params=st.dictionaries(st.text(max_size=6), json_values, max_size=4),
+    score=st.floats(allow_nan=False, allow_infinity=False),
+)
+def test_any_json_params_round_trip(params: dict[str, Any], score: float) -> None:
+    plan = Plan(
+        objective="o",
+        planner=PlannerRef(name="p"),
+        steps=[PlanStep(id="a", action="x", params=params)],
+        score=score,
+    )
+    assert Plan.model_validate_json(plan.model_dump_json()) == plan
+
+
+def test_plan_id_is_a_deterministic_digest_of_content() -> None:
+    first = _Echo().plan("hello", {})
+    second = _Echo().plan("hello", {})
+    other = _Echo().plan("bye", {})
+    assert first.plan_id == second.plan_id
+    assert first.plan_id != other.plan_id
+
+
+def test_plan_rejects_unknown_dependencies_and_duplicate_ids() -> None:
+    with pytest.raises(ValidationError, match="unknown steps"):
+        Plan(
+            objective="o",
+            planner=PlannerRef(name="p"),
+            steps=[PlanStep(id="a", action="x", depends_on=["zz"])],
+        )
+    with pytest.raises(ValidationError, match="unique"):
+        Plan(
+            objective="o",
+            planner=PlannerRef(name="p"),
+            steps=[PlanStep(id="a", action="x"), PlanStep(id="a", action="y")],
+        )
+
+
+def test_plan_rejects_non_finite_metrics() -> None:
+    with pytest.raises(ValidationError, match="finite"):
+        Plan(objective="o", planner=PlannerRef(name="p"), metrics={"x": float("nan")})
+
+
+def test_class_spec_sorts_and_deduplicates_and_round_trips() -> None:
+    spec = _Echo.spec()
+    assert spec.capabilities == ("a", "b")
+    assert spec.target.endswith(":_Echo")
+    assert spec.metadata_from == "class"
+    assert PlannerSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+
+
+@pytest.mark.parametrize(
+    ("attrs", "attribute"),
+    [
+        ({"name": "x", "tier": "platinum"}, "tier"),
+        ({"name": "x", "capabilities": "rebalance"}, "capabilities"),
+        ({"name": "x", "tags": ("ok", 3)}, "tags"),
+        ({"name": "x", "reliability_score": 1.5}, "reliability_score"),
+        ({"name": "x", "reliability_score": True}, "reliability_score"),
+        ({"name": "x", "production_ready": "yes"}, "production_ready"),
+        ({"name": "has space"}, "name"),
+        ({}, "name"),
+    ],
+)
+def test_invalid_metadata_names_the_attribute(attrs: dict[str, Any], attribute: str) -> None:
+    with pytest.raises(InvalidPlannerMetadata) as info:
+        spec_from_attributes(attrs, target="m:C", source="code")
+    assert info.value.attribute == attribute
+    assert attribute in str(info.value)
+
+
+def test_missing_attributes_take_defaults() -> None:
+    spec = spec_from_attributes({"name": "bare"}, target="m:C", source="directory")
+    assert (spec.tier, spec.version, spec.reliability_score, spec.stateful) == (
+        "beta",
+        "0.0.0",
+        None,
+        False,
+    )
+
+
+def test_aplan_runs_plan_off_the_loop() -> None:
+    import asyncio
+
+    plan = asyncio.run(_Echo().aplan("hi", {}))
+    assert plan.steps[0].description == "hi"
