@@ -14,6 +14,8 @@ from planforge.contract import (
     PlannerRef,
     PlannerSpec,
     PlanStep,
+    _spec_checked,
+    _spec_if_plain,
     spec_from_attributes,
 )
 from planforge.errors import InvalidPlannerMetadata
@@ -146,3 +148,56 @@ def test_aplan_runs_plan_off_the_loop() -> None:
 
     plan = asyncio.run(_Echo().aplan("hi", {}))
     assert plan.steps[0].description == "hi"
+
+
+attribute_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-2, 2),
+    st.floats(-0.5, 1.5),
+    st.sampled_from(["", "x", "a b", "n\u00a0m", "stable", "vip", "a,b", "rebalance"]),
+    st.lists(st.sampled_from(["", "a", "b", "c", 3]), max_size=3).map(tuple),
+    st.lists(st.sampled_from(["a", "b"]), max_size=2),
+)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "name",
+                "version",
+                "capabilities",
+                "tags",
+                "tier",
+                "production_ready",
+                "reliability_score",
+                "description",
+                "keywords",
+                "stateful",
+            ]
+        ),
+        attribute_values,
+    ),
+    st.sampled_from(["", "fallback"]),
+)
+def test_fast_validation_agrees_with_the_checked_path(
+    attributes: dict[str, Any], default_name: str
+) -> None:
+    fields = {
+        "target": "m:C",
+        "source": "directory",
+        "origin": "",
+        "path": None,
+        "fingerprint": "",
+        "metadata_from": "ast",
+        "default_name": default_name,
+    }
+    fast = _spec_if_plain(attributes, *fields.values())
+    try:
+        checked = _spec_checked(attributes, **fields)
+    except InvalidPlannerMetadata:
+        assert fast is None
+        return
+    if fast is not None:
+        assert fast == checked

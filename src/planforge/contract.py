@@ -11,9 +11,8 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
@@ -118,13 +117,13 @@ class Plan(BaseModel):
         return self
 
 
-@dataclass(frozen=True, slots=True)
-class PlannerSpec:
+class PlannerSpec(NamedTuple):
     """What discovery knows about a planner without importing it.
 
     `target` is `module:qualname`; `source` is how it was found (`entry_point`, `directory`,
     `code`), `origin` the distribution, directory or `code`, `path` its source file and
-    `fingerprint` that file's size and mtime when it was read.
+    `fingerprint` that file's size and mtime when it was read. A named tuple, because
+    discovery rebuilds hundreds of these from its cache on every warm start.
     """
 
     name: str
@@ -143,7 +142,6 @@ class PlannerSpec:
     path: str | None = None
     fingerprint: str = ""
     metadata_from: str = "ast"
-    extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def module(self) -> str:
@@ -223,6 +221,84 @@ def _boolean(target: str, attribute: str, value: Any) -> bool:
     return value
 
 
+_TIER_SET = frozenset(TIERS)
+_NAME_BREAKERS = frozenset(" \t\n\r\v\f,")
+
+
+def _plain_strings(value: Any) -> tuple[str, ...] | None:
+    if type(value) is not tuple:
+        return None
+    for item in value:
+        if type(item) is not str or not item:
+            return None
+    return value if len(value) < 2 else tuple(sorted(set(value)))
+
+
+def _spec_if_plain(
+    attributes: Mapping[str, Any],
+    target: str,
+    source: str,
+    origin: str,
+    path: str | None,
+    fingerprint: str,
+    metadata_from: str,
+    default_name: str,
+) -> PlannerSpec | None:
+    """The common, valid case without building error messages; None sends it to the checks.
+
+    Discovery validates hundreds of specs on a cold start, so this path avoids every
+    per-attribute call of the general one.
+    """
+    get = attributes.get
+    name = get("name", "") or default_name
+    version = get("version", "0.0.0")
+    tier = get("tier", "beta")
+    description = get("description", "")
+    production_ready = get("production_ready", False)
+    stateful = get("stateful", False)
+    reliability = get("reliability_score")
+    if (
+        type(name) is not str
+        or not name
+        or not name.isascii()
+        or not _NAME_BREAKERS.isdisjoint(name)
+        or type(version) is not str
+        or type(tier) is not str
+        or tier not in _TIER_SET
+        or type(description) is not str
+        or type(production_ready) is not bool
+        or type(stateful) is not bool
+    ):
+        return None
+    if reliability is not None and (
+        type(reliability) is not float or not 0.0 <= reliability <= 1.0
+    ):
+        return None
+    capabilities = _plain_strings(get("capabilities", ()))
+    tags = _plain_strings(get("tags", ()))
+    keywords = _plain_strings(get("keywords", ()))
+    if capabilities is None or tags is None or keywords is None:
+        return None
+    return PlannerSpec(
+        name,
+        version,
+        capabilities,
+        tags,
+        tier,
+        production_ready,
+        reliability,
+        description,
+        keywords,
+        stateful,
+        target,
+        source,
+        origin,
+        path,
+        fingerprint,
+        metadata_from,
+    )
+
+
 def spec_from_attributes(
     attributes: Mapping[str, Any],
     *,
@@ -240,6 +316,34 @@ def spec_from_attributes(
     planner's metadata means the same thing however it was found. Raises
     `InvalidPlannerMetadata` naming the attribute at fault.
     """
+    fast = _spec_if_plain(
+        attributes, target, source, origin, path, fingerprint, metadata_from, default_name
+    )
+    if fast is not None:
+        return fast
+    return _spec_checked(
+        attributes,
+        target=target,
+        source=source,
+        origin=origin,
+        path=path,
+        fingerprint=fingerprint,
+        metadata_from=metadata_from,
+        default_name=default_name,
+    )
+
+
+def _spec_checked(
+    attributes: Mapping[str, Any],
+    *,
+    target: str,
+    source: str,
+    origin: str,
+    path: str | None,
+    fingerprint: str,
+    metadata_from: str,
+    default_name: str,
+) -> PlannerSpec:
     values = {key: attributes.get(key, default) for key, default in METADATA_ATTRIBUTES.items()}
     name = _string(target, "name", values["name"]) or default_name
     if not name:
