@@ -478,3 +478,45 @@ def test_selection_is_identical_across_processes_with_different_hash_seeds(
         outputs.append(json.loads(result.stdout))
     assert outputs[0] == outputs[1]
     assert outputs[0][:3] == ["generic", "twin0", "twin1"]  # equal scores: name order
+
+
+def test_outcomes_recorded_while_selecting_from_other_threads(
+    plugin_dir: Path, tmp_path: Path
+) -> None:
+    ticks = iter(range(10**9))
+    settings = load_settings(plugin_dirs=(plugin_dir,))
+    with PlannerFactory(
+        settings,
+        search_path=[],
+        cache_dir=tmp_path / "cache",
+        state_dir=tmp_path / "state",
+        clock=lambda: float(next(ticks)),  # every selection refreshes reliabilities
+    ) as factory:
+        factory.get_planner("generic")
+        factory.get_planner("rebalancer")
+        errors: list[BaseException] = []
+
+        def planning(name: str) -> None:
+            try:
+                for _ in range(200):
+                    factory.run_plan("x", planner=name)
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        def selecting() -> None:
+            try:
+                for _ in range(400):
+                    factory.select_best_planner_name("Rebalance my portfolio")
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=planning, args=(n,)) for n in ("generic", "rebalancer")]
+        threads += [threading.Thread(target=selecting) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert errors == []
+        stats = factory.planner_stats()
+        assert stats["generic"]["invocations"] == 200
+        assert stats["rebalancer"]["invocations"] == 200

@@ -217,6 +217,7 @@ class PlannerFactory:
         records: dict[str, PlannerRecord] = {}
         excluded: dict[str, str] = {}
         candidates: list[Candidate] = []
+        quarantined = {entry.planner_name: entry for entry in self._quarantine.entries()}
         for spec in result.specs:
             record = self._record_for(spec, keep)
             records[spec.name] = record
@@ -230,7 +231,7 @@ class PlannerFactory:
                     RecordStatus.NOT_ALLOWED,
                     "excluded by FACTORY_EXCLUDE_PLANNERS",
                 )
-            elif (entry := self._current_quarantine(spec)) is not None:
+            elif (entry := self._current_quarantine(spec, quarantined)) is not None:
                 record.status = RecordStatus.QUARANTINED
                 record.status_reason = f"quarantined: {entry.reason}"
             elif record.error is not None:
@@ -273,8 +274,11 @@ class PlannerFactory:
 
     # ------------------------------------------------------------------ quarantine
 
-    def _current_quarantine(self, spec: PlannerSpec) -> QuarantineEntry | None:
-        entry = self._quarantine.get(spec.name)
+    def _current_quarantine(
+        self, spec: PlannerSpec, entries: Mapping[str, QuarantineEntry] | None = None
+    ) -> QuarantineEntry | None:
+        """The quarantine entry that still applies to this spec (its file is unchanged)."""
+        entry = entries.get(spec.name) if entries is not None else self._quarantine.get(spec.name)
         if entry is None:
             return None
         if entry.module != spec.module:
@@ -531,18 +535,24 @@ class PlannerFactory:
         )
 
     def _sync_runtime_state(self, generation: Generation) -> None:
-        """Let decayed reliabilities and elapsed breaker waits reach the ranking index."""
+        """Let decayed reliabilities and elapsed breaker waits reach the ranking index.
+
+        Costs nothing while no planner has run; the sets are read under the state lock
+        because outcomes are recorded from other threads.
+        """
         if self._breaker_blocked:
-            for name in sorted(self._breaker_blocked):
-                record = generation.records.get(name)
-                if record is None or self._breaker_permits(record):
-                    self._breaker_blocked.discard(name)
-                    if record is not None and record.status is RecordStatus.ACTIVE:
-                        generation.index.set_excluded(name, None)
-        if self._observed:
-            now = self._clock()
-            if now - self._last_reliability_refresh >= _RELIABILITY_REFRESH_S:
-                self._last_reliability_refresh = now
+            with self._state_lock:
+                for name in sorted(self._breaker_blocked):
+                    record = generation.records.get(name)
+                    if record is None or self._breaker_permits(record):
+                        self._breaker_blocked.discard(name)
+                        if record is not None and record.status is RecordStatus.ACTIVE:
+                            generation.index.set_excluded(name, None)
+        if self._observed and (
+            self._clock() - self._last_reliability_refresh >= _RELIABILITY_REFRESH_S
+        ):
+            with self._state_lock:
+                self._last_reliability_refresh = self._clock()
                 for name in sorted(self._observed):
                     record = generation.records.get(name)
                     if record is not None:

@@ -710,4 +710,7 @@ class RankingIndex:
 
     def explain(self, request: SelectionRequest) -> Selection:
         """The full explanation; identical to `rank()` over the current state."""
-        return rank(self.candidates(), request, self._weights, self._excluded)
+        with self._lock:  # a consistent picture while a writer may be excluding a planner
+            candidates = self.candidates()
+            excluded = dict(self._excluded)
+        return rank(candidates, request, self._weights, excluded)
