@@ -582,7 +582,8 @@ class PlannerFactory:
                 if self_heal_on_empty is None
                 else self_heal_on_empty
             )
-            if heal and self.self_heal(blocking=True)["after_active"] > 0:
+            blocking = self.settings.self_heal_blocking  # non-blocking: heal for the next call
+            if heal and self.self_heal(blocking=blocking)["after_active"] > 0:
                 generation = self._current()
                 best = generation.index.best(request)
             if best is None:

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import planforge
+from planforge.factory.core import PlannerFactory
+from planforge.settings import load_settings
+from tests.factory.test_core import planner_source
+
+
+@pytest.fixture
+def default_factory(tmp_path: Path) -> Iterator[PlannerFactory]:
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "default_rebalancer.py").write_text(
+        planner_source(
+            "Rebalancer", "default_rebalancer", keywords=("rebalance", "portfolio"), tier="vip"
+        )
+    )
+    factory = PlannerFactory(
+        load_settings(plugin_dirs=(plugins,)),
+        search_path=[],
+        cache_dir=tmp_path / "cache",
+        state_dir=tmp_path / "state",
+    )
+    previous = planforge.set_default_factory(factory)
+    try:
+        yield factory
+    finally:
+        planforge.set_default_factory(previous)
+        factory.close()
+
+
+def test_module_level_api_acts_on_the_default_factory(default_factory: PlannerFactory) -> None:
+    assert planforge.default_factory() is default_factory
+    assert [spec.name for spec in planforge.discover()] == ["default_rebalancer"]
+    assert planforge.select_best_planner_name("Rebalance my portfolio") == "default_rebalancer"
+    planner = planforge.select_best_planner("Rebalance my portfolio")
+    assert planner is planforge.get_planner("default_rebalancer")
+    assert planforge.batch_select_best_planners("Rebalance", n=3) == ["default_rebalancer"]
+    plan = planforge.run_plan("Rebalance my portfolio")
+    assert plan.planner.name == "default_rebalancer"
+    assert planforge.planner_stats()["default_rebalancer"]["invocations"] == 1
+    assert planforge.health_check()["ready"] is True
+    assert len(planforge.selection_profiles()) == 3
+    assert planforge.explain_selection("Rebalance").winner == "default_rebalancer"
+
+
+def test_async_variants(default_factory: PlannerFactory) -> None:
+    async def scenario() -> tuple[str, str]:
+        name = await planforge.aselect_best_planner_name("Rebalance my portfolio")
+        plan = await planforge.arun_plan("Rebalance my portfolio")
+        return name, plan.planner.name
+
+    assert asyncio.run(scenario()) == ("default_rebalancer", "default_rebalancer")
+
+
+def test_unknown_attribute_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
+        planforge.nonsense  # noqa: B018
