@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -340,3 +341,59 @@ def test_results_are_deterministic(tmp_path: Path) -> None:
     two = make(tmp_path / "other", site).discover(force=True)
     assert names(one) == ["p1", "p2", "p3"]
     assert (one.specs, one.problems, one.fingerprint) == (two.specs, two.problems, two.fingerprint)
+
+
+def test_reinstall_is_noticed_but_an_in_place_entry_points_edit_needs_force(
+    tmp_path: Path,
+) -> None:
+    site = tmp_path / "site"
+    modules = {"one.py": planner_source("One", name="one"), "two.py": planner_source("T")}
+    info = add_dist(site, "plug", EP + "one = one:One\n", modules=modules)
+    assert names(make(tmp_path, site).discover()) == ["one"]
+    # an installer removes the old *.dist-info directory and writes a new one
+    shutil.rmtree(info)
+    touch_later(site)  # coarse filesystem clocks: make the directory change visible
+    add_dist(site, "plug", EP + "one = one:One\ntwo = two:T\n")
+    reinstalled = make(tmp_path, site).discover()
+    assert (reinstalled.from_cache, names(reinstalled)) == (False, ["alpha", "one"])
+    # a hand edit inside the installed directory is not stamped (see the module docstring)
+    (info / "entry_points.txt").write_text(EP + "one = one:One\n")
+    stale = make(tmp_path, site).discover()
+    assert (stale.from_cache, names(stale)) == (True, ["alpha", "one"])
+    assert names(make(tmp_path, site).discover(force=True)) == ["one"]
+
+
+def test_fingerprint_is_the_same_when_unchanged_files_come_from_the_last_pass(
+    tmp_path: Path,
+) -> None:
+    site = tmp_path / "site"
+    for index in range(3):
+        add_dist(
+            site,
+            f"d{index}",
+            EP + f"p{index} = m{index}:P\n",
+            modules={f"m{index}.py": planner_source("P", name=f"p{index}")},
+        )
+    first = make(tmp_path, site).discover()
+    add_dist(site, "unrelated", None)  # the directory changes, no module does
+    touch_later(site)
+    second = make(tmp_path, site).discover()
+    assert (second.from_cache, second.modules_read) == (False, 0)
+    assert second.specs == first.specs
+    again = make(tmp_path / "elsewhere", site).discover()  # every file read afresh
+    assert again.modules_read == 3
+    assert again.fingerprint == second.fingerprint
+
+
+def test_truncated_cache_is_a_miss(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    add_dist(site, "c", EP + "c = c_mod:C\n", modules={"c_mod.py": planner_source("C")})
+    discovery = make(tmp_path, site)
+    first = discovery.discover()
+    cache = discovery.cache_file()
+    data = cache.read_bytes()
+    for cut in (len(data) // 2, 40, 3):
+        cache.write_bytes(data[:cut])
+        again = make(tmp_path, site).discover()
+        assert (again.from_cache, again.fingerprint) == (False, first.fingerprint)
+    assert make(tmp_path, site).discover().from_cache

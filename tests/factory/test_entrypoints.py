@@ -80,3 +80,24 @@ def test_scan_reports_problems_for_malformed_group_lines(tmp_path: Path) -> None
     (problem,) = scan.problems
     assert (problem.dist, problem.line) == ("broken", 2)
     assert problem.file.endswith("entry_points.txt")
+
+
+def test_spellings_of_one_name_in_one_directory_count_once(tmp_path: Path) -> None:
+    # the fast spellings (underscores only) and the regex ones must agree on the name
+    add_dist(tmp_path, "Foo_Bar", "[planforge.planners]\nwinner = upper:W\n", version="2.0")
+    add_dist(tmp_path, "foo__bar", "[planforge.planners]\nloser = lower:L\n")
+    add_dist(tmp_path, "foo.bar", "[planforge.planners]\nloser = dotted:L\n", version="3.0")
+    add_dist(tmp_path, "baz_qux", "[planforge.planners]\nother = baz:Q\n")
+    scan = scan_entry_points(GROUP, [str(tmp_path)])
+    assert [(d.dist, [e.name for e in d.entries]) for d in scan.dists] == [
+        ("foo-bar", ["winner"]),
+        ("baz-qux", ["other"]),
+    ]
+    assert scan.distributions_scanned == 2
+
+
+def test_large_entry_points_file_is_read_whole(tmp_path: Path) -> None:
+    filler = "".join(f"tool{i} = pkg.cli:main{i}\n" for i in range(6000))  # well over 64 KiB
+    add_dist(tmp_path, "big", f"[console_scripts]\n{filler}[planforge.planners]\nlast = m:Last\n")
+    (dist,) = scan_entry_points(GROUP, [str(tmp_path)]).dists
+    assert [(e.name, e.line) for e in dist.entries] == [("last", 6003)]

@@ -152,6 +152,46 @@ def test_non_literal_classes_are_flagged_not_evaluated(source: str, reason_part:
     assert reason_part in cls.reason
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        '    "x" if (name := 1) else 2\n',  # a walrus in an expression statement binds
+        "    other = (name,\n        version) = ('a', 'b')\n",  # a target on a later line
+        "    name, other = 'p', 1\n",
+        "    name += 'x'\n",
+        "    for name in ('a',):\n        pass\n",
+    ],
+)
+def test_every_binding_of_a_metadata_name_makes_it_not_literal(body: str) -> None:
+    source = "class P(Planner):\n    version = '1'\n" + body
+    slow = read_module_ast(source)
+    assert slow.classes[0].attributes is None
+    assert read_module(source)[0] == slow
+    for scanner in (metadata._scan_quick, metadata._scan):  # no tier may answer otherwise
+        try:
+            tier = scanner(metadata._Text("\n" + source + "\n"))
+        except metadata._Unsure:
+            continue
+        assert tier == slow, scanner.__name__
+
+
+def test_assignments_inside_a_method_call_are_not_class_attributes() -> None:
+    meta = both(
+        """
+        class P(Planner):
+            name = "p"
+
+            def plan(self, objective, context):
+                return self.new_plan(
+            name = "inside a call"
+                )
+
+            tags = ("t",)
+        """
+    )
+    assert meta.classes[0].attributes == {"name": "p", "tags": ("t",)}
+
+
 def test_nothing_is_executed() -> None:
     source = "import sys\nsys.exit(3)\nraise SystemExit(4)\nclass P(Planner):\n    name = 'p'\n"
     meta, _ = read_module(source)

@@ -19,14 +19,18 @@ the class's position in its file; among entry points the distribution name (norm
 sorted) wins, then the entry name. Losers are reported in `DiscoveryResult.shadowed`.
 Allow-lists and exclusions are not applied here: the factory does that, so it can explain.
 
-Results are cached on disk (marshal, written atomically), keyed by Python and planforge
-versions, the search path and the plugin directories. With `deep_fingerprint` (the default) a
-cache entry is valid while the mtimes of the search-path and plugin directories and the size
-and mtime of every file the results came from are unchanged: one stat pass, no reads. Without
-it, only the names of installed distributions and plugin files count. An in-place edit of an
-`entry_points.txt` that did not declare our group before is not noticed (installers rewrite
-the whole `*.dist-info` directory, which changes the directory's mtime). When the cache is
-stale, files whose size and mtime did not change are not read again.
+Results are cached on disk (one marshal record, written atomically), keyed by Python and
+planforge versions, the search path and the plugin directories. With `deep_fingerprint` (the
+default) a cache entry is valid while the mtimes of the search-path and plugin directories
+(and of the package directories a module lookup listed) and the size and mtime of every module
+source file the results came from are unchanged: one stat pass, no reads. `entry_points.txt`
+files are not stamped: installing, upgrading, reinstalling or removing a distribution creates
+or deletes its `*.dist-info` directory, which changes the stamped mtime of the search-path
+directory that holds it. So an in-place edit of an installed `entry_points.txt` (by hand, not
+by an installer) is not noticed until the next install in that directory or a forced
+rediscovery (`discover(force=True)`, `FACTORY_FORCE_REDISCOVER`). Without `deep_fingerprint`,
+only the names of installed distributions and plugin files count. When the cache is stale,
+files whose size and mtime did not change are not read again.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
@@ -62,7 +67,9 @@ __all__ = [
 ]
 
 GROUP: Final = "planforge.planners"
-CACHE_FORMAT: Final = 1
+CACHE_FORMAT: Final = 2
+_MAGIC: Final = b"planforge-discovery-2\n"
+_HEADER: Final = len(_MAGIC) + 16 + 8  # magic, fingerprint, length of the core record
 MAX_CACHE_FILES: Final = 32
 NEEDS_SANDBOX: Final = "metadata is not literal; needs the sandbox"
 _SOURCE_RANK: Final = {"code": 0, "directory": 1, "entry_point": 2}
@@ -119,24 +126,15 @@ _Stamp = tuple[int, int]
 
 
 def _spec_row(spec: PlannerSpec) -> _SpecRow:
-    return (
-        spec.name,
-        spec.version,
-        spec.capabilities,
-        spec.tags,
-        spec.tier,
-        spec.production_ready,
-        spec.reliability_score,
-        spec.description,
-        spec.keywords,
-        spec.stateful,
-        spec.target,
-        spec.source,
-        spec.origin,
-        spec.path,
-        spec.fingerprint,
-        spec.metadata_from,
-    )
+    return tuple(spec)  # a named tuple: its fields, in order, are the row
+
+
+_spec_from_row: Final = partial(tuple.__new__, PlannerSpec)  # no per-field Python work
+_SPEC_FIELDS: Final = len(PlannerSpec._fields)
+_SHAREABLE: Final = tuple(
+    PlannerSpec._fields.index(name)
+    for name in ("version", "capabilities", "tags", "tier", "keywords", "origin", "path")
+)
 
 
 def _stamp(path: str) -> _Stamp:
@@ -147,11 +145,80 @@ def _stamp(path: str) -> _Stamp:
     return (info.st_size, info.st_mtime_ns)
 
 
-def _dir_stamp(path: str) -> _Stamp:
+def _dir_mtime(path: str) -> int:
     try:
-        return (0, os.stat(path).st_mtime_ns)
+        return os.stat(path).st_mtime_ns
     except OSError:
-        return _MISSING
+        return -1
+
+
+def _unchanged(check: Any) -> bool:
+    """Whether every stamped directory and file still has its recorded mtime (and size)."""
+    dir_paths, dir_mtimes, file_paths, sizes, mtimes = check  # zip(strict) guards the shape
+    stat = os.stat
+    for path, expected in zip(dir_paths, dir_mtimes, strict=True):
+        try:
+            mtime = stat(path).st_mtime_ns
+        except OSError:
+            mtime = -1
+        if mtime != expected:
+            return False
+    for path, size, mtime in zip(file_paths, sizes, mtimes, strict=True):
+        try:
+            info = stat(path)
+        except OSError:
+            if size != -1:
+                return False
+            continue
+        if info.st_mtime_ns != mtime or info.st_size != size:
+            return False
+    return True
+
+
+def _read_record(path: str) -> bytes | None:
+    """The cache file's header and core record, without the per-file part; None if torn."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        data = os.read(fd, 1 << 16)
+        if len(data) < _HEADER or not data.startswith(_MAGIC):
+            return None
+        end = _HEADER + int.from_bytes(data[_HEADER - 8 : _HEADER], "little")
+        if len(data) >= end:
+            return data[:end]
+        rest = os.read(fd, end - len(data))
+        return data + rest if len(data) + len(rest) == end else None
+    finally:
+        os.close(fd)
+
+
+def _shared_rows(specs: Sequence[PlannerSpec]) -> tuple[_SpecRow, ...]:
+    """Spec rows whose repeated values are one object each, for marshal to reference."""
+    shared: dict[Any, Any] = {}
+    same = shared.setdefault
+    rows = []
+    for spec in specs:
+        row = list(spec)
+        for index in _SHAREABLE:  # strings and tuples only: True == 1.0 must not merge
+            value = row[index]
+            row[index] = same(value, value)
+        rows.append(tuple(row))
+    return tuple(rows)
+
+
+def _read_file(path: str) -> bytes:
+    """The whole file in one read when its size is known; raises `OSError`."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        data = os.read(fd, size + 1)
+        if len(data) <= size:
+            return data
+        chunks = [data]  # it grew while we read: take the rest too
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def _default_cache_root() -> Path:
@@ -174,9 +241,9 @@ class _Pass:
     candidates: list[tuple[tuple[Any, ...], PlannerSpec]] = field(default_factory=list)
     problems: list[DiscoveryProblem] = field(default_factory=list)
     files: dict[str, _Stamp] = field(default_factory=dict)
-    dirs: dict[str, _Stamp] = field(default_factory=dict)
+    dirs: dict[str, int] = field(default_factory=dict)
     modules: dict[str, Any] = field(default_factory=dict)
-    parsed: dict[str, ModuleMetadata | str] = field(default_factory=dict)
+    parsed: dict[str, tuple[ModuleMetadata | str, str]] = field(default_factory=dict)
     introspected: dict[str, Any] = field(default_factory=dict)
     modules_read: int = 0
     distributions_scanned: int = 0
@@ -197,7 +264,8 @@ class Discovery:
         self._search_path = None if search_path is None else tuple(search_path)
         self._cache_dir = cache_dir
         self._introspect = introspect
-        self._memo: tuple[str, tuple[Any, ...], _Base] | None = None
+        self._memo: tuple[str, Any, _Base] | None = None
+        self._last_cache_file: tuple[tuple[str, ...], tuple[str, ...], str] | None = None
 
     # -- public -----------------------------------------------------------------------------
 
@@ -207,7 +275,7 @@ class Discovery:
         """Every planner of every source, deduplicated; from the cache when nothing changed."""
         started = time.perf_counter()
         search_path = self._search_path if self._search_path is not None else tuple(sys.path)
-        plugin_dirs = tuple(str(d) for d in self._settings.plugin_dirs)
+        plugin_dirs = tuple([str(d) for d in self._settings.plugin_dirs])
         cache_file = self._cache_file(search_path, plugin_dirs)
         force = force or self._settings.force_rediscover
         cached = None if force else self._load(cache_file, search_path, plugin_dirs)
@@ -223,9 +291,14 @@ class Discovery:
     def cache_file(self) -> Path:
         """Where this discovery's cache lives for the current search path."""
         search_path = self._search_path if self._search_path is not None else tuple(sys.path)
-        return self._cache_file(search_path, tuple(str(d) for d in self._settings.plugin_dirs))
+        return Path(
+            self._cache_file(search_path, tuple(str(d) for d in self._settings.plugin_dirs))
+        )
 
-    def _cache_file(self, search_path: tuple[str, ...], plugin_dirs: tuple[str, ...]) -> Path:
+    def _cache_file(self, search_path: tuple[str, ...], plugin_dirs: tuple[str, ...]) -> str:
+        last = self._last_cache_file
+        if last is not None and last[0] == search_path and last[1] == plugin_dirs:
+            return last[2]
         from planforge import __version__
 
         root = self._cache_dir or self._settings.cache_dir or _default_cache_root()
@@ -242,82 +315,94 @@ class Discovery:
             )
         )
         digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:24]
-        return Path(root) / "discovery" / f"discovery-{digest}.marshal"
+        path = os.path.join(root, "discovery", f"discovery-{digest}.marshal")
+        self._last_cache_file = (search_path, plugin_dirs, path)
+        return path
 
-    def _check(
-        self,
-        paths: tuple[str, ...],
-        kinds: bytes,
-        search_path: tuple[str, ...],
-        dirs: tuple[str, ...],
-    ) -> tuple[Any, ...]:
-        if not self._settings.deep_fingerprint:
-            return _names_check(search_path, dirs)
-        return tuple(
-            _dir_stamp(path) if kind == 100 else _stamp(path)
-            for path, kind in zip(paths, kinds, strict=True)
-        )
+    def _valid(
+        self, check: Any, search_path: tuple[str, ...], plugin_dirs: tuple[str, ...]
+    ) -> bool:
+        if self._settings.deep_fingerprint:
+            return _unchanged(check)
+        return bool(check == _names_check(search_path, plugin_dirs))
 
     def _load(
-        self, cache_file: Path, search_path: tuple[str, ...], plugin_dirs: tuple[str, ...]
+        self, cache_file: str, search_path: tuple[str, ...], plugin_dirs: tuple[str, ...]
     ) -> _Base | None:
         memo = self._memo
-        if memo is not None and memo[0] == str(cache_file):
-            paths, kinds, expected = memo[1]
-            if self._check(paths, kinds, search_path, plugin_dirs) == expected:
-                return memo[2]
+        if memo is not None and memo[0] == cache_file:
+            try:
+                if self._valid(memo[1], search_path, plugin_dirs):
+                    return memo[2]
+            except (ValueError, TypeError):
+                pass
         try:
-            with open(cache_file, "rb") as handle:
-                data = marshal.loads(handle.read())
-        except (OSError, ValueError, EOFError, TypeError):
-            return None  # missing, torn or foreign: the cold pass rewrites it
+            data = _read_record(cache_file)
+        except OSError:
+            return None  # missing or unreadable: the cold pass rewrites it
+        if data is None:
+            return None  # torn or foreign
         try:
             return self._from_cache(data, cache_file, search_path, plugin_dirs)
-        except (ValueError, TypeError, IndexError, KeyError, AttributeError):
+        except (ValueError, TypeError, IndexError, KeyError, AttributeError, EOFError):
             return None  # a structurally wrong cache is a miss, never a crash
 
     def _from_cache(
         self,
-        data: Any,
-        cache_file: Path,
+        data: bytes,
+        cache_file: str,
         search_path: tuple[str, ...],
         plugin_dirs: tuple[str, ...],
     ) -> _Base | None:
-        (fmt, fingerprint, paths, kinds, expected, rows, problems, shadowed, counts) = data[:9]
-        if fmt != CACHE_FORMAT:
+        fingerprint = data[len(_MAGIC) : len(_MAGIC) + 16].decode("ascii")
+        fmt, check, rows, problems, shadowed, scanned = marshal.loads(memoryview(data)[_HEADER:])
+        if fmt != CACHE_FORMAT or not self._valid(check, search_path, plugin_dirs):
             return None
-        if self._check(paths, kinds, search_path, plugin_dirs) != expected:
+        if any(len(row) != _SPEC_FIELDS for row in rows):
             return None
         base = _Base(
-            specs=tuple([PlannerSpec(*row) for row in rows]),
-            problems=tuple([DiscoveryProblem(*row) for row in problems]),
-            shadowed=tuple([ShadowedPlanner(*row) for row in shadowed]),
-            fingerprint=fingerprint,
-            distributions_scanned=counts[0],
-            modules_read=0,
+            tuple(map(_spec_from_row, rows)),
+            tuple([DiscoveryProblem(*row) for row in problems]) if problems else (),
+            tuple([ShadowedPlanner(*row) for row in shadowed]) if shadowed else (),
+            fingerprint,
+            int(scanned),
+            0,
         )
-        self._memo = (str(cache_file), (paths, kinds, expected), base)
+        self._memo = (cache_file, check, base)
         return base
 
-    def _previous(self, cache_file: Path) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
+    def _previous(self, cache_file: str) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
         """Per-file results and sandbox answers of the last pass, to skip unchanged files."""
         try:
-            data = marshal.loads(cache_file.read_bytes())
-            if data[0] == CACHE_FORMAT:
-                files, introspected = marshal.loads(data[9])
+            data = _read_file(cache_file)
+            if data.startswith(_MAGIC):
+                size = int.from_bytes(data[_HEADER - 8 : _HEADER], "little")
+                files, introspected = marshal.loads(memoryview(data)[_HEADER + size :])
                 if isinstance(files, dict) and isinstance(introspected, dict):
                     return files, introspected
         except Exception:  # unreadable: start from nothing
             pass
         return {}, {}
 
-    def _store(self, cache_file: Path, payload: tuple[Any, ...]) -> None:
+    def _store(self, cache_file: str, fingerprint: str, core: bytes, extra: bytes) -> None:
         try:
-            cache_file.parent.mkdir(parents=True, exist_ok=True)
-            temporary = cache_file.with_name(f"{cache_file.name}.{os.getpid()}.tmp")
-            temporary.write_bytes(marshal.dumps(payload))
+            directory = os.path.dirname(cache_file)
+            os.makedirs(directory, exist_ok=True)
+            temporary = f"{cache_file}.{os.getpid()}.tmp"
+            with open(temporary, "wb") as handle:
+                handle.write(
+                    b"".join(
+                        (
+                            _MAGIC,
+                            fingerprint.encode("ascii"),
+                            len(core).to_bytes(8, "little"),
+                            core,
+                            extra,
+                        )
+                    )
+                )
             os.replace(temporary, cache_file)
-            _prune(cache_file.parent)
+            _prune(Path(directory))
         except OSError:
             pass  # a read-only cache directory costs speed, not correctness
 
@@ -325,7 +410,7 @@ class Discovery:
 
     def _cold(
         self,
-        cache_file: Path,
+        cache_file: str,
         search_path: tuple[str, ...],
         plugin_dirs: tuple[str, ...],
         *,
@@ -335,28 +420,48 @@ class Discovery:
         old_files, old_introspected = self._previous(cache_file) if reuse else ({}, {})
         work = _Pass(search_path, old_files, old_introspected)
         for directory in (*search_path, *plugin_dirs):
-            work.dirs[directory or "."] = _dir_stamp(directory or ".")
+            work.dirs[directory or "."] = _dir_mtime(directory or ".")
         locator = ModuleLocator(search_path)
         self._entry_points(work, locator)
         for index, directory in enumerate(plugin_dirs):
             self._plugin_dir(work, index, directory)
         for directory in locator.directories:
-            work.dirs.setdefault(directory, _dir_stamp(directory))
+            if directory not in work.dirs:
+                work.dirs[directory] = _dir_mtime(directory)
         specs, shadowed = _dedupe(work.candidates)
         problems = sorted(work.problems, key=_problem_key)
-        dir_paths = sorted(work.dirs)
-        file_paths = sorted(work.files)
-        paths = (*dir_paths, *file_paths)
-        kinds = bytes([100] * len(dir_paths) + [102] * len(file_paths))
+        check: Any
         if self._settings.deep_fingerprint:
-            expected: tuple[Any, ...] = tuple(
-                [work.dirs[p] for p in dir_paths] + [work.files[p] for p in file_paths]
+            dir_paths = sorted(work.dirs)
+            file_paths = sorted(work.files)
+            stamps = [work.files[path] for path in file_paths]
+            check = (
+                tuple(dir_paths),
+                tuple([work.dirs[path] for path in dir_paths]),
+                tuple(file_paths),
+                tuple([stamp[0] for stamp in stamps]),
+                tuple([stamp[1] for stamp in stamps]),
             )
         else:
-            expected = _names_check(search_path, plugin_dirs)
-        fingerprint = hashlib.sha256(
-            marshal.dumps((CACHE_FORMAT, paths, expected, [_spec_row(s) for s in specs]))
-        ).hexdigest()[:16]
+            check = _names_check(search_path, plugin_dirs)
+        problem_rows = tuple((p.source, p.origin, p.target, p.reason) for p in problems)
+        shadowed_rows = tuple(
+            (s.name, s.winner_target, s.winner_source, s.loser_target, s.loser_source)
+            for s in shadowed
+        )
+        record = (
+            CACHE_FORMAT,
+            check,
+            _shared_rows(specs),
+            problem_rows,
+            shadowed_rows,
+            work.distributions_scanned,
+        )
+        # marshal version 2 writes no back-references or interning flags, so equal results
+        # hash equally in every process; the stored record uses version 4, whose references
+        # to the shared values make it smaller and quicker to load
+        fingerprint = hashlib.sha256(marshal.dumps(record, 2)).hexdigest()[:16]
+        core = marshal.dumps(record, 4)
         base = _Base(
             specs=tuple(specs),
             problems=tuple(problems),
@@ -365,23 +470,9 @@ class Discovery:
             distributions_scanned=work.distributions_scanned,
             modules_read=work.modules_read,
         )
-        payload = (
-            CACHE_FORMAT,
-            fingerprint,
-            paths,
-            kinds,
-            expected,
-            tuple(_spec_row(s) for s in specs),
-            tuple((p.source, p.origin, p.target, p.reason) for p in problems),
-            tuple(
-                (s.name, s.winner_target, s.winner_source, s.loser_target, s.loser_source)
-                for s in shadowed
-            ),
-            (work.distributions_scanned,),
-            marshal.dumps((work.modules, work.introspected)),  # read only by a cold pass
-        )
-        self._store(cache_file, payload)
-        self._memo = (str(cache_file), (paths, kinds, expected), base)
+        extra = marshal.dumps((work.modules, work.introspected))  # read only by a cold pass
+        self._store(cache_file, fingerprint, core, extra)
+        self._memo = (cache_file, check, base)
         return base
 
     def _entry_points(self, work: _Pass, locator: ModuleLocator) -> None:
@@ -397,13 +488,11 @@ class Discovery:
                 )
             )
         for dist in scan.dists:
-            stamp = _stamp(dist.file)
-            work.files[dist.file] = stamp
             for entry in dist.entries:
-                self._entry_point(work, locator, entry, f"{stamp[0]}:{stamp[1]}")
+                self._entry_point(work, locator, entry, dist.file)
 
     def _entry_point(
-        self, work: _Pass, locator: ModuleLocator, entry: EntryPoint, dist_stamp: str
+        self, work: _Pass, locator: ModuleLocator, entry: EntryPoint, dist_file: str
     ) -> None:
         module, attr = entry.module, entry.attr
         rank = (2, entry.dist, entry.name)
@@ -419,11 +508,12 @@ class Discovery:
             return
         path = locator.locate(module)
         if path is None:
+            stamp = _stamp(dist_file)  # a reinstall gives the sandbox a new question
             self._sandbox(
                 work,
                 rank,
                 IntrospectionTarget(module, attr, None, entry.dist, "entry_point"),
-                dist_stamp,
+                f"{stamp[0]}:{stamp[1]}",
                 entry.name,
                 why="its source file was not found (compiled, or not on the search path)",
             )
@@ -534,23 +624,11 @@ class Discovery:
     def _read(
         self, work: _Pass, path: str, source: str, origin: str, target: str
     ) -> tuple[ModuleMetadata | None, str]:
-        """A module's metadata; from the last pass if the file did not change."""
-        parsed = work.parsed.get(path)
-        if parsed is None:
-            stamp = _stamp(path)
-            work.files[path] = stamp
-            previous = work.old_files.get(path)
-            if previous is not None and tuple(previous[0]) == stamp and stamp != _MISSING:
-                rows = previous[1]
-                parsed = rows if isinstance(rows, str) else _module_from_rows(rows)
-            else:
-                parsed = _read_source(path)
-                work.modules_read += 1
-                rows = parsed if isinstance(parsed, str) else _module_rows(parsed)
-            work.modules[path] = (stamp, rows)
-            work.parsed[path] = parsed
-        stamp = work.files[path]
-        fingerprint = f"{stamp[0]}:{stamp[1]}"
+        """A module's metadata and its file's fingerprint; problems are recorded."""
+        known = work.parsed.get(path)
+        if known is None:
+            known = work.parsed[path] = _parse(work, path)
+        parsed, fingerprint = known
         if isinstance(parsed, str):
             self._problem(work, source, origin, target, parsed)
             return None, fingerprint
@@ -644,47 +722,65 @@ class _Base:
     modules_read: int
 
 
-def _read_source(path: str) -> ModuleMetadata | str:
-    """A module's classes, or a problem message."""
+def _parse(work: _Pass, path: str) -> tuple[ModuleMetadata | str, str]:
+    """Read a module once per pass; from the last pass if its size and mtime did not change."""
+    previous = work.old_files.get(path)
+    if previous is not None:
+        stamp = _stamp(path)
+        if stamp != _MISSING and tuple(previous[0]) == stamp:
+            rows = previous[1]
+            work.files[path] = stamp
+            work.modules[path] = (stamp, rows)
+            parsed = rows if isinstance(rows, str) else _module_from_rows(rows)
+            return parsed, f"{stamp[0]}:{stamp[1]}"
+    stamp, parsed = _read_source(path)
+    work.modules_read += 1
+    work.files[path] = stamp
+    work.modules[path] = (stamp, parsed if isinstance(parsed, str) else _module_rows(parsed))
+    return parsed, f"{stamp[0]}:{stamp[1]}"
+
+
+def _read_source(path: str) -> tuple[_Stamp, ModuleMetadata | str]:
+    """The file's stamp (taken on the open file) and its classes, or a problem message."""
     try:
         fd = os.open(path, os.O_RDONLY)
-        try:
-            chunks = []
+    except OSError as exc:
+        return _MISSING, f"cannot read {path}: {exc.strerror or exc}"
+    try:
+        info = os.fstat(fd)
+        stamp = (info.st_size, info.st_mtime_ns)
+        chunks = [os.read(fd, info.st_size + 1)]
+        if len(chunks[0]) > info.st_size:  # it grew while we read: take the rest too
             while chunk := os.read(fd, 1 << 16):
                 chunks.append(chunk)
-        finally:
-            os.close(fd)
     except OSError as exc:
-        return f"cannot read {path}: {exc.strerror or exc}"
-    data = b"".join(chunks)
+        return _MISSING, f"cannot read {path}: {exc.strerror or exc}"
+    finally:
+        os.close(fd)
+    data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     try:
         meta, _ = read_module(data)
     except SyntaxError as exc:
-        return f"syntax error in {path} line {exc.lineno}: {exc.msg}; fix the file"
+        return stamp, f"syntax error in {path} line {exc.lineno}: {exc.msg}; fix the file"
     except ValueError as exc:  # null bytes and similar
-        return f"cannot parse {path}: {exc}"
-    return meta
+        return stamp, f"cannot parse {path}: {exc}"
+    return stamp, meta
 
 
 def _module_rows(meta: ModuleMetadata) -> tuple[Any, ...]:
     """Marshal-friendly rows of a module's classes, for the per-file cache."""
     return tuple(
-        (
-            c.qualname,
-            c.is_planner,
-            c.is_base,
-            None if c.attributes is None else tuple(c.attributes.items()),
-            c.reason,
-        )
-        for c in meta.classes
+        [(c.qualname, c.is_planner, c.is_base, c.attributes, c.reason) for c in meta.classes]
     )
 
 
 def _module_from_rows(rows: Iterable[Any]) -> ModuleMetadata:
     return ModuleMetadata(
         tuple(
-            ClassMetadata(name, is_planner, is_base, None if attrs is None else dict(attrs), reason)
-            for name, is_planner, is_base, attrs, reason in rows
+            [
+                ClassMetadata(name, is_planner, is_base, attrs, reason)
+                for name, is_planner, is_base, attrs, reason in rows
+            ]
         )
     )
 

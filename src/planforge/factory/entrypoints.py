@@ -27,6 +27,8 @@ __all__ = [
 
 _NORMALISE = re.compile(r"[-_.]+")
 _METADATA_DIR_SUFFIXES = (".dist-info", ".egg-info")
+_ENTRY_POINTS_FILE = os.sep + "entry_points.txt"
+_READ_SIZE = 1 << 16
 _VALUE = re.compile(r"^([\w.]+)\s*(?::\s*([\w.]+))?\s*(?:\[\s*([\w\s,.-]*)\])?$")
 
 
@@ -127,72 +129,103 @@ def parse_entry_points(
 
 def _dist_name(entry: str) -> str:
     name = entry.partition("-")[0]
-    if name.endswith((".dist-info", ".egg-info")):
+    if name.endswith(_METADATA_DIR_SUFFIXES):
         name = name.rsplit(".", 1)[0]
     if name.isalnum():
-        return name.lower()  # the common case, without the regex
+        return name.lower()  # the common cases, without the regex
+    if "." not in name and "__" not in name and name.replace("_", "").isalnum():
+        return name.replace("_", "-").lower()
     return normalise_dist_name(name)
-
-
-def _read_bytes(path: str) -> bytes | None:
-    """The whole file, or None; `os.open` skips building a buffered file object."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        chunks = []
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
 
 
 def scan_entry_points(group: str, search_path: Iterable[str]) -> EntryPointScan:
     """Find the distributions on `search_path` that declare `group`.
 
     Only directories are walked (zip files and missing entries are skipped); an empty entry
-    means the current directory, as on `sys.path`.
+    means the current directory, as on `sys.path`. Each directory is listed once and only
+    the metadata directories' `entry_points.txt` files are opened (relative to the open
+    directory, which spares the kernel a full path walk per file); a file is decoded and
+    parsed only when its bytes mention the group.
     """
-    seen: set[str] = set()
-    dists: list[DistEntryPoints] = []
-    problems: list[EntryPointProblem] = []
-    directories: list[str] = []
-    scanned = 0
-    needle = group.encode()
+    scan = _Scan(group)
     for entry in search_path:
         directory = entry or "."
         try:
             names = os.listdir(directory)
         except OSError:
             continue
-        directories.append(directory)
-        for child in sorted(names):
-            if not child.endswith(_METADATA_DIR_SUFFIXES):
-                continue
+        scan.directories.append(directory)
+        try:
+            dir_fd: int | None = os.open(directory, _DIRECTORY_FLAGS) if _RELATIVE_OPEN else None
+        except OSError:
+            dir_fd = None
+        try:
+            scan.directory(directory, dir_fd, names)
+        finally:
+            if dir_fd is not None:
+                os.close(dir_fd)
+    return EntryPointScan(
+        tuple(scan.dists), tuple(scan.problems), scan.scanned, tuple(scan.directories)
+    )
+
+
+_RELATIVE_OPEN = os.open in os.supports_dir_fd
+_DIRECTORY_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
+
+
+class _Scan:
+    """The state of one `scan_entry_points` pass."""
+
+    __slots__ = ("directories", "dists", "group", "needle", "problems", "scanned", "seen")
+
+    def __init__(self, group: str) -> None:
+        self.group = group
+        self.needle = group.encode()
+        self.seen: set[str] = set()
+        self.dists: list[DistEntryPoints] = []
+        self.problems: list[EntryPointProblem] = []
+        self.directories: list[str] = []
+        self.scanned = 0
+
+    def directory(self, directory: str, dir_fd: int | None, names: list[str]) -> None:
+        prefix = os.path.join(directory, "")
+        opened_prefix = "" if dir_fd is not None else prefix
+        seen, needle = self.seen, self.needle
+        for child in sorted([name for name in names if name.endswith(_METADATA_DIR_SUFFIXES)]):
             dist = _dist_name(child)
             if dist in seen:
                 continue
             seen.add(dist)
-            scanned += 1
-            dist_path = os.path.join(directory, child)
-            file = os.path.join(dist_path, "entry_points.txt")
-            data = _read_bytes(file)
-            if data is None or needle not in data:
+            self.scanned += 1
+            try:  # this runs once per installed distribution: keep it to the syscalls
+                fd = os.open(opened_prefix + child + _ENTRY_POINTS_FILE, os.O_RDONLY, dir_fd=dir_fd)
+            except OSError:
+                continue  # most distributions have no entry points at all
+            try:
+                data = os.read(fd, _READ_SIZE)
+                while len(data) % _READ_SIZE == 0 and (chunk := os.read(fd, _READ_SIZE)):
+                    data += chunk
+            except OSError:
                 continue
-            found, bad = parse_entry_points(data.decode("utf-8", errors="replace"), group)
-            for line, reason in bad:
-                problems.append(EntryPointProblem(dist, file, line, reason))
-            if found:
-                entries = tuple(
+            finally:
+                os.close(fd)
+            if needle in data:
+                self._parse(dist, prefix + child, data)
+
+    def _parse(self, dist: str, dist_path: str, data: bytes) -> None:
+        file = dist_path + _ENTRY_POINTS_FILE
+        group = self.group
+        found, bad = parse_entry_points(data.decode("utf-8", errors="replace"), group)
+        for line, reason in bad:
+            self.problems.append(EntryPointProblem(dist, file, line, reason))
+        if found:
+            entries = tuple(
+                [
                     EntryPoint(name, value, group, dist, dist_path, line)
                     for line, name, value in found
-                )
-                dists.append(DistEntryPoints(dist, dist_path, file, entries))
-    return EntryPointScan(tuple(dists), tuple(problems), scanned, tuple(directories))
+                ]
+            )
+            self.dists.append(DistEntryPoints(dist, dist_path, file, entries))
 
 
 def dist_info_names(search_path: Sequence[str]) -> list[str]:

@@ -17,6 +17,9 @@ from importlib.machinery import BYTECODE_SUFFIXES, EXTENSION_SUFFIXES
 
 __all__ = ["ModuleLocator"]
 
+_INIT_EXTENSIONS = frozenset("__init__" + suffix for suffix in EXTENSION_SUFFIXES)
+_INIT_BYTECODE = frozenset("__init__" + suffix for suffix in BYTECODE_SUFFIXES)
+
 
 class ModuleLocator:
     """Resolves module names to source files; directory listings are cached per instance.
@@ -49,25 +52,27 @@ class ModuleLocator:
     def _init_in(self, directory: str) -> str | None:
         """`directory`'s `__init__` source, `""` if compiled only, `None` if not a package."""
         listing = self._listing(directory)
-        if any("__init__" + suffix in listing for suffix in EXTENSION_SUFFIXES):
+        if not listing.isdisjoint(_INIT_EXTENSIONS):
             return ""
         if "__init__.py" in listing:
             return os.path.join(directory, "__init__.py")
-        if any("__init__" + suffix in listing for suffix in BYTECODE_SUFFIXES):
+        if not listing.isdisjoint(_INIT_BYTECODE):
             return ""
         return None
 
     def locate(self, module: str) -> str | None:
         """The source file of `module`, or `None` if it has none we can read."""
         parts = module.split(".")
-        if not all(part.isidentifier() for part in parts):
-            return None
+        for part in parts:
+            if not part.isidentifier():
+                return None
         locations: Sequence[str] = self._search_path
         last = len(parts) - 1
         for index, part in enumerate(parts):
             portions: list[str] = []
             found: str | None = None
             package_dir: str | None = None
+            source = part + ".py"
             for location in locations:
                 listing = self._listing(location)
                 if part in listing:
@@ -78,15 +83,18 @@ class ModuleLocator:
                             return None
                         package_dir, found = candidate, init
                         break
-                if any(part + suffix in listing for suffix in EXTENSION_SUFFIXES):
-                    return None
-                if part + ".py" in listing:
+                # the finder's order in one directory: extension, source, bytecode
+                for suffix in EXTENSION_SUFFIXES:
+                    if part + suffix in listing:
+                        return None
+                if source in listing:
                     if index != last:
                         return None
-                    found = os.path.join(location, part + ".py")
+                    found = os.path.join(location, source)
                     break
-                if any(part + suffix in listing for suffix in BYTECODE_SUFFIXES):
-                    return None
+                for suffix in BYTECODE_SUFFIXES:
+                    if part + suffix in listing:
+                        return None
                 if part in listing and os.path.isdir(os.path.join(location, part)):
                     portions.append(os.path.join(location, part))
             if index == last:

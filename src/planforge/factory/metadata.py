@@ -6,7 +6,9 @@ Two readers produce the same `ModuleMetadata`:
   into placeholders, tracks bracket depth to find real statements, and understands only the
   common shapes of a plugin file (imports, a docstring, module-level assignments and
   functions, undecorated classes whose bodies hold assignments and methods). Whenever it
-  meets anything else it returns `None` instead of guessing.
+  meets anything else it returns `None` instead of guessing. Its first tier checks each class
+  body whole with one pattern (`_CLASS_BODY`) and reads the common value shapes straight from
+  the match; its second walks statements one by one.
 - `read_module_ast` parses with `ast`: slower (about 10x), but complete.
 
 `read_module` tries the first and falls back to the second. Both feed one resolver, so the
@@ -391,7 +393,12 @@ def binds_name(source: bytes | str, name: str) -> bool:
 
 # --- fast reader -----------------------------------------------------------------------------
 
-_TOKENS = re.compile(r'("""[\s\S]*?"""|\'\'\'[\s\S]*?\'\'\'|"[^"\n]*"|\'[^\'\n]*\'|#[^\n]*)')
+# Strings (triple-quoted first) and comments, grouped by their first character.
+_TOKENS = re.compile(
+    r'("(?:""[\s\S]*?"""|[^"\n]*")'
+    r"|'(?:''[\s\S]*?'''|[^'\n]*')"
+    r"|#[^\n]*)"
+)
 _LINES = re.compile(r"^(?: {4}| {0,3})(?=[^ \n])", re.MULTILINE)
 _BRACKETS = str.maketrans("[{]}", "(())")
 _CLASS = re.compile(r"class[ ]+([A-Za-z_]\w*)[ ]*(?:\(([^()]*)\))?[ ]*:[ ]*(\x00?)[ ]*(?:\n|$)")
@@ -464,6 +471,7 @@ def _skip_space(code: str, position: int) -> int:
 
 
 _SCALARS: Final = {"True": True, "False": False, "None": None}
+_TRIPLE_QUOTES: Final = ('"""', "'''")
 
 
 def _value(text: _Text, start: int, end: int, index: int) -> Any:
@@ -654,25 +662,71 @@ def _scan(text: _Text) -> ModuleMetadata:
     return _resolve(events)
 
 
-_KEYWORDS = (
-    r"(?:if|elif|else|try|except|finally|for|while|with|match|case|class|def|return|del|global"
-    r"|nonlocal|import|from|raise|assert|yield|lambda|not|and|or|in|is|async|await|break"
-    r"|continue|type|pass|None|True|False)\b"
-)
-_META_NAMES = "|".join(_ATTRIBUTES)
+def _trie(words: list[str]) -> str:
+    """An alternation of `words` grouped by first letter, so a mismatch fails in one step."""
+    heads: dict[str, list[str]] = {}
+    for word in sorted(words, key=lambda w: (-len(w), w)):
+        heads.setdefault(word[0], []).append(re.escape(word[1:]))
+    return "|".join(
+        f"{re.escape(head)}(?:{'|'.join(tails)})" for head, tails in sorted(heads.items())
+    )
+
+
+_KEYWORDS = rf"(?:{_trie([*keyword.kwlist, *keyword.softkwlist])})\b"
+_META_NAMES = _trie(list(_ATTRIBUTES))
 _TOP = re.compile(r"\n(?=[^ \n])")
-_ODD_INDENT = re.compile(r"\n {1,3}(?=[^ \n])")
-_BODY_START = re.compile(r"(?:\n[ ]*(?=\n))*\n    (?=[^ \n])")
-_BAD_BODY = re.compile(
-    r"\n    (?=[^ \n])(?!def |async def |@|pass\b|\.\.\.|\x00|[)\]}]"
-    rf"|(?!{_KEYWORDS})[A-Za-z_]\w*[ ]*(?::[^=\n]*)?=(?!=)(?![^\n]*(?<![=!<>])=(?!=))"
-    rf"|(?!{_KEYWORDS})[A-Za-z_]\w*[ ]*:[^=\n]*\n)"
-)
-_META_DEF = re.compile(rf"\n    (?:async )?def (?:{_META_NAMES})\b")
-_META_LINE = re.compile(rf"\n    ({_META_NAMES})[ ]*(?::[^=\n]*)?=(?!=)[ ]*([^\n]*)")
 _LINE_START = re.compile(r"\n(?: {4}| {0,3})(?=[^ \n])")
 _CLASS_QUICK = re.compile(r"\nclass[ ]+([A-Za-z_]\w*)[ ]*(?:\(([^()]*)\))?[ ]*:[ ]*(?=\n)")
-_NUMBER_FULL = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?")
+_PLANNER_BASES: Final = ("Planner",)
+
+
+def _group(depth: int, run: str, newline: str) -> str:
+    """A balanced bracket group of the flat text (all brackets are `(`), `depth` levels deep.
+
+    `run` matches what may stand between brackets, `newline` what may follow a line break.
+    """
+    inner = f"{run}|{newline}" if newline else run
+    group = rf"\((?:{inner})*+\)"
+    for _ in range(depth - 1):
+        group = rf"\((?:{inner}|{group})*+\)"
+    return group
+
+
+# Inside brackets a line may start with 5+ spaces, be blank, or close a bracket; so a line of
+# exactly four spaces and a name is always a class-level statement, never a continuation.
+_IN_GROUP_BREAK = r"\n(?:[ ]{5}|[ ]*(?=\n)|[ ]{0,4}(?=\)))"
+_ANY_RUN = r"[^()\n]++"
+_NO_BARE_EQUALS_RUN = r"[^()\n=]++|(?<=[<>!=])=|=(?==)"  # `==` and `<=` yes, `=` no
+_NOT_EQUALS_RUN = r"[^()\n=]++"
+_LINE = rf"(?:{_ANY_RUN}|{_group(5, _ANY_RUN, _IN_GROUP_BREAK)})*+"
+_VALUE_LINE = rf"(?:{_NO_BARE_EQUALS_RUN}|{_group(5, _NO_BARE_EQUALS_RUN, _IN_GROUP_BREAK)})*+"
+_ANNOTATION = rf":(?:{_NOT_EQUALS_RUN}|{_group(3, _NOT_EQUALS_RUN, '')})*+"
+_EOL = r"(?=\n|\Z)"
+_BLANK = rf"[ ]*{_EOL}"
+_NAME = rf"(?!{_KEYWORDS})[A-Za-z_]\w*[ ]*"
+_BODY_ITEM = (  # the common kinds first: the engine tries them in order
+    r"    (?:"
+    rf"{_NAME}(?:{_ANNOTATION})?=(?!=){_VALUE_LINE}{_EOL}"  # one target, no chained `=`
+    rf"|\x00(?:[ ]*\x00)*+[ ]*{_EOL}"  # a docstring
+    rf"|(?:@{_LINE}\n    )*+(?:async[ ]+)?def[ ]+(?!(?:{_META_NAMES})\b)[A-Za-z_]{_LINE}"
+    rf"(?:\n(?:[ ]{{5}}{_LINE}|{_BLANK}))*+"  # a method and its body
+    rf"|(?:pass|\.\.\.)[ ]*{_EOL}"
+    rf"|{_NAME}{_ANNOTATION}{_EOL}"  # a bare annotation binds nothing
+    r")"
+)
+_CLASS_BODY = re.compile(rf"(?:\n{_BLANK})*+\n{_BODY_ITEM}(?:\n(?:{_BODY_ITEM}|{_BLANK}))*+")
+_META_VALUE = re.compile(
+    rf"\n    ({_META_NAMES})[ ]*(?::[^=\n]*)?=(?!=)[ ]*()"
+    r"(?:(?:(\x00)"
+    r"|(True|False|None)"
+    r"|(-?(?:0|[1-9]\d*))"
+    r"|(-?(?:0|[1-9]\d*)\.\d+)"
+    r"|(\((?:[ \n]*\x00[ \n]*,)*+[ \n]*(?:\x00[ \n]*)?\))"
+    r"|(\[(?:[ \n]*\x00[ \n]*,)*+[ \n]*(?:\x00[ \n]*)?\])"
+    r")(?=[ ]*\n))?"
+)
+_STRING_TOKEN, _SCALAR_TOKEN, _INT_TOKEN, _FLOAT_TOKEN, _TUPLE_TOKEN, _LIST_TOKEN = range(3, 9)
+_COLLECTION_TOKENS: Final = frozenset((_TUPLE_TOKEN, _LIST_TOKEN))
 
 
 def _statement_end(code: str, flat: str, position: int) -> int:
@@ -688,53 +742,40 @@ def _statement_end(code: str, flat: str, position: int) -> int:
     return len(code)
 
 
-def _quick_value(text: _Text, flat: str, start: int, rest: str, index: int) -> Any:
-    """The value of a metadata assignment whose first line reads `rest`."""
-    tail = rest.rstrip()
-    if tail == "\x00":
-        return _string_value(text.tokens[index])
-    if _STRING_SEQUENCE.fullmatch(tail):
-        count = tail.count("\x00")
-        items = [_string_value(token) for token in text.tokens[index : index + count]]
-        if tail[0] == "[":
-            return items
-        if count == 1 and "," not in tail:
-            return items[0]
-        return tuple(items)
-    scalar = _SCALARS.get(tail, _NO_SCALAR)
-    if scalar is not _NO_SCALAR:
-        return scalar
-    if _NUMBER_FULL.fullmatch(tail):
-        return float(tail) if "." in tail else int(tail)
-    end = _statement_end(text.code, flat, start)
-    return _value(text, start, end, index)
-
-
 def _scan_quick(text: _Text) -> ModuleMetadata:
-    """The common shape in a few regex passes; raises `_Unsure` for anything else."""
+    """The common shape in a few regex passes; raises `_Unsure` for anything else.
+
+    Each class body must match `_CLASS_BODY` as a whole: that check knows where every
+    class-level statement starts, so the metadata assignments are then found by one search
+    whose value shapes (strings, numbers, flags, tuples and lists of strings) are captured by
+    the pattern itself; anything else goes through `_value`. A class body indented other than
+    by four spaces fails `_CLASS_BODY`, so odd indentation needs no separate check.
+    """
     code = text.code
-    if "\t" in code or ";" in code or "\f" in code or "\v" in code:
+    if "\t" in code or ";" in code or "\f" in code or "\v" in code or ":=" in code:
         raise _Unsure
     flat = code.translate(_BRACKETS)
-    for odd in _ODD_INDENT.finditer(code):
-        position = odd.start()
-        if flat.count("(", 0, position) == flat.count(")", 0, position):
-            raise _Unsure
     tops: list[int] = []
     depth = 0
     previous = 0
+    count = flat.count
     for match in _TOP.finditer(code):
         position = match.start()
-        depth += flat.count("(", previous, position) - flat.count(")", previous, position)
+        depth += count("(", previous, position) - count(")", previous, position)
         previous = position
         if not depth:
             tops.append(position)
-    tops.append(len(code))
+    size = len(code)
+    tops.append(size)
     events: list[_Event] = []
+    classes: list[_RawClass] = []
     names: set[str] = set()
+    bound: set[str] = set()
+    simple = True  # every class derives from `Planner` alone and every value is literal
     seen_class = False
-    token_position = 0
-    token_count = 0
+    tokens = text.tokens
+    counted = 0  # placeholders are counted up to this position ...
+    index = 0  # ... and this many were found
     for number in range(len(tops) - 1):
         start, end = tops[number], tops[number + 1]
         header = _CLASS_QUICK.match(code, start, end)
@@ -750,44 +791,76 @@ def _scan_quick(text: _Text) -> ModuleMetadata:
                 continue
             definition = _DEF.match(statement)
             if definition is not None:
+                bound.add(definition.group(1))
                 events.append(("bind", (definition.group(1),)))
                 continue
             assign = _ASSIGN.match(statement)
             if assign is not None and not keyword.iskeyword(assign.group(1)):
                 if _BARE_EQUALS.search(statement, assign.end()):
                     raise _Unsure
+                bound.add(assign.group(1))
                 events.append(("bind", (assign.group(1),)))
                 continue
             if _annotation_only(statement):
                 continue
             raise _Unsure
-        name = header.group(1)
+        name, base_text = header.groups()
         if name in names:
             raise _Unsure
+        bases = _bases(base_text)
+        if bases is not _PLANNER_BASES or "Planner" in names:
+            simple = False
         names.add(name)
         seen_class = True
-        bases = _bases(header.group(2))
         body = header.end()
-        if (
-            _BODY_START.match(code, body, end) is None
-            or _BAD_BODY.search(code, body, end) is not None
-            or _META_DEF.search(code, body, end) is not None
-        ):
+        if _CLASS_BODY.fullmatch(flat, body, end) is None:
             raise _Unsure
         own: dict[str, Any] = {}
-        depth = 0
-        previous = body
-        for match in _META_LINE.finditer(code, body, end):
-            position = match.start()
-            depth += flat.count("(", previous, position) - flat.count(")", previous, position)
-            previous = position
-            if depth:
-                continue
-            value_start = match.start(2)
-            token_count += code.count("\x00", token_position, value_start)
-            token_position = value_start
-            own[match.group(1)] = _quick_value(text, flat, value_start, match.group(2), token_count)
-        events.append(("class", _RawClass(name, bases, own, "")))
+        for match in _META_VALUE.finditer(code, body, end + 1 if end < size else end):
+            shape = match.lastindex
+            if shape == _STRING_TOKEN:
+                position = match.start(2)
+                index += code.count("\x00", counted, position)
+                counted = position
+                token = tokens[index]
+                value: Any = token[3:-3] if token[:3] in _TRIPLE_QUOTES else token[1:-1]
+            elif shape in _COLLECTION_TOKENS:
+                position = match.start(2)
+                index += code.count("\x00", counted, position)
+                counted = position
+                group = match.group(shape)
+                items = [
+                    token[3:-3] if token[:3] in _TRIPLE_QUOTES else token[1:-1]
+                    for token in tokens[index : index + group.count("\x00")]
+                ]
+                if shape == _LIST_TOKEN:
+                    value = items
+                elif len(items) == 1 and "," not in group:
+                    value = items[0]
+                else:
+                    value = tuple(items)
+            elif shape == _SCALAR_TOKEN:
+                value = _SCALARS[match.group(shape)]
+            elif shape == _FLOAT_TOKEN:
+                value = float(match.group(shape))
+            elif shape == _INT_TOKEN:
+                value = int(match.group(shape))
+            else:
+                position = match.start(2)
+                index += code.count("\x00", counted, position)
+                counted = position
+                value = _value(text, position, _statement_end(code, flat, position), index)
+                if value is NOT_LITERAL:
+                    simple = False
+            own[match.group(1)] = value
+        raw = _RawClass(name, bases, own, "")
+        classes.append(raw)
+        events.append(("class", raw))
+    if simple and names.isdisjoint(bound):
+        # nothing to resolve: no same-module bases, no rebinding, every value literal
+        return ModuleMetadata(
+            tuple([ClassMetadata(raw.name, True, False, raw.own) for raw in classes])
+        )
     return _resolve(events)
 
 
@@ -797,6 +870,8 @@ def _annotation_only(statement: str) -> bool:
 
 
 def _bases(text: str | None) -> tuple[str, ...]:
+    if text == "Planner":
+        return _PLANNER_BASES
     if text is None or not text.strip():
         return ()
     parts = text.split(",")
