@@ -1,0 +1,1 @@
+"""The holistic engine: modules, pipeline, configuration, resilience and observability."""

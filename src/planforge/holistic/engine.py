@@ -1,0 +1,403 @@
+"""The holistic pipeline: opportunities -> patterns -> sequences -> filters -> feasibility ->
+vectorised evaluation -> best sequence -> plan.
+
+Every stage has an explicit bound on its output (`EngineSettings`), every module call goes
+through the guard (timeout, circuit breaker, timing, events), and a module that fails
+contributes nothing while its warning travels into the plan.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from planforge.contract import Plan
+from planforge.holistic.cache import CalculationCache
+from planforge.holistic.config import HolisticConfig, estimate_sequences
+from planforge.holistic.domain import Domain, Simulation
+from planforge.holistic.events import EventHub
+from planforge.holistic.modules import (
+    KINDS,
+    Action,
+    ActionSequence,
+    Filter,
+    HolisticModule,
+    OpportunityCalculator,
+    PatternGenerator,
+    SequenceGenerator,
+)
+from planforge.holistic.perf import PerformanceTracker
+from planforge.holistic.registry import ModuleRegistry
+from planforge.holistic.resilience import ModuleGuard
+from planforge.logs import get_logger
+
+__all__ = ["DryRunReport", "EngineResult", "HolisticEngine"]
+
+_log = get_logger("holistic.engine")
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineResult:
+    plan: Plan
+    simulation: Simulation
+    sequences_generated: int
+    sequences_evaluated: int
+    feasible_sequences: int
+    warnings: tuple[str, ...]
+    duration_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class DryRunReport:
+    valid: bool
+    modules_loaded: tuple[str, ...]
+    estimated_sequences: int
+    warnings: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "valid": self.valid,
+            "modules_loaded": list(self.modules_loaded),
+            "estimated_sequences": self.estimated_sequences,
+            "warnings": list(self.warnings),
+            "errors": list(self.errors),
+        }
+
+
+@dataclass(slots=True)
+class _Stage:
+    """What one run accumulates; warnings keep their order and never repeat."""
+
+    warnings: list[str] = field(default_factory=list)
+
+    def warn(self, text: str | None) -> None:
+        if text and text not in self.warnings:
+            self.warnings.append(text)
+
+
+def _action_order(action: Action) -> tuple[float, str, str]:
+    return (-action.priority, action.side, action.key)
+
+
+def _sequence_key(sequence: ActionSequence) -> tuple[tuple[str, str], ...]:
+    return tuple(action.identity() for action in sequence)
+
+
+class HolisticEngine:
+    """Runs one configuration against contexts of one domain."""
+
+    def __init__(
+        self,
+        config: HolisticConfig,
+        domain: Domain,
+        *,
+        registry: ModuleRegistry,
+        events: EventHub | None = None,
+        perf: PerformanceTracker | None = None,
+        cache: CalculationCache | None = None,
+        guard: ModuleGuard | None = None,
+    ) -> None:
+        self.config = config
+        self.domain = domain
+        self.registry = registry
+        self.events = events if events is not None else EventHub()
+        self.perf = perf if perf is not None else PerformanceTracker()
+        settings = config.planner
+        self.cache = (
+            cache
+            if cache is not None
+            else CalculationCache(
+                max_entries=settings.cache_max_entries, ttl_s=settings.cache_ttl_s
+            )
+        )
+        self.guard = (
+            guard
+            if guard is not None
+            else ModuleGuard.from_settings(settings, events=self.events, perf=self.perf)
+        )
+        self._modules: dict[str, list[tuple[str, HolisticModule, Any]]] = {}
+        for kind in KINDS:
+            loaded: list[tuple[str, HolisticModule, Any]] = []
+            for name, params in config.enabled(kind):
+                cls = registry.load(kind, name)
+                loaded.append((f"{kind}.{name}", cls(), params))
+            self._modules[kind] = loaded
+
+    # ------------------------------------------------------------------ stages
+
+    def _opportunities(
+        self, context: Any, digest: str, stage: _Stage, run_id: str
+    ) -> dict[str, list[Action]]:
+        bound = self.config.planner.max_opportunities_per_category
+        by_category: dict[str, list[Action]] = {}
+        for key, module, params in self._modules["opportunity_calculators"]:
+            assert isinstance(module, OpportunityCalculator)
+            cached = self.cache.get(key, digest, params)
+            if cached is None:
+                found, warning = self.guard.call(
+                    key,
+                    module.calculate,
+                    context,
+                    params,
+                    default=[],
+                    operation="calculate",
+                    run_id=run_id,
+                )
+                stage.warn(warning)
+                actions = tuple(sorted(found, key=_action_order)[:bound])
+                if warning is None:
+                    self.cache.put(key, digest, params, actions)
+            else:
+                actions = cached
+            for action in actions:
+                by_category.setdefault(action.category, []).append(action)
+        return {category: by_category[category] for category in sorted(by_category)}
+
+    def _candidates(self, by_category: Mapping[str, list[Action]]) -> list[Action]:
+        best: dict[tuple[str, str], Action] = {}
+        for actions in by_category.values():
+            for action in actions:
+                known = best.get(action.identity())
+                if known is None or _action_order(action) < _action_order(known):
+                    best[action.identity()] = action
+        ordered = sorted(best.values(), key=_action_order)
+        return ordered[: self.config.planner.max_candidates]
+
+    def _sequences(
+        self,
+        context: Any,
+        by_category: Mapping[str, list[Action]],
+        candidates: list[Action],
+        stage: _Stage,
+        run_id: str,
+    ) -> list[ActionSequence]:
+        settings = self.config.planner
+        per_module = settings.max_patterns_per_generator
+        limit = settings.max_sequences
+        seen: set[tuple[tuple[str, str], ...]] = set()
+        sequences: list[ActionSequence] = []
+
+        def take(produced: Sequence[ActionSequence], cap: int) -> None:
+            for sequence in list(produced)[:cap]:
+                if len(sequences) >= limit:
+                    return
+                sequence = tuple(sequence)
+                key = _sequence_key(sequence)
+                if sequence and key not in seen:
+                    seen.add(key)
+                    sequences.append(sequence)
+
+        self.events.emit(
+            "sequence_generation_started", {"candidates": len(candidates)}, run_id=run_id
+        )
+        for key, module, params in self._modules["pattern_generators"]:
+            assert isinstance(module, PatternGenerator)
+            produced, warning = self.guard.call(
+                key,
+                module.generate,
+                context,
+                by_category,
+                params,
+                default=[],
+                operation="generate",
+                run_id=run_id,
+            )
+            stage.warn(warning)
+            take(produced, per_module)
+        for key, module, params in self._modules["sequence_generators"]:
+            assert isinstance(module, SequenceGenerator)
+            produced, warning = self.guard.call(
+                key,
+                module.generate,
+                context,
+                candidates,
+                params,
+                default=[],
+                operation="generate",
+                run_id=run_id,
+            )
+            stage.warn(warning)
+            take(produced, limit)
+        self.events.emit(
+            "sequence_generation_completed", {"sequences": len(sequences)}, run_id=run_id
+        )
+        return sequences
+
+    def _filter(
+        self, context: Any, sequences: list[ActionSequence], stage: _Stage, run_id: str
+    ) -> list[ActionSequence]:
+        for key, module, params in self._modules["filters"]:
+            assert isinstance(module, Filter)
+            kept, warning = self.guard.call(
+                key,
+                module.apply,
+                context,
+                sequences,
+                params,
+                default=sequences,
+                operation="apply",
+                run_id=run_id,
+            )
+            stage.warn(warning)
+            allowed = {_sequence_key(s) for s in sequences}
+            # a filter only drops: anything it invented or duplicated is ignored
+            sequences = [
+                s for s in dict.fromkeys(tuple(s) for s in kept) if _sequence_key(s) in allowed
+            ]
+        return sequences
+
+    def _feasible(self, sequences: list[ActionSequence]) -> list[ActionSequence]:
+        settings = self.config.planner
+        kept: list[ActionSequence] = []
+        for sequence in sequences:
+            if not sequence or len(sequence) > settings.max_depth:
+                continue
+            keys = [action.key for action in sequence]
+            if len(set(keys)) != len(keys):
+                continue
+            mean_priority = sum(action.priority for action in sequence) / len(sequence)
+            if mean_priority < settings.priority_threshold:
+                continue
+            kept.append(sequence)
+        return kept
+
+    def _evaluate(
+        self,
+        context: Any,
+        sequences: list[ActionSequence],
+        run_id: str,
+        progress: Progress | None,
+    ) -> tuple[int, float, int]:
+        """Index and score of the best feasible sequence (-1 when none), and how many were."""
+        batch = self.config.planner.evaluation_batch_size
+        total = len(sequences)
+        self.events.emit("evaluation_started", {"sequences": total}, run_id=run_id)
+        best_index, best_score, feasible = -1, -np.inf, 0
+        done = 0
+        for start in range(0, total, batch):
+            chunk = sequences[start : start + batch]
+            with self.perf.measure("evaluation", "evaluate"):
+                result = self.domain.evaluate(context, chunk, self.config.domain)
+            feasible += int(np.count_nonzero(result.feasible))
+            if len(chunk):
+                local = int(np.argmax(result.scores))  # first of equal maxima: deterministic
+                score = float(result.scores[local])
+                if result.feasible[local] and score > best_score:
+                    best_index, best_score = start + local, score
+                    self.events.emit(
+                        "best_sequence_updated",
+                        {"score": score, "steps": len(chunk[local]), "index": best_index},
+                        run_id=run_id,
+                    )
+            done += len(chunk)
+            if progress is not None:
+                progress(done, total)
+            self.events.emit("evaluation_progress", {"done": done, "total": total}, run_id=run_id)
+        self.events.emit(
+            "evaluation_completed",
+            {"sequences": total, "feasible": feasible, "best_score": best_score},
+            run_id=run_id,
+        )
+        return best_index, float(best_score), feasible
+
+    # ------------------------------------------------------------------ public
+
+    def run(
+        self,
+        objective: str,
+        raw_context: Any,
+        *,
+        planner_name: str = "holistic",
+        planner_version: str = "1.0.0",
+        run_id: str | None = None,
+        progress: Progress | None = None,
+    ) -> EngineResult:
+        """Plan once; module failures become warnings, never a missing plan."""
+        started = time.perf_counter()
+        run_id = run_id or uuid.uuid4().hex
+        stage = _Stage()
+        context = self.domain.parse_context(raw_context)
+        digest = self.domain.context_digest(context)
+        by_category = self._opportunities(context, digest, stage, run_id)
+        candidates = self._candidates(by_category)
+        generated = self._sequences(context, by_category, candidates, stage, run_id)
+        filtered = self._filter(context, generated, stage, run_id)
+        feasible_shape = self._feasible(filtered)
+        best_index, best_score, feasible = self._evaluate(context, feasible_shape, run_id, progress)
+        baseline = self.domain.simulate(context, (), self.config.domain)
+        if best_index >= 0 and best_score > baseline.end_state_score:
+            simulation = self.domain.simulate(
+                context, feasible_shape[best_index], self.config.domain
+            )
+        else:
+            simulation = baseline
+            if not feasible_shape:
+                stage.warn("no candidate sequence survived generation, filters and feasibility")
+            elif best_index < 0:
+                stage.warn("no candidate sequence is feasible (cash, holdings or repeats)")
+            else:
+                stage.warn(
+                    f"no sequence improves the portfolio: the best scored {best_score:.6f}, "
+                    f"the current state scores {baseline.end_state_score:.6f}"
+                )
+        plan = self.domain.build_plan(
+            objective,
+            simulation,
+            planner_name=planner_name,
+            planner_version=planner_version,
+            warnings=stage.warnings,
+        )
+        elapsed = (time.perf_counter() - started) * 1000.0
+        self.events.emit(
+            "planning_completed",
+            {
+                "steps": len(plan.steps),
+                "score": plan.score,
+                "sequences": len(feasible_shape),
+                "duration_ms": round(elapsed, 3),
+                "warnings": list(stage.warnings),
+            },
+            run_id=run_id,
+        )
+        _log.info(
+            "planned",
+            run_id=run_id,
+            steps=len(plan.steps),
+            generated=len(generated),
+            evaluated=len(feasible_shape),
+            warnings=len(stage.warnings),
+            duration_ms=round(elapsed, 3),
+        )
+        return EngineResult(
+            plan=plan,
+            simulation=simulation,
+            sequences_generated=len(generated),
+            sequences_evaluated=len(feasible_shape),
+            feasible_sequences=feasible,
+            warnings=tuple(stage.warnings),
+            duration_ms=elapsed,
+        )
+
+    def dry_run(self) -> DryRunReport:
+        """Everything the configuration enables is loaded and valid; nothing is planned."""
+        loaded = tuple(key for modules in self._modules.values() for key, _, _ in modules)
+        warnings: list[str] = []
+        if not self._modules["opportunity_calculators"]:
+            warnings.append("no opportunity calculator is enabled: every plan will be empty")
+        if not (self._modules["pattern_generators"] or self._modules["sequence_generators"]):
+            warnings.append("no pattern or sequence generator is enabled: nothing to evaluate")
+        return DryRunReport(
+            valid=True,
+            modules_loaded=loaded,
+            estimated_sequences=estimate_sequences(
+                self.config, self.config.planner.max_opportunities_per_category
+            ),
+            warnings=tuple(warnings),
+        )

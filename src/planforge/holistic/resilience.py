@@ -1,0 +1,486 @@
+"""Graceful degradation for module calls: timeout, circuit breaker, timings and events.
+
+`ModuleGuard.call` runs one module call and never lets the module break the run: a module that
+raises, times out or whose breaker refuses it contributes the `default` you pass, and the
+guard returns a warning naming the module and the cause, for the plan's `warnings`.
+
+Each module (`kind.name`) has its own `CircuitBreaker` (the factory's, with resilience4j
+semantics). A call slower than `slow_call_s` is recorded as slow and trips the breaker through
+its slow-call rate; a timeout is a failure.
+
+Timeouts. A call with a timeout runs on one of a few shared worker threads and the caller
+waits at most `timeout_s`. A hung call cannot be killed in a thread: the guard stops waiting,
+reports it, and that worker stays busy until the call returns by itself. The pool is bounded:
+while every worker is stuck in such a call, further calls fail fast with a warning instead of
+queueing forever, and a call that cannot get a free worker within its timeout is skipped. The
+workers are daemon threads (not a `ThreadPoolExecutor`, whose workers are joined at interpreter
+exit), so a module that never returns cannot keep the process alive. A call whose timeout is
+None runs inline in the caller's thread (no thread hop).
+"""
+
+from __future__ import annotations
+
+import enum
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from planforge.errors import PlannerError
+from planforge.factory.breaker import BreakerConfig, BreakerState, CircuitBreaker
+from planforge.holistic.events import (
+    MODULE_COMPLETED,
+    MODULE_FAILED,
+    MODULE_SKIPPED,
+    MODULE_STARTED,
+    EventHub,
+)
+from planforge.holistic.perf import PerformanceTracker
+from planforge.logs import get_logger
+
+if TYPE_CHECKING:
+    from planforge.holistic.config import EngineSettings
+
+__all__ = ["DEFAULT_TIMEOUT", "ModuleGuard", "breaker_config_from_settings"]
+
+T = TypeVar("T")
+D = TypeVar("D")
+
+_ERROR_TEXT_LIMIT = 300
+_log = get_logger("holistic.resilience")
+
+
+class _Default(enum.Enum):
+    TIMEOUT = "the guard's default timeout"
+
+
+#: Pass as `timeout_s` (the default) to use the guard's own `default_timeout_s`.
+DEFAULT_TIMEOUT = _Default.TIMEOUT
+
+
+def breaker_config_from_settings(settings: EngineSettings) -> BreakerConfig:
+    """The engine's breaker knobs; backed-off waits are capped at ten base waits."""
+    return BreakerConfig(
+        window_size=settings.breaker_window,
+        minimum_calls=min(settings.breaker_min_calls, settings.breaker_window),
+        failure_rate_threshold=settings.breaker_failure_rate,
+        slow_call_threshold_s=settings.slow_call_s,
+        slow_call_rate_threshold=settings.breaker_slow_call_rate,
+        wait_s=settings.breaker_open_s,
+        max_wait_s=10.0 * settings.breaker_open_s,
+    )
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.1f}" if value >= 0.1 else f"{value:.3g}"
+
+
+def _error_text(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return text[:_ERROR_TEXT_LIMIT]
+
+
+class _WorkerPool:
+    """A fixed set of daemon threads fed by one queue; callers bound the work in flight."""
+
+    def __init__(self, size: int, prefix: str) -> None:
+        self._size = size
+        self._prefix = prefix
+        self._queue: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def submit(self, fn: Callable[[], T]) -> Future[T]:
+        future: Future[T] = Future()
+        with self._lock:
+            if self._closed:
+                raise PlannerError("the module guard is closed; make a new one.", where="guard")
+            if not self._threads:
+                for index in range(self._size):
+                    thread = threading.Thread(
+                        target=self._work, name=f"{self._prefix}-{index}", daemon=True
+                    )
+                    thread.start()
+                    self._threads.append(thread)
+            self._queue.put((future, fn))
+        return future
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            future, fn = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = fn()
+            except BaseException as exc:
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for _ in self._threads:
+                self._queue.put(None)
+
+
+class _Flight:
+    """One timed call's fate, read and written under the guard's lock."""
+
+    __slots__ = ("abandoned", "finished")
+
+    def __init__(self) -> None:
+        self.finished = False
+        self.abandoned = False
+
+
+class ModuleGuard:
+    """Thread-safe. One guard per engine; it owns the per-module breakers and the workers.
+
+    `clock` (monotonic seconds) measures call durations and drives the breakers; waiting for
+    a timed call always uses real time.
+    """
+
+    def __init__(
+        self,
+        *,
+        breaker_config: BreakerConfig | None = None,
+        perf: PerformanceTracker | None = None,
+        events: EventHub | None = None,
+        default_timeout_s: float | None = 2.0,
+        max_workers: int = 4,
+        max_modules: int = 1024,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
+            raise PlannerError(
+                f"ModuleGuard max_workers must be an integer >= 1, got {max_workers!r}.",
+                where="guard",
+            )
+        if default_timeout_s is not None and not default_timeout_s > 0:
+            raise PlannerError(
+                f"ModuleGuard default_timeout_s must be None or > 0, got {default_timeout_s!r}.",
+                where="guard",
+            )
+        self.breaker_config = breaker_config or BreakerConfig()
+        self.perf = perf if perf is not None else PerformanceTracker()
+        self.events = events if events is not None else EventHub()
+        self.default_timeout_s = default_timeout_s
+        self.max_workers = max_workers
+        self._max_modules = max_modules
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self._slots = threading.BoundedSemaphore(max_workers)
+        self._stuck = 0
+        self._pool = _WorkerPool(max_workers, "planforge-module")
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: EngineSettings,
+        *,
+        perf: PerformanceTracker | None = None,
+        events: EventHub | None = None,
+        max_workers: int = 4,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> ModuleGuard:
+        return cls(
+            breaker_config=breaker_config_from_settings(settings),
+            perf=perf,
+            events=events,
+            default_timeout_s=settings.module_timeout_s,
+            max_workers=max_workers,
+            clock=clock,
+        )
+
+    # -- breakers ---------------------------------------------------------------------------
+
+    def breaker(self, module_key: str) -> CircuitBreaker:
+        """The module's breaker, made on first use (at most `max_modules` of them)."""
+        with self._lock:
+            found = self._breakers.get(module_key)
+            if found is None:
+                if len(self._breakers) >= self._max_modules:
+                    raise PlannerError(
+                        f"the module guard already tracks {self._max_modules} modules; "
+                        f"{module_key!r} would exceed the bound. Use one guard per engine.",
+                        where="guard",
+                        context={"module": module_key},
+                    )
+                found = CircuitBreaker(module_key, self.breaker_config, clock=self._clock)
+                self._breakers[module_key] = found
+            return found
+
+    def force_open(self, module_key: str) -> None:
+        """Skip the module until `reset`."""
+        self.breaker(module_key).force_open()
+
+    def disable_breaker(self, module_key: str) -> None:
+        """Always call the module, never trip its breaker, until `reset`."""
+        self.breaker(module_key).disable()
+
+    def reset(self, module_key: str) -> None:
+        self.breaker(module_key).reset()
+
+    def snapshots(self) -> dict[str, dict[str, Any]]:
+        """Every module breaker's snapshot, by module key in sorted order, for health reports."""
+        with self._lock:
+            breakers = sorted(self._breakers.items())
+        return {key: breaker.snapshot() for key, breaker in breakers}
+
+    @property
+    def stuck_workers(self) -> int:
+        """Workers still running a call whose caller stopped waiting (a timeout)."""
+        with self._lock:
+            return self._stuck
+
+    # -- the call ---------------------------------------------------------------------------
+
+    def call(
+        self,
+        module_key: str,
+        fn: Callable[..., T],
+        *args: Any,
+        default: D,
+        timeout_s: float | _Default | None = DEFAULT_TIMEOUT,
+        operation: str = "call",
+        run_id: str = "",
+    ) -> tuple[T | D, str | None]:
+        """`(fn(*args), None)`, or `(default, warning)` when the module failed or was skipped."""
+        timeout = self.default_timeout_s if isinstance(timeout_s, _Default) else timeout_s
+        if timeout is not None and not timeout > 0:
+            raise PlannerError(
+                f"a module timeout must be None or > 0 seconds, got {timeout!r}.",
+                where="guard",
+                context={"module": module_key},
+            )
+        breaker = self.breaker(module_key)
+        if not breaker.allow():
+            return default, self._skipped(module_key, operation, run_id, breaker)
+        self.events.emit(
+            MODULE_STARTED, {"module": module_key, "operation": operation}, run_id=run_id
+        )
+        if timeout is None:
+            return self._inline(module_key, operation, run_id, breaker, fn, args, default)
+        return self._timed(module_key, operation, run_id, breaker, fn, args, default, timeout)
+
+    def _inline(
+        self,
+        module_key: str,
+        operation: str,
+        run_id: str,
+        breaker: CircuitBreaker,
+        fn: Callable[..., T],
+        args: tuple[Any, ...],
+        default: D,
+    ) -> tuple[T | D, str | None]:
+        start = self._clock()
+        try:
+            result = fn(*args)
+        except Exception as exc:
+            duration = max(0.0, self._clock() - start)
+            return default, self._failed(module_key, operation, run_id, breaker, duration, exc)
+        except BaseException:
+            breaker.release_permission()  # interrupted, not failed
+            raise
+        self._succeeded(module_key, operation, run_id, breaker, max(0.0, self._clock() - start))
+        return result, None
+
+    def _timed(
+        self,
+        module_key: str,
+        operation: str,
+        run_id: str,
+        breaker: CircuitBreaker,
+        fn: Callable[..., T],
+        args: tuple[Any, ...],
+        default: D,
+        timeout: float,
+    ) -> tuple[T | D, str | None]:
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            all_stuck = self._stuck >= self.max_workers
+        if all_stuck or not self._slots.acquire(timeout=timeout):
+            breaker.release_permission()  # not the module's fault: no trial happened
+            stuck = self.stuck_workers
+            why = (
+                f"all {self.max_workers} module workers are stuck in calls that timed out"
+                if stuck >= self.max_workers
+                else f"no free module worker within {_seconds(timeout)} s "
+                f"({stuck} of {self.max_workers} stuck in calls that timed out)"
+            )
+            warning = f"{module_key} skipped: {why}"
+            self.events.emit(
+                MODULE_SKIPPED,
+                {"module": module_key, "operation": operation, "reason": why},
+                run_id=run_id,
+            )
+            _log.warning("module skipped", module=module_key, reason=why)
+            return default, warning
+        flight = _Flight()
+
+        def task() -> T:
+            try:
+                return fn(*args)
+            finally:
+                self._slots.release()
+                with self._lock:
+                    flight.finished = True
+                    if flight.abandoned:
+                        self._stuck -= 1
+                if flight.abandoned:
+                    _log.info("timed-out module call finished", module=module_key)
+
+        start = self._clock()
+        try:
+            future = self._pool.submit(task)
+        except BaseException:
+            self._slots.release()
+            breaker.release_permission()
+            raise
+        try:
+            result = future.result(timeout=max(0.0, deadline - time.monotonic()))
+        except FutureTimeout:
+            with self._lock:
+                if not flight.finished:
+                    flight.abandoned = True
+                    self._stuck += 1
+            duration = max(timeout, self._clock() - start)
+            return default, self._timed_out(
+                module_key, operation, run_id, breaker, duration, timeout
+            )
+        except Exception as exc:
+            duration = max(0.0, self._clock() - start)
+            return default, self._failed(module_key, operation, run_id, breaker, duration, exc)
+        except BaseException:
+            breaker.release_permission()
+            raise
+        self._succeeded(module_key, operation, run_id, breaker, max(0.0, self._clock() - start))
+        return result, None
+
+    # -- outcomes ---------------------------------------------------------------------------
+
+    def _succeeded(
+        self,
+        module_key: str,
+        operation: str,
+        run_id: str,
+        breaker: CircuitBreaker,
+        duration: float,
+    ) -> None:
+        breaker.record_success(duration)
+        self.perf.record(module_key, operation, duration)
+        threshold = self.breaker_config.slow_call_threshold_s
+        self.events.emit(
+            MODULE_COMPLETED,
+            {
+                "module": module_key,
+                "operation": operation,
+                "duration_ms": duration * 1000.0,
+                "slow": threshold is not None and duration > threshold,
+            },
+            run_id=run_id,
+        )
+
+    def _failed(
+        self,
+        module_key: str,
+        operation: str,
+        run_id: str,
+        breaker: CircuitBreaker,
+        duration: float,
+        exc: Exception,
+    ) -> str:
+        error = _error_text(exc)
+        breaker.record_failure(duration, error)
+        self.perf.record(module_key, operation, duration, failed=True)
+        self.events.emit(
+            MODULE_FAILED,
+            {
+                "module": module_key,
+                "operation": operation,
+                "duration_ms": duration * 1000.0,
+                "error": error,
+                "error_type": type(exc).__name__,
+            },
+            run_id=run_id,
+        )
+        _log.warning("module failed", module=module_key, operation=operation, error=error)
+        return f"{module_key} failed: {error}"
+
+    def _timed_out(
+        self,
+        module_key: str,
+        operation: str,
+        run_id: str,
+        breaker: CircuitBreaker,
+        duration: float,
+        timeout: float,
+    ) -> str:
+        error = f"timed out after {_seconds(timeout)} s"
+        breaker.record_failure(duration, error)
+        self.perf.record(module_key, operation, duration, failed=True)
+        self.events.emit(
+            MODULE_FAILED,
+            {
+                "module": module_key,
+                "operation": operation,
+                "duration_ms": duration * 1000.0,
+                "error": error,
+                "error_type": "timeout",
+                "timeout_s": timeout,
+            },
+            run_id=run_id,
+        )
+        _log.warning("module timed out", module=module_key, operation=operation, timeout_s=timeout)
+        return f"{module_key} {error}"
+
+    def _skipped(
+        self, module_key: str, operation: str, run_id: str, breaker: CircuitBreaker
+    ) -> str:
+        state = breaker.state
+        retry = breaker.retry_after_s()
+        if state is BreakerState.FORCED_OPEN:
+            why = "circuit breaker forced open (reset it to call the module again)"
+        elif state is BreakerState.OPEN and retry is not None:
+            why = f"circuit breaker open (retry in {_seconds(retry)} s)"
+        elif state is BreakerState.HALF_OPEN:
+            why = "circuit breaker half-open (its trial calls are in flight)"
+        else:
+            why = f"circuit breaker {state.value}"
+        self.events.emit(
+            MODULE_SKIPPED,
+            {
+                "module": module_key,
+                "operation": operation,
+                "reason": why,
+                "state": state.value,
+                "retry_after_s": retry,
+            },
+            run_id=run_id,
+        )
+        return f"{module_key} skipped: {why}"
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the idle workers; a worker stuck in a call ends when the call returns."""
+        self._pool.close()
+
+    def __enter__(self) -> ModuleGuard:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

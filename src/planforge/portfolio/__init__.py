@@ -1,0 +1,1 @@
+"""Portfolio rebalancing: the holistic engine's reference domain."""

@@ -1,0 +1,229 @@
+"""The portfolio context: what the rebalancing planner knows about a personal portfolio.
+
+Values are validated on the way in; a bad file is a `ContextError` naming the field
+(`positions[3].quantity: ...`) and nothing is planned from it. Prices are in each security's
+own currency; `fx_rates` converts them to `base_currency` (units of base per unit).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from collections.abc import Mapping
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from planforge.errors import PlannerError
+
+__all__ = [
+    "ContextError",
+    "Costs",
+    "PortfolioContext",
+    "Position",
+    "Restrictions",
+    "Security",
+    "Targets",
+    "load_context",
+    "parse_context",
+]
+
+_STRICT = ConfigDict(extra="forbid", frozen=True)
+
+
+class ContextError(PlannerError):
+    """A portfolio context that cannot be used, with the field at fault."""
+
+    def __init__(self, field: str, problem: str, source: str = "context") -> None:
+        super().__init__(
+            f"{source}: {field}: {problem}. Fix that field and try again.",
+            where="context",
+            context={"field": field, "source": source},
+        )
+        self.field = field
+        self.problem = problem
+
+
+class Security(BaseModel):
+    """What is known about an instrument, held or not."""
+
+    model_config = _STRICT
+
+    symbol: str = Field(min_length=1)
+    name: str = ""
+    country: str = "unknown"
+    industry: str = "unknown"
+    currency: str = Field(default="EUR", min_length=3, max_length=3)
+    price: float | None = Field(default=None, gt=0)
+    #: Named quality scores in [0, 1] (for example quality, growth, stability).
+    scores: dict[str, float] = Field(default_factory=dict)
+    volatility: float = Field(default=0.2, ge=0)
+    dividend_yield: float = Field(default=0.0, ge=0, le=1)
+    lot_size: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _check_scores(self) -> Security:
+        for key, value in self.scores.items():
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"score {key!r} must be in [0, 1], got {value}")
+        return self
+
+    @property
+    def quality(self) -> float:
+        """The mean of the named scores; 0.5 when none are known."""
+        if not self.scores:
+            return 0.5
+        return sum(self.scores[key] for key in sorted(self.scores)) / len(self.scores)
+
+
+class Position(BaseModel):
+    model_config = _STRICT
+
+    symbol: str = Field(min_length=1)
+    quantity: float = Field(ge=0)
+    average_price: float = Field(ge=0)
+    current_price: float = Field(gt=0)
+    currency: str = Field(default="EUR", min_length=3, max_length=3)
+    first_bought: date | None = None
+
+
+class Targets(BaseModel):
+    """Target weights in [0, 1] by security, country or industry; each set sums to <= 1."""
+
+    model_config = _STRICT
+
+    by_security: dict[str, float] = Field(default_factory=dict)
+    by_country: dict[str, float] = Field(default_factory=dict)
+    by_industry: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_weights(self) -> Targets:
+        for label, weights in (
+            ("by_security", self.by_security),
+            ("by_country", self.by_country),
+            ("by_industry", self.by_industry),
+        ):
+            for key, weight in weights.items():
+                if not 0.0 <= weight <= 1.0:
+                    raise ValueError(f"{label}.{key} must be in [0, 1], got {weight}")
+            if sum(weights.values()) > 1.0 + 1e-9:
+                raise ValueError(f"{label} weights sum to {sum(weights.values()):.4f} > 1")
+        return self
+
+
+class Restrictions(BaseModel):
+    model_config = _STRICT
+
+    ineligible: list[str] = Field(default_factory=list)
+    recent_buys: dict[str, date] = Field(default_factory=dict)
+    recent_sells: dict[str, date] = Field(default_factory=dict)
+    allow_buy: bool = True
+    allow_sell: bool = True
+
+
+class Costs(BaseModel):
+    """Transaction costs: a fixed amount in the base currency plus a share of the value."""
+
+    model_config = _STRICT
+
+    fixed: float = Field(default=0.0, ge=0)
+    percent: float = Field(default=0.0, ge=0, le=0.1)
+
+
+class PortfolioContext(BaseModel):
+    model_config = _STRICT
+
+    base_currency: str = Field(default="EUR", min_length=3, max_length=3)
+    as_of: date = Field(default_factory=date.today)
+    cash: float = Field(default=0.0, ge=0)
+    fx_rates: dict[str, float] = Field(default_factory=dict)
+    positions: list[Position] = Field(default_factory=list)
+    securities: list[Security] = Field(default_factory=list)
+    targets: Targets = Field(default_factory=Targets)
+    restrictions: Restrictions = Field(default_factory=Restrictions)
+    costs: Costs = Field(default_factory=Costs)
+    min_trade_value: float = Field(default=0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _check_references(self) -> PortfolioContext:
+        known = {security.symbol for security in self.securities}
+        if len(known) != len(self.securities):
+            raise ValueError("securities: each symbol may appear once")
+        held = [position.symbol for position in self.positions]
+        if len(set(held)) != len(held):
+            raise ValueError("positions: each symbol may appear once")
+        for index, position in enumerate(self.positions):
+            if position.symbol not in known:
+                raise ValueError(
+                    f"positions[{index}].symbol: {position.symbol!r} has no entry in securities"
+                )
+        currencies = {s.currency for s in self.securities} | {p.currency for p in self.positions}
+        for currency in sorted(currencies - {self.base_currency}):
+            rate = self.fx_rates.get(currency)
+            if rate is None or not rate > 0:
+                raise ValueError(
+                    f"fx_rates.{currency}: a positive rate to {self.base_currency} is needed"
+                )
+        for symbol in sorted(self.targets.by_security):
+            if symbol not in known:
+                raise ValueError(f"targets.by_security.{symbol}: unknown security")
+        return self
+
+    def fx(self, currency: str) -> float:
+        """Units of the base currency per unit of `currency`."""
+        return 1.0 if currency == self.base_currency else self.fx_rates[currency]
+
+    def security(self, symbol: str) -> Security:
+        for security in self.securities:
+            if security.symbol == symbol:
+                return security
+        raise KeyError(symbol)
+
+    def digest(self) -> str:
+        """A stable digest of the whole context, for caches."""
+        body = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(body.encode()).hexdigest()[:32]
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "context"
+
+
+def parse_context(
+    raw: Mapping[str, Any] | PortfolioContext, source: str = "context"
+) -> PortfolioContext:
+    """Validate a raw mapping; raises `ContextError` naming the first bad field."""
+    if isinstance(raw, PortfolioContext):
+        return raw
+    if not isinstance(raw, Mapping):
+        raise ContextError("context", f"expected an object, got {type(raw).__name__}", source)
+    try:
+        return PortfolioContext.model_validate(dict(raw))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        message = str(first["msg"]).removeprefix("Value error, ")
+        field = _location(tuple(first["loc"]))
+        if field == "context" and ": " in message:
+            field, _, message = message.partition(": ")
+        raise ContextError(field, message, source) from None
+
+
+def load_context(path: str | Path) -> PortfolioContext:
+    """Read a context from a JSON or TOML file."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ContextError("file", f"cannot read it ({exc.strerror})", str(file)) from None
+    try:
+        data = tomllib.loads(text) if file.suffix.lower() == ".toml" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        kind = "TOML" if file.suffix.lower() == ".toml" else "JSON"
+        raise ContextError("file", f"not valid {kind} ({exc})", str(file)) from None
+    return parse_context(data, str(file))

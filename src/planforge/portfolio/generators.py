@@ -1,0 +1,251 @@
+"""Built-in sequence generators: build sequences from the flat candidate list.
+
+Both sort the candidates best first before cutting the list (the original cut first and
+lost its best candidates), put sells before buys, never use a symbol twice in a sequence,
+and stop at an explicit bound.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from planforge.holistic.modules import Action, ActionSequence, SequenceGenerator
+from planforge.portfolio._common import SELL, action_order, coerce_params, trade_cost
+from planforge.portfolio.context import PortfolioContext
+
+__all__ = ["BeamSearchGenerator", "CombinatorialGenerator"]
+
+_PARAMS = ConfigDict(extra="forbid", frozen=True)
+
+
+def _prepared(candidates: Sequence[Action]) -> list[Action]:
+    """Best first, exact duplicates removed. Variants of one trade (same symbol, different
+    sizes from different calculators) are kept: each may be the better choice."""
+    seen: set[Action] = set()
+    out: list[Action] = []
+    for action in sorted(candidates, key=action_order):
+        if action not in seen:
+            seen.add(action)
+            out.append(action)
+    return out
+
+
+def _combinations(
+    items: Sequence[Action], size: int, taken: frozenset[str]
+) -> Iterator[tuple[Action, ...]]:
+    """`itertools.combinations(items, size)` in the same lexicographic order, skipping any
+    combination that repeats a symbol or uses one in `taken` (pruned as it goes, so repeated
+    symbols cost nothing)."""
+    if size == 0:
+        yield ()
+        return
+    chosen: list[Action] = []
+    keys: list[str] = []
+
+    def walk(start: int) -> Iterator[tuple[Action, ...]]:
+        need = size - len(chosen)
+        for index in range(start, len(items) - need + 1):
+            action = items[index]
+            if action.key in taken or action.key in keys:
+                continue
+            chosen.append(action)
+            keys.append(action.key)
+            if need == 1:
+                yield tuple(chosen)
+            else:
+                yield from walk(index + 1)
+            chosen.pop()
+            keys.pop()
+
+    yield from walk(0)
+
+
+class CombinatorialGenerator(SequenceGenerator):
+    """Every combination of k sells followed by j buys, 1 <= k + j <= `max_depth`.
+
+    Candidates are sorted by priority (then side, symbol) BEFORE the list is cut to
+    `max_candidates`, so the best candidate always survives, wherever it was listed.
+    Sequences come out by length (shortest first), then by number of sells (most first),
+    then in lexicographic priority order, and stop at `max_combinations`. Sequences may be
+    sells only or buys only; a symbol appears at most once.
+
+    Exhaustive mode: when there are at most `exhaustive_below` candidates and `max_depth` is
+    at most `exhaustive_max_depth`, neither `max_candidates` nor `max_combinations` applies
+    and every subset with distinct symbols is produced (sells first, then buys), so the best
+    feasible sequence is guaranteed to be among them. That is at most C(16, <=4) = 2,516
+    sequences with the largest allowed settings.
+    """
+
+    name = "combinatorial"
+    version = "1.0.0"
+    author = "planforge"
+    description = "All combinations of k sells then j buys over the top candidates."
+    tags = ("combinatorial", "exhaustive")
+    dependencies = ()
+
+    class Params(BaseModel):
+        model_config = _PARAMS
+
+        max_depth: int = Field(default=5, ge=1, le=10, description="Most steps per sequence.")
+        max_candidates: int = Field(
+            default=12, ge=1, le=40, description="Candidates kept after sorting by priority."
+        )
+        max_combinations: int = Field(
+            default=2000, ge=1, le=100_000, description="Most sequences returned."
+        )
+        exhaustive_below: int = Field(
+            default=10,
+            ge=0,
+            le=16,
+            description="With at most this many candidates, enumerate every subset (0: never).",
+        )
+        exhaustive_max_depth: int = Field(
+            default=3, ge=1, le=4, description="Exhaustive mode only up to this depth."
+        )
+
+    @staticmethod
+    def exhaustive(count: int, params: CombinatorialGenerator.Params) -> bool:
+        """Whether `count` candidates are enumerated completely under these params."""
+        return count <= params.exhaustive_below and params.max_depth <= params.exhaustive_max_depth
+
+    @classmethod
+    def estimate_output(cls, params: Any, *, candidates: int, max_depth: int) -> int:
+        """Most sequences returned for `candidates` candidates (a bound, for dry runs)."""
+        p = coerce_params(cls.Params, params)
+        depth = min(p.max_depth, max_depth)
+        if cls.exhaustive(candidates, p):
+            return sum(math.comb(candidates, k) for k in range(1, depth + 1))
+        kept = min(candidates, p.max_candidates)
+        total = sum(math.comb(kept, k) for k in range(1, depth + 1))
+        return min(total, p.max_combinations)
+
+    def generate(
+        self, context: PortfolioContext, candidates: Sequence[Action], params: Any
+    ) -> list[ActionSequence]:
+        p = coerce_params(self.Params, params)
+        pool = _prepared(candidates)
+        if self.exhaustive(len(pool), p):
+            limit: int | None = None
+        else:
+            pool = pool[: p.max_candidates]
+            limit = p.max_combinations
+        sells = [a for a in pool if a.side == SELL]
+        buys = [a for a in pool if a.side != SELL]
+        out: list[ActionSequence] = []
+        for depth in range(1, p.max_depth + 1):
+            for sell_count in range(min(depth, len(sells)), -1, -1):
+                buy_count = depth - sell_count
+                if buy_count > len(buys):
+                    continue
+                for sell_part in _combinations(sells, sell_count, frozenset()):
+                    taken = frozenset(a.key for a in sell_part)
+                    for buy_part in _combinations(buys, buy_count, taken):
+                        out.append((*sell_part, *buy_part))
+                        if limit is not None and len(out) >= limit:
+                            return out
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Beam:
+    indices: tuple[int, ...]
+    keys: frozenset[str]
+    last_sell: int
+    last_buy: int
+    cash: float
+    heuristic: float
+
+
+class BeamSearchGenerator(SequenceGenerator):
+    """Grows sequences one step at a time, keeping the `beam_width` most promising.
+
+    A cheap heuristic ranks partial sequences: the sum of their priorities minus
+    `cost_weight` x each trade's cost as a share of its value, so a trade must be worth its
+    cost. Sells come before buys, a buy must be payable from the cash at that point
+    (starting cash plus net sell proceeds), a symbol appears once, and steps are added in
+    candidate order within each side so the same set is never grown twice. Every kept
+    sequence at every depth is returned: at most `beam_width` x `max_depth`.
+    """
+
+    name = "beam_search"
+    version = "1.0.0"
+    author = "planforge"
+    description = "Beam search over sequences ranked by priority net of trading costs."
+    tags = ("beam", "search", "heuristic")
+    dependencies = ()
+
+    class Params(BaseModel):
+        model_config = _PARAMS
+
+        beam_width: int = Field(default=10, ge=1, le=200, description="Sequences kept per step.")
+        max_depth: int = Field(default=5, ge=1, le=10, description="Most steps per sequence.")
+        max_candidates: int = Field(
+            default=24, ge=1, le=200, description="Candidates kept after sorting by priority."
+        )
+        cost_weight: float = Field(
+            default=5.0, ge=0.0, le=100.0, description="Penalty per unit of cost/value ratio."
+        )
+
+    @classmethod
+    def estimate_output(cls, params: Any, *, candidates: int, max_depth: int) -> int:
+        """Most sequences returned (a bound, for dry runs)."""
+        p = coerce_params(cls.Params, params)
+        depth = min(p.max_depth, max_depth, candidates)
+        return p.beam_width * depth
+
+    def generate(
+        self, context: PortfolioContext, candidates: Sequence[Action], params: Any
+    ) -> list[ActionSequence]:
+        p = coerce_params(self.Params, params)
+        pool = _prepared(candidates)[: p.max_candidates]
+        merits = [self._merit(context, a, p.cost_weight) for a in pool]
+        beam = [_Beam((), frozenset(), -1, -1, context.cash, 0.0)]
+        out: list[ActionSequence] = []
+        for _ in range(p.max_depth):
+            grown: list[_Beam] = []
+            for state in beam:
+                grown.extend(self._expand(context, state, pool, merits))
+            if not grown:
+                break
+            grown.sort(key=lambda s: (-s.heuristic, s.indices))
+            beam = grown[: p.beam_width]
+            out.extend(tuple(pool[i] for i in state.indices) for state in beam)
+        return out
+
+    @staticmethod
+    def _merit(context: PortfolioContext, action: Action, cost_weight: float) -> float:
+        share = trade_cost(context, action.value) / action.value if action.value > 0 else 0.0
+        return action.priority - cost_weight * share
+
+    @staticmethod
+    def _expand(
+        context: PortfolioContext, state: _Beam, pool: Sequence[Action], merits: Sequence[float]
+    ) -> Iterator[_Beam]:
+        has_buy = state.last_buy >= 0
+        for index, action in enumerate(pool):
+            if action.key in state.keys:
+                continue
+            cost = trade_cost(context, action.value)
+            if action.side == SELL:
+                if has_buy or index <= state.last_sell:
+                    continue
+                cash = state.cash + action.value - cost
+                last_sell, last_buy = index, state.last_buy
+            else:
+                if index <= state.last_buy or action.value + cost > state.cash + 1e-9:
+                    continue
+                cash = state.cash - action.value - cost
+                last_sell, last_buy = state.last_sell, index
+            yield _Beam(
+                (*state.indices, index),
+                state.keys | {action.key},
+                last_sell,
+                last_buy,
+                cash,
+                state.heuristic + merits[index],
+            )

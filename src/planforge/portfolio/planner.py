@@ -1,0 +1,136 @@
+"""The holistic portfolio planner, registered through planforge's own `planforge.planners`
+entry point and found by the factory like any third-party plugin.
+
+A context may name the configuration to plan with under the reserved key `planner_config`:
+a preset name (`default`, `conservative`, `aggressive`), a path to a TOML file, or TOML text.
+Without it the `default` preset is used.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from planforge.contract import Plan, Planner
+from planforge.holistic.config import HolisticConfig, config_digest, load_config, parse_config
+from planforge.holistic.engine import EngineResult, HolisticEngine, Progress
+from planforge.holistic.events import EventHub
+from planforge.holistic.registry import ModuleRegistry, default_registry
+from planforge.portfolio.domain import PortfolioDomain, PortfolioSettings
+
+__all__ = ["PRESETS", "HolisticPortfolioPlanner", "preset_text"]
+
+PRESETS: tuple[str, ...] = ("aggressive", "conservative", "default")
+_ENGINE_CACHE_SIZE = 16
+
+
+def preset_text(name: str) -> str:
+    """The TOML of a shipped preset."""
+    if name not in PRESETS:
+        raise KeyError(f"unknown preset {name!r}; shipped presets: {', '.join(PRESETS)}")
+    return (resources.files("planforge.portfolio") / "presets" / f"{name}.toml").read_text(
+        encoding="utf-8"
+    )
+
+
+class HolisticPortfolioPlanner(Planner):
+    """Rebalances a personal portfolio: calculators propose trades, patterns and generators
+    combine them, filters apply the rules, and every candidate sequence is simulated and
+    scored in one vectorised pass; the best one becomes the plan."""
+
+    name = "holistic"
+    version = "1.0.0"
+    capabilities = ("holistic", "portfolio", "rebalance", "trades")
+    tags = ("reference", "finance")
+    tier = "gold"
+    production_ready = True
+    reliability_score = 0.9
+    description = "Holistic portfolio rebalancing planner with modular, vectorised evaluation"
+    keywords = ("rebalance", "portfolio", "allocation", "trades", "holdings", "invest")
+    stateful = False
+
+    def __init__(
+        self,
+        config: HolisticConfig | str | Path | None = None,
+        *,
+        registry: ModuleRegistry | None = None,
+        events: EventHub | None = None,
+    ) -> None:
+        self.registry = registry if registry is not None else default_registry()
+        self.events = events if events is not None else EventHub()
+        self.domain = PortfolioDomain()
+        self._default = config
+        self._engines: OrderedDict[str, HolisticEngine] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def load_config(self, reference: HolisticConfig | str | Path | None) -> HolisticConfig:
+        """A preset name, a TOML path, TOML text or a parsed configuration."""
+        if isinstance(reference, HolisticConfig):
+            return reference
+        if reference is None:
+            reference = "default"
+        if isinstance(reference, Path) or (
+            isinstance(reference, str) and "\n" not in reference and reference.endswith(".toml")
+        ):
+            return load_config(
+                Path(reference), registry=self.registry, domain_settings=PortfolioSettings
+            )
+        if reference in PRESETS:
+            return parse_config(
+                preset_text(reference),
+                registry=self.registry,
+                domain_settings=PortfolioSettings,
+                source=f"preset {reference}",
+            )
+        return parse_config(reference, registry=self.registry, domain_settings=PortfolioSettings)
+
+    def engine(self, reference: HolisticConfig | str | Path | None = None) -> HolisticEngine:
+        """The engine for a configuration, reused while its content is unchanged."""
+        config = self.load_config(reference if reference is not None else self._default)
+        digest = config_digest(config)
+        with self._lock:
+            engine = self._engines.get(digest)
+            if engine is None:
+                engine = HolisticEngine(
+                    config, self.domain, registry=self.registry, events=self.events
+                )
+                self._engines[digest] = engine
+                while len(self._engines) > _ENGINE_CACHE_SIZE:
+                    self._engines.popitem(last=False)
+            else:
+                self._engines.move_to_end(digest)
+        return engine
+
+    def run(
+        self,
+        objective: str,
+        context: Mapping[str, Any],
+        *,
+        config: HolisticConfig | str | Path | None = None,
+        progress: Progress | None = None,
+        run_id: str | None = None,
+    ) -> EngineResult:
+        """Plan with full detail (simulation, counts, warnings)."""
+        raw = dict(context)
+        reference = raw.pop("planner_config", None) if config is None else config
+        engine = self.engine(reference)
+        return engine.run(
+            objective,
+            raw,
+            planner_name=self.name,
+            planner_version=self.version,
+            progress=progress,
+            run_id=run_id,
+        )
+
+    def plan(self, objective: str, context: Mapping[str, Any]) -> Plan:
+        return self.run(objective, context).plan
+
+    def self_test(self) -> None:
+        """The shipped presets parse and every module they enable loads."""
+        for name in PRESETS:
+            self.engine(name)

@@ -1,0 +1,238 @@
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from planforge.errors import PlannerError
+from planforge.factory.breaker import BreakerConfig
+from planforge.holistic.config import EngineSettings
+from planforge.holistic.events import (
+    MODULE_COMPLETED,
+    MODULE_FAILED,
+    MODULE_SKIPPED,
+    MODULE_STARTED,
+    EventHub,
+)
+from planforge.holistic.perf import PerformanceTracker
+from planforge.holistic.resilience import ModuleGuard, breaker_config_from_settings
+
+KEY = "filters.diversity"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def release() -> Iterator[threading.Event]:
+    """Set at teardown, so a 'hanging' module call always ends with its test."""
+    event = threading.Event()
+    yield event
+    event.set()
+
+
+def wait_until(condition: object, limit_s: float = 10.0) -> None:
+    deadline = time.monotonic() + limit_s
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached")
+        time.sleep(0.005)
+
+
+def types(hub: EventHub) -> list[str]:
+    return [event.type for event in hub.recent()]
+
+
+def test_a_successful_call_returns_its_result_times_it_and_reports_events() -> None:
+    hub, tracker = EventHub(), PerformanceTracker()
+    with ModuleGuard(events=hub, perf=tracker, default_timeout_s=None) as guard:
+        result, warning = guard.call(KEY, lambda x: [x, x], 3, default=[], operation="apply")
+    assert (result, warning) == ([3, 3], None)
+    assert types(hub) == [MODULE_STARTED, MODULE_COMPLETED]
+    completed = hub.recent()[-1].payload
+    assert completed["module"] == KEY
+    assert completed["operation"] == "apply"
+    stats = tracker.stats(KEY, "apply")
+    assert stats is not None
+    assert (stats.count, stats.errors) == (1, 0)
+
+
+def test_a_raising_module_contributes_the_default_and_a_warning_naming_it() -> None:
+    hub = EventHub()
+
+    def broken() -> list[int]:
+        raise ValueError("weights must sum to 1")
+
+    with ModuleGuard(events=hub) as guard:  # default timeout: runs on a worker thread
+        result, warning = guard.call(KEY, broken, default=[], run_id="r1")
+        inline, inline_warning = guard.call(KEY, broken, default=[], timeout_s=None)
+        snapshot = guard.snapshots()[KEY]
+    assert result == []
+    assert inline == []
+    assert warning == inline_warning == f"{KEY} failed: ValueError: weights must sum to 1"
+    failed = [e for e in hub.recent() if e.type == MODULE_FAILED]
+    assert len(failed) == 2
+    assert failed[0].run_id == "r1"
+    assert failed[0].payload["error_type"] == "ValueError"
+    assert snapshot["failures_in_window"] == 2
+    assert "weights must sum to 1" in snapshot["last_error"]
+
+
+def test_a_hanging_module_times_out_and_its_worker_is_reported_until_it_returns(
+    release: threading.Event,
+) -> None:
+    hub = EventHub()
+    guard = ModuleGuard(events=hub, default_timeout_s=0.2)
+    result, warning = guard.call(KEY, release.wait, 30.0, default=["fallback"])
+    assert result == ["fallback"]
+    assert warning == f"{KEY} timed out after 0.2 s"
+    assert types(hub) == [MODULE_STARTED, MODULE_FAILED]
+    assert hub.recent()[-1].payload["error_type"] == "timeout"
+    assert guard.stuck_workers == 1
+    release.set()
+    wait_until(lambda: guard.stuck_workers == 0)
+    assert guard.call(KEY, lambda: "ok", default="x") == ("ok", None)
+    guard.close()
+
+
+def test_when_every_worker_is_stuck_calls_fail_fast_instead_of_queueing(
+    release: threading.Event,
+) -> None:
+    hub = EventHub()
+    guard = ModuleGuard(events=hub, default_timeout_s=0.1, max_workers=1)
+    guard.call("filters.hang", release.wait, 30.0, default=None)
+    ran: list[int] = []
+    result, warning = guard.call(KEY, lambda: ran.append(1), default="skipped")
+    assert result == "skipped"
+    assert ran == []
+    assert warning == f"{KEY} skipped: all 1 module workers are stuck in calls that timed out"
+    assert hub.recent()[-1].type == MODULE_SKIPPED
+    # not the module's fault: its breaker saw no call
+    assert guard.snapshots()[KEY]["calls_in_window"] == 0
+    release.set()
+    wait_until(lambda: guard.stuck_workers == 0)
+    assert guard.call(KEY, lambda: 7, default=0) == (7, None)
+    guard.close()
+
+
+def test_a_forced_open_module_is_skipped_without_running() -> None:
+    hub = EventHub()
+    guard = ModuleGuard(events=hub)
+    guard.force_open(KEY)
+    ran: list[int] = []
+    result, warning = guard.call(KEY, lambda: ran.append(1), default="d")
+    assert (result, ran) == ("d", [])
+    assert warning is not None
+    assert warning.startswith(f"{KEY} skipped: circuit breaker forced open")
+    assert types(hub) == [MODULE_SKIPPED]
+    assert hub.recent()[-1].payload["state"] == "forced_open"
+    guard.reset(KEY)
+    assert guard.call(KEY, lambda: 1, default=0) == (1, None)
+    guard.close()
+
+
+def test_repeated_failures_open_the_breaker_and_the_skip_says_when_to_retry() -> None:
+    clock = FakeClock()
+    config = BreakerConfig(window_size=4, minimum_calls=2, failure_rate_threshold=0.5, wait_s=12.0)
+    hub = EventHub()
+    guard = ModuleGuard(breaker_config=config, events=hub, default_timeout_s=None, clock=clock)
+
+    def broken() -> None:
+        raise RuntimeError("down")
+
+    for _ in range(2):
+        guard.call(KEY, broken, default=None)
+    assert guard.snapshots()[KEY]["state"] == "open"
+    ran: list[int] = []
+    _, warning = guard.call(KEY, lambda: ran.append(1), default=None)
+    assert warning == f"{KEY} skipped: circuit breaker open (retry in 12.0 s)"
+    assert ran == []
+    skipped = hub.recent()[-1]
+    assert skipped.type == MODULE_SKIPPED
+    assert skipped.payload["retry_after_s"] == 12.0
+    clock.now += 12.0  # the wait is over: a trial call goes through
+    assert guard.call(KEY, lambda: "back", default=None) == ("back", None)
+
+
+def test_slow_calls_trip_the_breaker_through_the_slow_call_rate() -> None:
+    clock = FakeClock()
+    settings = EngineSettings(
+        slow_call_s=1.0, breaker_window=3, breaker_min_calls=3, module_timeout_s=0
+    )
+    guard = ModuleGuard.from_settings(settings, clock=clock)
+    assert guard.default_timeout_s is None  # 0 in the settings means inline
+
+    def slow() -> str:
+        clock.now += 5.0  # the module takes 5 s on the guard's clock
+        return "late but right"
+
+    for _ in range(3):
+        result, warning = guard.call(KEY, slow, default="")
+        assert (result, warning) == ("late but right", None)  # slow is not a failure
+    snapshot = guard.snapshots()[KEY]
+    assert snapshot["state"] == "open"
+    assert snapshot["trips"] == 1
+    _, warning = guard.call(KEY, slow, default="")
+    assert warning is not None
+    assert "circuit breaker open" in warning
+
+
+def test_a_disabled_breaker_never_trips() -> None:
+    guard = ModuleGuard(
+        breaker_config=BreakerConfig(window_size=2, minimum_calls=1), default_timeout_s=None
+    )
+    guard.disable_breaker(KEY)
+
+    def broken() -> None:
+        raise RuntimeError("x")
+
+    for _ in range(5):
+        _, warning = guard.call(KEY, broken, default=None)
+        assert warning == f"{KEY} failed: RuntimeError: x"
+    assert guard.snapshots()[KEY]["state"] == "disabled"
+
+
+def test_inline_calls_stay_on_the_caller_thread_and_timed_calls_use_named_workers() -> None:
+    names: list[str] = []
+
+    def where() -> None:
+        names.append(threading.current_thread().name)
+
+    with ModuleGuard(default_timeout_s=5.0) as guard:
+        guard.call(KEY, where, default=None, timeout_s=None)
+        guard.call(KEY, where, default=None)
+    assert names[0] == threading.current_thread().name
+    assert names[1].startswith("planforge-module-")
+
+
+def test_breaker_config_follows_the_engine_settings() -> None:
+    settings = EngineSettings(
+        breaker_window=10,
+        breaker_min_calls=4,
+        breaker_failure_rate=0.25,
+        breaker_open_s=7.0,
+        slow_call_s=0.5,
+    )
+    config = breaker_config_from_settings(settings)
+    assert (config.window_size, config.minimum_calls) == (10, 4)
+    assert config.failure_rate_threshold == 0.25
+    assert (config.wait_s, config.max_wait_s) == (7.0, 70.0)
+    assert config.slow_call_threshold_s == 0.5
+
+
+def test_bad_guard_arguments_are_clear_errors() -> None:
+    with pytest.raises(PlannerError, match="max_workers"):
+        ModuleGuard(max_workers=0)
+    guard = ModuleGuard(max_modules=1)
+    with pytest.raises(PlannerError, match="timeout"):
+        guard.call(KEY, lambda: None, default=None, timeout_s=-1.0)
+    guard.call("a.one", lambda: None, default=None, timeout_s=None)
+    with pytest.raises(PlannerError, match="would exceed the bound"):
+        guard.call("a.two", lambda: None, default=None, timeout_s=None)
