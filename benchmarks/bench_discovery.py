@@ -6,7 +6,9 @@ layout has 500 distributions of one planner each. Cold = no cache file (files in
 cache); warm = cache present, a new `Discovery` in a new process (imports excluded: the
 factory has them already), and an in-process repeat. stevedore imports every plugin to load
 it; it runs in a fresh process with an empty `XDG_CACHE_HOME` (its entry-point cache), then
-again with that cache warm. Both processes pre-import `planforge.contract`, which every
+again with that cache warm, its own import excluded from the timing as ours is. Two ratios
+compare like with like: its empty-cache run against our cold pass, and its warm run against
+our warm new process. Both processes pre-import `planforge.contract`, which every
 plugin imports, so the comparison is about finding plugins, not about pydantic.
 
 Run: python -m benchmarks.bench_discovery
@@ -152,9 +154,9 @@ print(json.dumps({"ms": elapsed, "specs": len(result.specs),
 STEVEDORE_CHILD = """
 import sys, time, json
 import planforge.contract
+from stevedore import ExtensionManager  # imports excluded, as on our side
 sys.path.insert(0, sys.argv[1])
 started = time.perf_counter()
-from stevedore import ExtensionManager
 manager = ExtensionManager(namespace="planforge.planners", invoke_on_load=False)
 elapsed = (time.perf_counter() - started) * 1000
 print(json.dumps({"ms": elapsed, "plugins": len(manager.extensions)}))
@@ -206,7 +208,6 @@ def scenario(dists: int, with_planners: int, per_dist: int) -> dict[str, object]
         warm_fresh_ms, warm_repeat_ms = measure_warm_in_process(site, cache)
         warm_process_ms, imported_metadata = measure_warm_new_process(site, cache)
         stevedore_cold, stevedore_warm, plugins = measure_stevedore(site, root)
-        best_stevedore = min(stevedore_cold, stevedore_warm)
         return {
             "distributions": dists,
             "planners": specs,
@@ -218,8 +219,9 @@ def scenario(dists: int, with_planners: int, per_dist: int) -> dict[str, object]
             "stevedore_cold_ms": round(stevedore_cold, 2),
             "stevedore_cached_ms": round(stevedore_warm, 2),
             "stevedore_plugins": plugins,
-            "speedup_cold_vs_stevedore": round(best_stevedore / cold_ms, 1),
-            "speedup_warm_vs_stevedore": round(best_stevedore / warm_process_ms, 1),
+            # like against like: both first runs with empty caches, both later runs warm
+            "speedup_cold_vs_stevedore_cold": round(stevedore_cold / cold_ms, 1),
+            "speedup_warm_vs_stevedore_warm": round(stevedore_warm / warm_process_ms, 1),
         }
 
 
@@ -229,7 +231,9 @@ def main() -> None:
     met = {
         "warm": main_case["warm_new_process_ms"] <= TARGETS["warm_ms"],  # type: ignore[operator]
         "cold": main_case["cold_ms"] <= TARGETS["cold_ms"],  # type: ignore[operator]
-        "vs_stevedore": main_case["speedup_cold_vs_stevedore"]  # type: ignore[operator]
+        "cold_vs_stevedore_cold": main_case["speedup_cold_vs_stevedore_cold"]  # type: ignore[operator]
+        >= TARGETS["speedup_vs_stevedore"],
+        "warm_vs_stevedore_warm": main_case["speedup_warm_vs_stevedore_warm"]  # type: ignore[operator]
         >= TARGETS["speedup_vs_stevedore"],
     }
     print(

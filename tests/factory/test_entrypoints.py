@@ -101,3 +101,14 @@ def test_large_entry_points_file_is_read_whole(tmp_path: Path) -> None:
     add_dist(tmp_path, "big", f"[console_scripts]\n{filler}[planforge.planners]\nlast = m:Last\n")
     (dist,) = scan_entry_points(GROUP, [str(tmp_path)]).dists
     assert [(e.name, e.line) for e in dist.entries] == [("last", 6003)]
+
+
+def test_metadata_directory_without_a_version_is_named_by_its_stem(tmp_path: Path) -> None:
+    # `legacy.egg-info` names `legacy`, as importlib.metadata reads it, not `legacy-egg`
+    info = tmp_path / "legacy.egg-info"
+    info.mkdir()
+    (info / "entry_points.txt").write_text("[planforge.planners]\nold = legacy:Old\n")
+    add_dist(tmp_path, "legacy", "[planforge.planners]\nnew = legacy2:New\n", version="2.0")
+    (dist,) = scan_entry_points(GROUP, [str(tmp_path)]).dists
+    assert dist.dist == "legacy"
+    assert [e.name for e in dist.entries] == ["new"]  # `legacy-2.0.dist-info` sorts first

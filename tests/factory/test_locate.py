@@ -66,3 +66,14 @@ def test_listings_are_cached_for_the_pass(tmp_path: Path) -> None:
     assert locator.locate("late") is None  # same pass: the listing is reused
     assert ModuleLocator([str(tmp_path)]).locate("late") == str(tmp_path / "late.py")
     assert str(tmp_path) in locator.directories
+
+
+def test_a_module_is_resolved_once_per_pass(tmp_path: Path) -> None:
+    first = _write(tmp_path / "plug.py")
+    locator = ModuleLocator([str(tmp_path)])
+    assert locator.locate("plug") == str(first)
+    first.unlink()
+    _write(tmp_path / "plug" / "__init__.py")
+    assert locator.locate("plug") == str(first)  # the pass keeps its first answer
+    fresh = ModuleLocator([str(tmp_path)]).locate("plug")
+    assert fresh == str(tmp_path / "plug" / "__init__.py")

@@ -264,6 +264,9 @@ def _class_block(draw: st.DrawFn, index: int, earlier: list[str]) -> str:
                 st.just("    # a comment = 'x'"),
                 _attribute.map(lambda a: f"    def {a}(self):\n        return 1"),
                 st.just("    def plan(self, o, c):\n        return f(\n    name = 'x',\n        )"),
+                st.just("    def run(\n        self,\n    ) -> int:\n        return [\n1,\n]"),
+                st.just("    async def go(self):\n        return 1"),
+                st.just("    @property\n    def size(self):\n        return 1"),
             ),
             min_size=1,
             max_size=5,
@@ -320,3 +323,21 @@ def test_fast_reader_handles_the_generated_common_shape() -> None:
     fast = read_module_fast(source)
     assert fast is not None
     assert fast == read_module_ast(source)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="ab \n\"'#:=()", max_size=40))
+def test_quick_string_split_agrees_with_the_tokenizer(text: str) -> None:
+    quick = metadata._split_double_quoted(text)
+    if quick is not None:
+        assert quick == metadata._split_tokens(text)
+
+
+def test_quick_string_split_steps_aside_when_unsure() -> None:
+    split = metadata._split_double_quoted
+    assert split('x = """a "b" c"""\ny = "d"\n') == ("x = \x00\ny = \x00\n", ['a "b" c', "d"])
+    assert split("x = 'a'\n") is None  # single quotes: the tokenizer decides
+    assert split('x = 1  # "quoted"\n') is None  # a comment may hide a quote
+    assert split('x = """open\n') is None
+    assert split('x = "a\nb"\n') is None  # a plain string cannot span lines
+    assert split('x = "a"""\n') is None  # `"a"` then `""`: not a triple quote

@@ -127,15 +127,21 @@ def parse_entry_points(
     return entries, problems
 
 
-def _dist_name(entry: str) -> str:
-    name = entry.partition("-")[0]
-    if name.endswith(_METADATA_DIR_SUFFIXES):
-        name = name.rsplit(".", 1)[0]
-    if name.isalnum():
-        return name.lower()  # the common cases, without the regex
-    if "." not in name and "__" not in name and name.replace("_", "").isalnum():
-        return name.replace("_", "-").lower()
-    return normalise_dist_name(name)
+def _dist_names(entries: list[str]) -> list[str]:
+    """The normalised distribution names of metadata directories (`name-version.dist-info`).
+
+    As `importlib.metadata` does: drop the suffix, keep what precedes the first `-`. The
+    common names (letters, digits, single underscores) are normalised all at once.
+    """
+    stems = [entry.rpartition(".")[0].partition("-")[0] for entry in entries]
+    joined = "\n".join(stems)
+    if (
+        "." not in joined
+        and "__" not in joined
+        and joined.replace("_", "").replace("\n", "0").isalnum()
+    ):
+        return joined.replace("_", "-").lower().split("\n") if stems else []
+    return [normalise_dist_name(stem) for stem in stems]
 
 
 def scan_entry_points(group: str, search_path: Iterable[str]) -> EntryPointScan:
@@ -190,13 +196,12 @@ class _Scan:
     def directory(self, directory: str, dir_fd: int | None, names: list[str]) -> None:
         prefix = os.path.join(directory, "")
         opened_prefix = "" if dir_fd is not None else prefix
-        seen, needle = self.seen, self.needle
-        for child in sorted([name for name in names if name.endswith(_METADATA_DIR_SUFFIXES)]):
-            dist = _dist_name(child)
+        seen, needle, scanned = self.seen, self.needle, len(self.seen)
+        children = sorted([name for name in names if name.endswith(_METADATA_DIR_SUFFIXES)])
+        for child, dist in zip(children, _dist_names(children), strict=True):
             if dist in seen:
                 continue
             seen.add(dist)
-            self.scanned += 1
             try:  # this runs once per installed distribution: keep it to the syscalls
                 fd = os.open(opened_prefix + child + _ENTRY_POINTS_FILE, os.O_RDONLY, dir_fd=dir_fd)
             except OSError:
@@ -211,6 +216,7 @@ class _Scan:
                 os.close(fd)
             if needle in data:
                 self._parse(dist, prefix + child, data)
+        self.scanned += len(seen) - scanned
 
     def _parse(self, dist: str, dist_path: str, data: bytes) -> None:
         file = dist_path + _ENTRY_POINTS_FILE

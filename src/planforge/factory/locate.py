@@ -28,11 +28,12 @@ class ModuleLocator:
     it is bounded by the directories the pass actually visits.
     """
 
-    __slots__ = ("_listings", "_search_path")
+    __slots__ = ("_found", "_listings", "_search_path")
 
     def __init__(self, search_path: Sequence[str]) -> None:
         self._search_path = tuple(entry or "." for entry in search_path)
         self._listings: dict[str, frozenset[str]] = {}
+        self._found: dict[str, str | None] = {}  # a module's entry points usually share it
 
     @property
     def directories(self) -> tuple[str, ...]:
@@ -62,6 +63,12 @@ class ModuleLocator:
 
     def locate(self, module: str) -> str | None:
         """The source file of `module`, or `None` if it has none we can read."""
+        found = self._found
+        if module not in found:
+            found[module] = self._locate(module)
+        return found[module]
+
+    def _locate(self, module: str) -> str | None:
         parts = module.split(".")
         for part in parts:
             if not part.isidentifier():

@@ -423,29 +423,67 @@ class _Unsure(Exception):
 
 
 class _Text:
-    """The source as code with comments removed and `\\x00` for each string, plus the strings."""
+    """The source as code with comments removed and `\\x00` for each string, plus the values.
 
-    __slots__ = ("code", "tokens")
+    `values` holds each string's contents (the source allows no escapes, so that is its
+    value), in order: the placeholder count before a position is the index of the next one.
+    """
+
+    __slots__ = ("code", "values")
 
     def __init__(self, text: str) -> None:
-        parts = _TOKENS.split(text)
-        tokens = parts[1::2]
-        if "#" in text and any(token[0] == "#" for token in tokens):
-            parts[1::2] = ["" if token[0] == "#" else "\x00" for token in tokens]
-            self.code = "".join(parts)
-            self.tokens = [token for token in tokens if token[0] != "#"]
-        else:
-            self.code = "\x00".join(parts[0::2])
-            self.tokens = tokens
+        self.code, self.values = _split_double_quoted(text) or _split_tokens(text)
 
     def token_index(self, position: int) -> int:
         return self.code.count("\x00", 0, position)
 
 
-def _string_value(token: str) -> Any:
-    if token[:3] in ('"""', "'''"):
-        return token[3:-3]
-    return token[1:-1]
+def _split_tokens(text: str) -> tuple[str, list[str]]:
+    parts = _TOKENS.split(text)
+    tokens = parts[1::2]
+    if "#" in text and any(token[0] == "#" for token in tokens):
+        parts[1::2] = ["" if token[0] == "#" else "\x00" for token in tokens]
+        code = "".join(parts)
+        tokens = [token for token in tokens if token[0] != "#"]
+    else:
+        code = "\x00".join(parts[0::2])
+    values = [token[3:-3] if token[:3] in _TRIPLE_QUOTES else token[1:-1] for token in tokens]
+    return code, values
+
+
+def _split_double_quoted(text: str) -> tuple[str, list[str]] | None:
+    """`_Text`'s split by `str.split` alone, for the common file without `'` or `#` in code.
+
+    Splitting on `\"\"\"` first finds the triple-quoted strings as the tokenizer does: a
+    code segment holds no `\"\"\"`, so none of its quotes opens one, and with an even
+    number of quotes each pair is one single-line string. A `'` or `#` left in the code
+    could hide a quote from this reading; then the regular expression decides.
+    """
+    outer = text.split('"""')
+    if not len(outer) & 1:
+        return None  # an unterminated triple-quoted string
+    values: list[str] = []
+    codes: list[str] = []  # joined by placeholders: the segments' own and the triple strings'
+    single: list[str] = []
+    last = len(outer) - 1
+    for position in range(0, len(outer), 2):
+        segment = outer[position]
+        if '"' in segment:
+            pieces = segment.split('"')
+            if not len(pieces) & 1:
+                return None
+            strings = pieces[1::2]
+            single += strings
+            values += strings
+            codes += pieces[0::2]
+        else:
+            codes.append(segment)
+        if position != last:
+            values.append(outer[position + 1])
+    code = "\x00".join(codes)
+    if "'" in code or "#" in code or "\n" in "".join(single):
+        return None
+    return code, values
 
 
 def _number(code: str, position: int) -> tuple[Any, int]:
@@ -482,10 +520,10 @@ def _value(text: _Text, start: int, end: int, index: int) -> Any:
     code = text.code
     tail = code[start:end].rstrip()
     if tail == "\x00":
-        return _string_value(text.tokens[index])
+        return text.values[index]
     if _STRING_SEQUENCE.fullmatch(tail):
         count = tail.count("\x00")
-        items = [_string_value(token) for token in text.tokens[index : index + count]]
+        items = text.values[index : index + count]
         if tail[0] == "[":
             return items
         if count == 1 and "," not in tail:
@@ -544,7 +582,7 @@ def _bracket(text: _Text, start: int, index: int) -> tuple[Any, int, int]:
         if not expect_item or kind == 4:
             raise _Unsure
         if kind == 1:
-            items.append(_string_value(text.tokens[index]))
+            items.append(text.values[index])
             index += 1
             position = match.end()
         elif kind == 2:
@@ -570,7 +608,7 @@ def read_module_fast(source: bytes | str) -> ModuleMetadata | None:
             source = source.decode("utf-8")
         except UnicodeDecodeError:
             return None
-    if "\\" in source or "\r" in source:
+    if "\\" in source or "\r" in source or "\x00" in source:
         return None
     try:
         text = _Text("\n" + source + "\n")
@@ -715,6 +753,16 @@ _BODY_ITEM = (  # the common kinds first: the engine tries them in order
     r")"
 )
 _CLASS_BODY = re.compile(rf"(?:\n{_BLANK})*+\n{_BODY_ITEM}(?:\n(?:{_BODY_ITEM}|{_BLANK}))*+")
+# Once the methods start, a class body is usually methods alone: then only lines indented by
+# one to four spaces matter, and each must open a method (a `def` cannot continue a bracket,
+# so such a line is a class-level statement) not named after an attribute, or close a bracket
+# (which no statement starts with). A method body holds no class-level statement, whatever its
+# brackets do. Anything else here (a decorator, an assignment, another continuation line)
+# sends the whole body through `_CLASS_BODY`.
+_AFTER_METHODS = re.compile(
+    r"\n(?:[ ]{1,3}[^ \n)]"
+    rf"|[ ]{{4}}(?![ \n)]|(?:async[ ]+)?def[ ]+(?!(?:{_META_NAMES})\b)[A-Za-z_]))"
+)
 _META_VALUE = re.compile(
     rf"\n    ({_META_NAMES})[ ]*(?::[^=\n]*)?=(?!=)[ ]*()"
     r"(?:(?:(\x00)"
@@ -749,7 +797,9 @@ def _scan_quick(text: _Text) -> ModuleMetadata:
     class-level statement starts, so the metadata assignments are then found by one search
     whose value shapes (strings, numbers, flags, tuples and lists of strings) are captured by
     the pattern itself; anything else goes through `_value`. A class body indented other than
-    by four spaces fails `_CLASS_BODY`, so odd indentation needs no separate check.
+    by four spaces fails `_CLASS_BODY`, so odd indentation needs no separate check. When the
+    methods come last and hold no class-level surprise (`_AFTER_METHODS`), only the part
+    before them goes through `_CLASS_BODY` and the search: method bodies are not walked.
     """
     code = text.code
     if "\t" in code or ";" in code or "\f" in code or "\v" in code or ":=" in code:
@@ -773,7 +823,7 @@ def _scan_quick(text: _Text) -> ModuleMetadata:
     bound: set[str] = set()
     simple = True  # every class derives from `Planner` alone and every value is literal
     seen_class = False
-    tokens = text.tokens
+    values = text.values
     counted = 0  # placeholders are counted up to this position ...
     index = 0  # ... and this many were found
     for number in range(len(tops) - 1):
@@ -813,26 +863,27 @@ def _scan_quick(text: _Text) -> ModuleMetadata:
         names.add(name)
         seen_class = True
         body = header.end()
-        if _CLASS_BODY.fullmatch(flat, body, end) is None:
+        stop = code.find("\n    def ", body, end)  # where the methods start, usually
+        if stop < 0 or _AFTER_METHODS.search(flat, stop, end) is not None:
+            stop = end
+            if _CLASS_BODY.fullmatch(flat, body, end) is None:
+                raise _Unsure
+        elif stop > body and _CLASS_BODY.fullmatch(flat, body, stop) is None:
             raise _Unsure
         own: dict[str, Any] = {}
-        for match in _META_VALUE.finditer(code, body, end + 1 if end < size else end):
+        for match in _META_VALUE.finditer(code, body, stop + 1 if stop < size else stop):
             shape = match.lastindex
             if shape == _STRING_TOKEN:
                 position = match.start(2)
                 index += code.count("\x00", counted, position)
                 counted = position
-                token = tokens[index]
-                value: Any = token[3:-3] if token[:3] in _TRIPLE_QUOTES else token[1:-1]
+                value: Any = values[index]
             elif shape in _COLLECTION_TOKENS:
                 position = match.start(2)
                 index += code.count("\x00", counted, position)
                 counted = position
                 group = match.group(shape)
-                items = [
-                    token[3:-3] if token[:3] in _TRIPLE_QUOTES else token[1:-1]
-                    for token in tokens[index : index + group.count("\x00")]
-                ]
+                items = values[index : index + group.count("\x00")]
                 if shape == _LIST_TOKEN:
                     value = items
                 elif len(items) == 1 and "," not in group:
