@@ -27,8 +27,17 @@ app = typer.Typer(
 )
 planners_app = typer.Typer(help="List and describe discovered planners.", no_args_is_help=True)
 quarantine_app = typer.Typer(help="See and release quarantined planners.", no_args_is_help=True)
+config_app = typer.Typer(
+    help="Check holistic planner configurations: schema, validate, dry-run.",
+    no_args_is_help=True,
+)
+modules_app = typer.Typer(
+    help="List, describe and document holistic planner modules.", no_args_is_help=True
+)
 app.add_typer(planners_app, name="planners")
 app.add_typer(quarantine_app, name="quarantine")
+app.add_typer(config_app, name="config")
+app.add_typer(modules_app, name="modules")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
 
@@ -223,6 +232,10 @@ def select(
 
 
 def _read_context(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        _fail(f"context file {path} not found; give a JSON or TOML file with --context")
+    if not path.is_file():
+        _fail(f"context {path} is not a file; give a JSON or TOML file with --context")
     text = path.read_text(encoding="utf-8")
     if path.suffix.lower() == ".toml":
         import tomllib
@@ -241,6 +254,128 @@ def _read_context(path: Path) -> dict[str, Any]:
     return data
 
 
+def _config_reference(value: str) -> str | Path:
+    """A preset name as it is, otherwise an existing file; anything else fails naming it."""
+    from planforge.portfolio.planner import PRESETS
+
+    if value in PRESETS:
+        return value
+    path = Path(value)
+    if path.is_file():
+        return path
+    presets = ", ".join(PRESETS)
+    if path.exists():
+        _fail(f"configuration {value} is not a file; give a TOML file or a preset ({presets})")
+    _fail(f"configuration file {value} not found; give a TOML file or a preset ({presets})")
+
+
+def _number(value: Any, digits: int = 2) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "" if value is None else str(value)
+    if float(value).is_integer():
+        return f"{value:,.0f}"
+    return f"{value:,.{digits}f}"
+
+
+def _quantity(value: Any) -> str:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if float(value).is_integer():
+            return f"{value:,.0f}"
+        return f"{value:,.4f}".rstrip("0").rstrip(".")
+    return "" if value is None else str(value)
+
+
+class _PlanWatcher:
+    """Follows a planner's engine events: a progress bar on a terminal, counts for the summary.
+
+    Events may arrive from a module's worker thread; rich's progress is thread-safe.
+    """
+
+    def __init__(self, progress: Any | None) -> None:
+        self.progress = progress
+        self.task: Any = (
+            progress.add_task("generating sequences", total=None) if progress is not None else None
+        )
+        self.generated: int | None = None
+        self.evaluated: int | None = None
+        self.feasible: int | None = None
+
+    def __call__(self, event: Any) -> None:
+        kind = getattr(event, "type", "")
+        payload = getattr(event, "payload", {}) or {}
+        if kind == "sequence_generation_completed":
+            self.generated = payload.get("sequences")
+        elif kind == "evaluation_started":
+            self._update(description="evaluating sequences", total=payload.get("sequences"))
+        elif kind == "evaluation_progress":
+            self._update(completed=payload.get("done", 0), total=payload.get("total"))
+        elif kind == "evaluation_completed":
+            self.evaluated = payload.get("sequences")
+            self.feasible = payload.get("feasible")
+            self._update(description="building the plan")
+
+    def _update(self, **fields: Any) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, **fields)
+
+    def summary(self) -> str | None:
+        if self.evaluated is None:
+            return None
+        generated = f" of {self.generated:,} generated" if self.generated is not None else ""
+        feasible = f" ({self.feasible:,} feasible)" if self.feasible is not None else ""
+        return f"evaluated {self.evaluated:,}{generated} sequences{feasible}"
+
+
+def _print_plan(result: Any, watcher: _PlanWatcher | None) -> None:
+    from rich.table import Table
+
+    console = _console()
+    table = Table(title=f"Plan {result.plan_id} by {result.planner.name} {result.planner.version}")
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("action", no_wrap=True)
+    table.add_column("symbol", no_wrap=True)
+    table.add_column("quantity", justify="right", no_wrap=True)
+    table.add_column("value", justify="right", no_wrap=True)
+    table.add_column("narrative")
+    for step in result.steps:
+        params = step.params if isinstance(step.params, dict) else {}
+        table.add_row(
+            step.id,
+            step.action,
+            str(params.get("symbol", "")),
+            _quantity(params.get("quantity")),
+            _number(params.get("value_base", params.get("value"))),
+            step.description,
+        )
+    if result.steps:
+        console.print(table)
+    else:
+        console.print(f"Plan {result.plan_id} by {result.planner.name}: no steps")
+    metrics = result.metrics
+    if "current_score" in metrics and "end_state_score" in metrics:
+        improvement = metrics.get(
+            "improvement", metrics["end_state_score"] - metrics["current_score"]
+        )
+        console.print(
+            f"score: {metrics['current_score']:.6f} -> {metrics['end_state_score']:.6f} "
+            f"(improvement {improvement:+.6f})",
+            highlight=False,
+        )
+    elif result.score is not None:
+        console.print(f"score: {result.score:.4f}")
+    if "cash_required" in metrics or "cash_generated" in metrics:
+        console.print(
+            f"cash: required {_number(metrics.get('cash_required', 0.0))}, "
+            f"generated {_number(metrics.get('cash_generated', 0.0))}",
+            highlight=False,
+        )
+    summary = watcher.summary() if watcher is not None else None
+    if summary:
+        console.print(summary, highlight=False)
+    for warning in result.warnings:
+        console.print(f"warning: {warning}", markup=False)
+
+
 @app.command("plan")
 @_guard
 def plan(
@@ -251,31 +386,385 @@ def plan(
     context: Annotated[
         Path | None, typer.Option("--context", help="JSON or TOML file with the context.")
     ] = None,
+    config: Annotated[
+        str | None,
+        typer.Option(
+            "--config",
+            help="Holistic planner configuration: a TOML file or a preset "
+            "(default, conservative, aggressive). Sent as the context key planner_config.",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Select a planner (or take --planner) and make a plan for OBJECTIVE."""
+    """Select a planner (or take --planner) and make a plan for OBJECTIVE.
+
+    A progress bar follows the evaluation when stdout is a terminal (not with --json).
+    """
     context_data = _read_context(context) if context is not None else {}
+    reference = _config_reference(config) if config is not None else None
     factory = _factory()
+    unsubscribe: Any = None
+    progress: Any = None
+    watcher: _PlanWatcher | None = None
     try:
-        result = factory.run_plan(objective, context_data, planner=planner)
+        name = planner or factory.select_best_planner_name(objective)
+        instance = _shared_instance(factory, name)
+        if reference is not None:
+            # Parse up front so a bad file is reported as itself, not as a planner failure.
+            load = getattr(instance, "load_config", None)
+            context_data["planner_config"] = load(reference) if callable(load) else str(reference)
+        parse = getattr(getattr(instance, "domain", None), "parse_context", None)
+        if callable(parse):
+            # A bad field is reported as itself, not as a planner failure.
+            parse({k: v for k, v in context_data.items() if k != "planner_config"})
+        subscribe = getattr(getattr(instance, "events", None), "subscribe", None)
+        if not as_json and callable(subscribe):
+            progress = _progress_bar() if sys.stdout.isatty() else None
+            watcher = _PlanWatcher(progress)
+            unsubscribe = subscribe(watcher)
+        result = factory.run_plan(objective, context_data, planner=name)
     finally:
+        if unsubscribe is not None:
+            unsubscribe()
+        if progress is not None:
+            progress.stop()
         factory.close()
     if as_json:
         typer.echo(result.model_dump_json(indent=2))
         return
+    _print_plan(result, watcher)
+
+
+def _progress_bar() -> Any:
+    """A started, transient rich progress bar (it disappears before the plan is printed)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=_console(),
+        transient=True,
+    )
+    progress.start()
+    return progress
+
+
+def _shared_instance(factory: PlannerFactory, name: str) -> Any:
+    """The planner instance `run_plan` will use, or None when it cannot be built (run_plan
+    then reports why, with the factory's bookkeeping)."""
+    from planforge.errors import PlannerError
+
+    try:
+        return factory.get_planner(name)
+    except PlannerError:
+        return None
+
+
+# -- holistic configuration --------------------------------------------------------------------
+
+
+def _config_failure(exc: Any, source: str, as_json: bool) -> NoReturn:
+    """A configuration that does not parse: JSON on stdout with --json, one line on stderr."""
+    if as_json:
+        _emit_json(
+            {
+                "valid": False,
+                "source": getattr(exc, "source", source),
+                "key": getattr(exc, "key", None),
+                "line": getattr(exc, "line", None),
+                "column": getattr(exc, "column", None),
+                "error": exc.message,
+            }
+        )
+    _fail(exc.message)
+
+
+@config_app.command("schema")
+@_guard
+def config_schema(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the schema to this file.")
+    ] = None,
+) -> None:
+    """Print the JSON Schema of a holistic configuration (for TOML editors' completion).
+
+    Point a TOML file at it with a top-level `"$schema" = "path/to/schema.json"` line.
+    """
+    from planforge.holistic.config import config_json_schema
+    from planforge.holistic.registry import default_registry
+    from planforge.portfolio.domain import PortfolioSettings
+
+    text = json.dumps(config_json_schema(default_registry(), PortfolioSettings), indent=2) + "\n"
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    output.write_text(text, encoding="utf-8")
+    typer.echo(f"wrote {output}")
+
+
+@config_app.command("validate")
+@_guard
+def config_validate(
+    file: Annotated[str, typer.Argument(help="A TOML file or a preset name.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Parse and check a configuration; exit 1 with the offending key when it is not valid."""
+    from planforge.holistic.config import ConfigError, config_digest
+    from planforge.portfolio.planner import HolisticPortfolioPlanner
+
+    reference = _config_reference(file)
+    try:
+        config = HolisticPortfolioPlanner().load_config(reference)
+    except ConfigError as exc:
+        _config_failure(exc, str(reference), as_json)
+    enabled = config.enabled_keys()
+    digest = config_digest(config)
+    if as_json:
+        _emit_json(
+            {
+                "valid": True,
+                "source": config.source,
+                "digest": digest,
+                "modules_enabled": enabled,
+                "planner": config.planner.model_dump(mode="json"),
+                "domain": config.domain.model_dump(mode="json"),
+            }
+        )
+        return
+    typer.echo(f"valid: {config.source} ({len(enabled)} modules enabled, digest {digest[:12]})")
+
+
+@config_app.command("dry-run")
+@_guard
+def config_dry_run(
+    file: Annotated[str, typer.Argument(help="A TOML file or a preset name.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Load everything a configuration enables and estimate the work; plan nothing.
+
+    Exit 1 when the configuration is not valid or a module it enables cannot be loaded.
+    """
+    from planforge.holistic.config import ConfigError
+    from planforge.portfolio.planner import HolisticPortfolioPlanner
+
+    reference = _config_reference(file)
+    try:
+        report = HolisticPortfolioPlanner().engine(reference).dry_run()
+    except ConfigError as exc:
+        _config_failure(exc, str(reference), as_json)
+    if as_json:
+        _emit_json({"source": str(reference), **report.to_dict()})
+        return
+    typer.echo(f"valid: {'yes' if report.valid else 'no'} ({reference})")
+    typer.echo(f"modules loaded ({len(report.modules_loaded)}):")
+    for key in report.modules_loaded:
+        typer.echo(f"  {key}")
+    typer.echo(f"estimated sequences: {report.estimated_sequences:,}")
+    for warning in report.warnings:
+        typer.echo(f"warning: {warning}")
+    for error in report.errors:
+        typer.echo(f"error: {error}")
+    if not report.valid:
+        raise typer.Exit(1)
+
+
+# -- holistic modules --------------------------------------------------------------------------
+
+
+def _check_kind(kind: str) -> None:
+    from planforge.holistic.modules import KINDS
+
+    if kind not in KINDS:
+        _fail(f"{kind!r} is not a module kind; kinds are {', '.join(KINDS)}")
+
+
+@modules_app.command("list")
+@_guard
+def modules_list(
+    kind: Annotated[
+        str | None, typer.Option("--kind", help="Only this kind (e.g. filters).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List the registered modules (metadata only: nothing is imported)."""
+    from planforge.holistic.registry import default_registry
+
+    if kind is not None:
+        _check_kind(kind)
+    registry = default_registry()
+    modules = registry.list(kind)
+    if as_json:
+        _emit_json([{"key": f"{m.kind}.{m.name}", **m.to_dict()} for m in modules])
+        return
     from rich.table import Table
 
-    table = Table(title=f"Plan {result.plan_id} by {result.planner.name} {result.planner.version}")
-    for column in ("step", "action", "description", "depends on"):
-        table.add_column(column)
-    for step in result.steps:
-        table.add_row(step.id, step.action, step.description, ", ".join(step.depends_on))
+    table = Table(title=f"{len(modules)} module(s)")
+    table.add_column("kind", no_wrap=True)
+    table.add_column("name", no_wrap=True)
+    table.add_column("version", no_wrap=True)
+    table.add_column("tags")
+    table.add_column("description")
+    for metadata in modules:
+        table.add_row(
+            metadata.kind,
+            metadata.name,
+            metadata.version,
+            ", ".join(metadata.tags),
+            metadata.description,
+        )
     console = _console()
     console.print(table)
-    if result.score is not None:
-        console.print(f"score: {result.score:.4f}")
-    for warning in result.warnings:
-        console.print(f"warning: {warning}")
+    for problem in registry.problems():
+        console.print(
+            f"problem: {problem.target} ({problem.origin}): {problem.reason}", markup=False
+        )
+
+
+@modules_app.command("describe")
+@_guard
+def modules_describe(
+    kind: Annotated[str, typer.Argument(help="The module kind, e.g. opportunity_calculators.")],
+    name: Annotated[str, typer.Argument(help="The module name, e.g. profit_taking.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Metadata, docstring, default parameters and the parameters' schema of one module."""
+    from planforge.holistic.docs import param_docs
+    from planforge.holistic.registry import default_registry
+
+    _check_kind(kind)
+    registry = default_registry()
+    info = registry.describe(kind, name)
+    rows = [] if "load_error" in info else param_docs(registry.load(kind, name).Params)
+    if as_json:
+        _emit_json({**info, "params": [row.to_dict() for row in rows]})
+        return
+    from rich.table import Table
+
+    console = _console()
+    table = Table(title=info["key"], show_header=False)
+    table.add_column("key", style="bold")
+    table.add_column("value")
+    for key in ("version", "author", "description", "tags", "dependencies", "target", "source"):
+        value = info.get(key)
+        if isinstance(value, list):
+            value = ", ".join(value) or "none"
+        table.add_row(key, "" if value is None else str(value))
+    console.print(table)
+    if info.get("docstring"):
+        console.print(info["docstring"], markup=False, highlight=False)
+    if "load_error" in info:
+        console.print(f"parameters unknown: {info['load_error']}", markup=False)
+        return
+    if not rows:
+        console.print("no parameters")
+        return
+    params = Table(title="params")
+    for column in ("name", "type", "default", "bounds", "description"):
+        params.add_column(column, no_wrap=column != "description")
+    for row in rows:
+        params.add_row(row.name, row.type, row.default, row.bounds, row.description)
+    console.print(params)
+
+
+@modules_app.command("docs")
+@_guard
+def modules_docs(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the Markdown to this file.")
+    ] = None,
+) -> None:
+    """Markdown documentation of every module, from its metadata, docstring and params."""
+    from planforge.holistic.docs import module_docs
+    from planforge.holistic.registry import default_registry
+
+    text = module_docs(default_registry())
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    output.write_text(text, encoding="utf-8")
+    typer.echo(f"wrote {output}")
+
+
+# -- A/B comparison ----------------------------------------------------------------------------
+
+
+_AB_ROWS: tuple[tuple[str, str], ...] = (
+    ("referee_end_state_score", "end-state score (A's scoring)"),
+    ("end_state_score", "end-state score"),
+    ("current_score", "current score"),
+    ("improvement", "improvement"),
+    ("steps", "steps"),
+    ("cash_required", "cash required"),
+    ("cash_generated", "cash generated"),
+    ("sequences_evaluated", "sequences evaluated"),
+    ("duration_ms", "duration (ms)"),
+)
+
+
+def _ab_cell(key: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if key in ("end_state_score", "current_score", "referee_end_state_score"):
+        return f"{value:.6f}"
+    if key == "improvement":
+        return f"{value:+.6f}"
+    if key in ("steps", "sequences_evaluated"):
+        return f"{value:,}"
+    return _number(value)
+
+
+@app.command("abtest")
+@_guard
+def abtest(
+    config_a: Annotated[str, typer.Argument(help="Configuration A: a TOML file or a preset.")],
+    config_b: Annotated[str, typer.Argument(help="Configuration B: a TOML file or a preset.")],
+    context: Annotated[
+        Path, typer.Option("--context", help="JSON or TOML file with the portfolio context.")
+    ],
+    objective: Annotated[
+        str, typer.Option("--objective", help="The objective both plans serve.")
+    ] = "Rebalance my portfolio",
+    as_json: JsonOption = False,
+) -> None:
+    """Plan one context with two holistic configurations and say which plan is better.
+
+    Both plans are scored again with A's score function (a configuration's weights change the
+    score itself); the higher one wins, equal scores go to the plan with fewer steps.
+    """
+    from planforge.holistic.abtest import compare
+    from planforge.portfolio.planner import HolisticPortfolioPlanner
+
+    context_data = _read_context(context)
+    context_data.pop("planner_config", None)  # the two configurations are the point here
+    reference_a, reference_b = _config_reference(config_a), _config_reference(config_b)
+    planner = HolisticPortfolioPlanner()
+    engine_a, engine_b = planner.engine(reference_a), planner.engine(reference_b)
+    result = compare(engine_a, engine_b, objective, context_data)
+    data = result.to_dict()
+    data["a"]["config"], data["b"]["config"] = str(reference_a), str(reference_b)
+    if as_json:
+        _emit_json(data)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"A/B comparison for {objective!r}")
+    table.add_column("", style="bold", no_wrap=True)
+    table.add_column(f"A: {reference_a}", justify="right")
+    table.add_column(f"B: {reference_b}", justify="right")
+    for key, label in _AB_ROWS:
+        table.add_row(label, _ab_cell(key, data["a"][key]), _ab_cell(key, data["b"][key]))
+    console = _console()
+    console.print(table)
+    winner = data["winner"]
+    if winner == "tie":
+        console.print("winner: tie (both configurations make the same plan)")
+    else:
+        console.print(f"winner: {winner.upper()} ({data[winner]['config']})", markup=False)
+    for side in ("a", "b"):
+        for warning in data[side]["warnings"]:
+            console.print(f"warning ({side.upper()}): {warning}", markup=False)
 
 
 @app.command("health")

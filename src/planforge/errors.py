@@ -200,7 +200,7 @@ class PlanExecutionError(PlannerError):
 
     def __init__(self, planner_name: str, cause: str) -> None:
         super().__init__(
-            f"Planner {planner_name!r} failed to plan: {cause}.",
+            f"Planner {planner_name!r} failed to plan: {cause.rstrip('.')}.",
             where="plan",
             context={"planner_name": planner_name},
         )

@@ -2,12 +2,13 @@
 entry point and found by the factory like any third-party plugin.
 
 A context may name the configuration to plan with under the reserved key `planner_config`:
-a preset name (`default`, `conservative`, `aggressive`), a path to a TOML file, or TOML text.
-Without it the `default` preset is used.
+a preset name (`default`, `conservative`, `aggressive`), a path to a TOML file, TOML text or
+a parsed `HolisticConfig`. Without it the `default` preset is used.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -16,16 +17,24 @@ from pathlib import Path
 from typing import Any
 
 from planforge.contract import Plan, Planner
-from planforge.holistic.config import HolisticConfig, config_digest, load_config, parse_config
+from planforge.holistic.config import (
+    ConfigError,
+    HolisticConfig,
+    config_digest,
+    load_config,
+    parse_config,
+)
 from planforge.holistic.engine import EngineResult, HolisticEngine, Progress
 from planforge.holistic.events import EventHub
 from planforge.holistic.registry import ModuleRegistry, default_registry
+from planforge.portfolio.context import ContextError
 from planforge.portfolio.domain import PortfolioDomain, PortfolioSettings
 
 __all__ = ["PRESETS", "HolisticPortfolioPlanner", "preset_text"]
 
 PRESETS: tuple[str, ...] = ("aggressive", "conservative", "default")
 _ENGINE_CACHE_SIZE = 16
+_BARE_WORD = re.compile(r"^\s*[A-Za-z0-9_.-]+\s*$")
 
 
 def preset_text(name: str) -> str:
@@ -74,10 +83,19 @@ class HolisticPortfolioPlanner(Planner):
         if reference is None:
             reference = "default"
         if isinstance(reference, Path) or (
-            isinstance(reference, str) and "\n" not in reference and reference.endswith(".toml")
+            isinstance(reference, str)
+            and "\n" not in reference
+            and (reference.endswith(".toml") or Path(reference).is_file())
         ):
             return load_config(
                 Path(reference), registry=self.registry, domain_settings=PortfolioSettings
+            )
+        if isinstance(reference, str) and _BARE_WORD.match(reference) and reference not in PRESETS:
+            # a single word is never valid TOML: this is a mistyped preset name
+            raise ConfigError(
+                f"unknown preset {reference!r}; shipped presets: {', '.join(PRESETS)} "
+                "(or give a path to a .toml file)",
+                source="planner_config",
             )
         if reference in PRESETS:
             return parse_config(
@@ -116,7 +134,14 @@ class HolisticPortfolioPlanner(Planner):
     ) -> EngineResult:
         """Plan with full detail (simulation, counts, warnings)."""
         raw = dict(context)
-        reference = raw.pop("planner_config", None) if config is None else config
+        named = raw.pop("planner_config", None)  # reserved: never part of the portfolio itself
+        if named is not None and not isinstance(named, HolisticConfig | str | Path):
+            raise ContextError(
+                "planner_config",
+                "must be a preset name (" + ", ".join(PRESETS) + "), a path to a TOML file or "
+                f"TOML text, got {type(named).__name__}",
+            )
+        reference = named if config is None else config  # an explicit config wins
         engine = self.engine(reference)
         return engine.run(
             objective,
