@@ -82,6 +82,12 @@ class HolisticPortfolioPlanner(Planner):
             return reference
         if reference is None:
             reference = "default"
+        if isinstance(reference, str) and not reference.strip():
+            raise ConfigError(
+                "an empty configuration enables no module; give a preset "
+                f"({', '.join(PRESETS)}), a .toml path or TOML text",
+                source="planner_config",
+            )
         if isinstance(reference, Path) or (
             isinstance(reference, str)
             and "\n" not in reference
