@@ -100,13 +100,19 @@ def _settings() -> object:
     return load_settings(plugin_dirs=(), deep_fingerprint=True, force_rediscover=False)
 
 
+def _search_path(site: Path) -> list[str]:
+    """The bench site first, then this interpreter's path: the plugins stevedore also sees
+    (it reads every installed distribution), so both sides find the same planners."""
+    return [str(site), *[entry for entry in sys.path if entry and entry != str(site)]]
+
+
 def measure_cold(site: Path, cache: Path) -> tuple[float, int]:
     from planforge.factory.discovery import Discovery
 
     times: list[float] = []
     count = 0
     for _ in range(RUNS):
-        discovery = Discovery(_settings(), search_path=[str(site)], cache_dir=cache)  # type: ignore[arg-type]
+        discovery = Discovery(_settings(), search_path=_search_path(site), cache_dir=cache)  # type: ignore[arg-type]
         discovery.cache_file().unlink(missing_ok=True)
         started = time.perf_counter()
         result = discovery.discover()
@@ -122,7 +128,7 @@ def measure_warm_in_process(site: Path, cache: Path) -> tuple[float, float]:
     fresh: list[float] = []
     repeat: list[float] = []
     for _ in range(RUNS):
-        discovery = Discovery(_settings(), search_path=[str(site)], cache_dir=cache)  # type: ignore[arg-type]
+        discovery = Discovery(_settings(), search_path=_search_path(site), cache_dir=cache)  # type: ignore[arg-type]
         started = time.perf_counter()
         result = discovery.discover()
         fresh.append((time.perf_counter() - started) * 1000)
@@ -144,7 +150,8 @@ del importlib.metadata
 from planforge.factory.discovery import Discovery
 settings = load_settings(plugin_dirs=(), deep_fingerprint=True, force_rediscover=False)
 started = time.perf_counter()
-result = Discovery(settings, search_path=[sys.argv[1]], cache_dir=sys.argv[2]).discover()
+search_path = json.loads(sys.argv[3])
+result = Discovery(settings, search_path=search_path, cache_dir=sys.argv[2]).discover()
 elapsed = (time.perf_counter() - started) * 1000
 assert result.from_cache, "expected a warm cache"
 print(json.dumps({"ms": elapsed, "specs": len(result.specs),
@@ -176,7 +183,8 @@ def _child(code: str, *args: str, env: dict[str, str] | None = None) -> dict[str
 
 
 def measure_warm_new_process(site: Path, cache: Path) -> tuple[float, bool]:
-    runs = [_child(WARM_CHILD, str(site), str(cache)) for _ in range(WARM_PROCESSES)]
+    path = json.dumps(_search_path(site))
+    runs = [_child(WARM_CHILD, str(site), str(cache), path) for _ in range(WARM_PROCESSES)]
     return (
         statistics.median(float(run["ms"]) for run in runs),  # type: ignore[arg-type]
         any(bool(run["importlib_metadata"]) for run in runs),

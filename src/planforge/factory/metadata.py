@@ -24,8 +24,10 @@ from __future__ import annotations
 import ast
 import keyword
 import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, Final
 
 from planforge.contract import METADATA_ATTRIBUTES
@@ -393,12 +395,27 @@ def binds_name(source: bytes | str, name: str) -> bool:
 
 # --- fast reader -----------------------------------------------------------------------------
 
-# Strings (triple-quoted first) and comments, grouped by their first character.
+# Strings (triple-quoted first, backslash escapes allowed) and comments, grouped by their first
+# character. Python ends a string where this does, raw or not: a backslash always carries the
+# next character, a newline included. A prefix (`r`, `b`, `f`...) is taken from the code before.
 _TOKENS = re.compile(
-    r'("(?:""[\s\S]*?"""|[^"\n]*")'
-    r"|'(?:''[\s\S]*?'''|[^'\n]*')"
+    r'("(?:""(?:[^"\\]++|\\[\s\S]|"(?!""))*+"""|(?:[^"\\\n]++|\\[\s\S])*+")'
+    r"|'(?:''(?:[^'\\]++|\\[\s\S]|'(?!''))*+'''|(?:[^'\\\n]++|\\[\s\S])*+')"
     r"|#[^\n]*)"
 )
+_QUOTES: Final = "\"'"
+_PREFIX_LETTERS: Final = "rRbBuUfF"
+_PREFIX_SET: Final = frozenset(_PREFIX_LETTERS)
+_LAST_CHARACTER: Final = itemgetter(-1)
+_PREFIXES: Final = frozenset(("r", "u", "b", "f", "rb", "br", "fr", "rf"))
+# The escapes the fast reader lets through. Any other (`\N{...}`, `\U...`, an unknown or an
+# out-of-range one) may warn or fail in Python, so `ast` reads such a module.
+_BYTES_ESCAPE = r"\\(?:[\n\\'\"abfnrtv]|x[0-9a-fA-F]{2}|[0-3][0-7]{0,2}|[4-7][0-7]?(?![0-7]))"
+_BYTES_ESCAPES = re.compile(_BYTES_ESCAPE)
+_STR_ESCAPES = re.compile(rf"{_BYTES_ESCAPE}|\\u[0-9a-fA-F]{{4}}")
+# Python 3.12 lets an f-string's fields hold any expression, quotes and comments included,
+# which this tokenizer cannot follow: there an f-string with a field is left to `ast`.
+_NESTED_FSTRINGS: Final = sys.version_info >= (3, 12)
 _LINES = re.compile(r"^(?: {4}| {0,3})(?=[^ \n])", re.MULTILINE)
 _BRACKETS = str.maketrans("[{]}", "(())")
 _CLASS = re.compile(r"class[ ]+([A-Za-z_]\w*)[ ]*(?:\(([^()]*)\))?[ ]*:[ ]*(\x00?)[ ]*(?:\n|$)")
@@ -422,11 +439,59 @@ class _Unsure(Exception):
     """The fast reader met a shape it does not handle; the caller falls back to `ast`."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Escaped:
+    """A string token Python must decode itself: it has a prefix or a backslash escape.
+
+    Kept as written until a metadata value needs it, since most such strings (docstrings,
+    regular expressions) are never read.
+    """
+
+    token: str
+    prefix: str  # lower case
+
+    def value(self) -> Any:
+        """Its value as `ast.literal_eval` gives it; an f-string is not a literal there."""
+        if "f" in self.prefix:
+            return NOT_LITERAL
+        try:
+            return ast.literal_eval(self.token)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            raise _Unsure from None
+
+
+def _escaped(token: str) -> _Escaped:
+    """Wrap a prefixed or escaped token, or raise `_Unsure` if Python might warn or fail."""
+    prefix = token[: len(token) - len(token.lstrip(_PREFIX_LETTERS))].lower()
+    if "\\" in token and "r" not in prefix:
+        escapes = _BYTES_ESCAPES if "b" in prefix else _STR_ESCAPES
+        if "\\" in escapes.sub("", token):
+            raise _Unsure
+    if "b" in prefix and not token.isascii():
+        raise _Unsure  # Python rejects a bytes literal holding other characters
+    if _NESTED_FSTRINGS and "f" in prefix and "{" in token:
+        raise _Unsure  # a field may hold a quote that ended this token too early
+    return _Escaped(token, prefix)
+
+
+def _string(value: Any) -> Any:
+    """A placeholder's value: decoded by Python when the token has a prefix or an escape."""
+    return value.value() if type(value) is _Escaped else value
+
+
+def _strings(items: list[Any]) -> list[Any] | None:
+    """The placeholders' values, or `None` when one is not a literal (an f-string)."""
+    if _Escaped not in map(type, items):
+        return items
+    decoded = [_string(item) for item in items]
+    return None if any(item is NOT_LITERAL for item in decoded) else decoded
+
+
 class _Text:
     """The source as code with comments removed and `\\x00` for each string, plus the values.
 
-    `values` holds each string's contents (the source allows no escapes, so that is its
-    value), in order: the placeholder count before a position is the index of the next one.
+    `values` holds each string's contents, or an `_Escaped` token when Python must decode it,
+    in order: the placeholder count before a position is the index of the next one.
     """
 
     __slots__ = ("code", "values")
@@ -438,8 +503,10 @@ class _Text:
         return self.code.count("\x00", 0, position)
 
 
-def _split_tokens(text: str) -> tuple[str, list[str]]:
+def _split_tokens(text: str) -> tuple[str, list[Any]]:
     parts = _TOKENS.split(text)
+    if _ends_with_prefix_letter(parts[0:-1:2]):
+        _move_prefixes(parts)
     tokens = parts[1::2]
     if "#" in text and any(token[0] == "#" for token in tokens):
         parts[1::2] = ["" if token[0] == "#" else "\x00" for token in tokens]
@@ -447,24 +514,66 @@ def _split_tokens(text: str) -> tuple[str, list[str]]:
         tokens = [token for token in tokens if token[0] != "#"]
     else:
         code = "\x00".join(parts[0::2])
-    values = [token[3:-3] if token[:3] in _TRIPLE_QUOTES else token[1:-1] for token in tokens]
+    if "\\" in code or '"' in code or "'" in code:
+        raise _Unsure  # a line continuation or another backslash outside strings, a stray quote
+    values: list[Any] = [
+        (token[3:-3] if token[:3] in _TRIPLE_QUOTES else token[1:-1])
+        if token[0] in _QUOTES and "\\" not in token
+        else _escaped(token)
+        for token in tokens
+    ]
     return code, values
 
 
-def _split_double_quoted(text: str) -> tuple[str, list[str]] | None:
+def _ends_with_prefix_letter(pieces: list[str]) -> bool:
+    """Whether a piece of code (each followed by a token) may end with a string prefix."""
+    try:
+        return not _PREFIX_SET.isdisjoint(map(_LAST_CHARACTER, pieces))
+    except IndexError:  # an empty piece: two tokens side by side
+        return not _PREFIX_SET.isdisjoint([piece[-1:] for piece in pieces])
+
+
+def _move_prefixes(parts: list[str]) -> None:
+    """Move each string prefix (`r`, `b`, `f`...) from the code before it into its token."""
+    tails = [part[-1:] for part in parts[0:-1:2]]
+    for index in [index for index, tail in enumerate(tails) if tail in _PREFIX_SET]:
+        token = parts[2 * index + 1]
+        prefix = "" if token[0] == "#" else _prefix(parts[2 * index])
+        if prefix:
+            parts[2 * index] = parts[2 * index][: -len(prefix)]
+            parts[2 * index + 1] = prefix + token
+
+
+def _prefix(before: str) -> str:
+    """The string prefix that ends the code `before` a string, or "" if there is none.
+
+    Letters that end a longer name are no prefix: `if"x"` is `if` and a string.
+    """
+    stem = before.rstrip(_PREFIX_LETTERS)
+    letters = before[len(stem) :]
+    if letters.lower() not in _PREFIXES or stem[-1:].isalnum() or stem[-1:] == "_":
+        return ""
+    return letters
+
+
+def _split_double_quoted(text: str) -> tuple[str, list[Any]] | None:
     """`_Text`'s split by `str.split` alone, for the common file without `'` or `#` in code.
 
     Splitting on `\"\"\"` first finds the triple-quoted strings as the tokenizer does: a
     code segment holds no `\"\"\"`, so none of its quotes opens one, and with an even
     number of quotes each pair is one single-line string. A `'` or `#` left in the code
-    could hide a quote from this reading; then the regular expression decides.
+    could hide a quote from this reading; then the regular expression decides. So does a
+    backslash (an escape, or a continuation line).
     """
+    if "\\" in text:
+        return None
     outer = text.split('"""')
     if not len(outer) & 1:
         return None  # an unterminated triple-quoted string
-    values: list[str] = []
+    values: list[Any] = []
     codes: list[str] = []  # joined by placeholders: the segments' own and the triple strings'
     single: list[str] = []
+    triples: list[int] = []  # which values were triple-quoted
     last = len(outer) - 1
     for position in range(0, len(outer), 2):
         segment = outer[position]
@@ -479,10 +588,20 @@ def _split_double_quoted(text: str) -> tuple[str, list[str]] | None:
         else:
             codes.append(segment)
         if position != last:
+            triples.append(len(values))
             values.append(outer[position + 1])
     code = "\x00".join(codes)
     if "'" in code or "#" in code or "\n" in "".join(single):
         return None
+    if _ends_with_prefix_letter(codes[:-1]):
+        tails = [piece[-1:] for piece in codes[:-1]]
+        for index in [index for index, tail in enumerate(tails) if tail in _PREFIX_SET]:
+            prefix = _prefix(codes[index])
+            if prefix:
+                codes[index] = codes[index][: -len(prefix)]
+                quote = '"""' if index in triples else '"'
+                values[index] = _escaped(f"{prefix}{quote}{values[index]}{quote}")
+        code = "\x00".join(codes)
     return code, values
 
 
@@ -520,10 +639,12 @@ def _value(text: _Text, start: int, end: int, index: int) -> Any:
     code = text.code
     tail = code[start:end].rstrip()
     if tail == "\x00":
-        return text.values[index]
+        return _string(text.values[index])
     if _STRING_SEQUENCE.fullmatch(tail):
         count = tail.count("\x00")
-        items = text.values[index : index + count]
+        items = _strings(text.values[index : index + count])
+        if items is None:
+            return NOT_LITERAL
         if tail[0] == "[":
             return items
         if count == 1 and "," not in tail:
@@ -559,6 +680,7 @@ def _bracket(text: _Text, start: int, index: int) -> tuple[Any, int, int]:
     closer = ")" if opener == "(" else "]"
     items: list[Any] = []
     commas = 0
+    literal = True
     expect_item = True
     position = start + 1
     while True:
@@ -582,7 +704,9 @@ def _bracket(text: _Text, start: int, index: int) -> tuple[Any, int, int]:
         if not expect_item or kind == 4:
             raise _Unsure
         if kind == 1:
-            items.append(text.values[index])
+            item = _string(text.values[index])
+            literal = literal and item is not NOT_LITERAL
+            items.append(item)
             index += 1
             position = match.end()
         elif kind == 2:
@@ -592,6 +716,8 @@ def _bracket(text: _Text, start: int, index: int) -> tuple[Any, int, int]:
             number, position = _number(code, match.start(3))
             items.append(number)
         expect_item = False
+    if not literal:
+        return NOT_LITERAL, position, index
     if opener == "[":
         return items, position, index
     if len(items) == 1 and commas == 0:
@@ -608,7 +734,7 @@ def read_module_fast(source: bytes | str) -> ModuleMetadata | None:
             source = source.decode("utf-8")
         except UnicodeDecodeError:
             return None
-    if "\\" in source or "\r" in source or "\x00" in source:
+    if "\r" in source or "\x00" in source:
         return None
     try:
         text = _Text("\n" + source + "\n")
@@ -878,18 +1004,23 @@ def _scan_quick(text: _Text) -> ModuleMetadata:
                 index += code.count("\x00", counted, position)
                 counted = position
                 value: Any = values[index]
+                if type(value) is _Escaped:
+                    value = value.value()
             elif shape in _COLLECTION_TOKENS:
                 position = match.start(2)
                 index += code.count("\x00", counted, position)
                 counted = position
                 group = match.group(shape)
                 items = values[index : index + group.count("\x00")]
-                if shape == _LIST_TOKEN:
-                    value = items
-                elif len(items) == 1 and "," not in group:
-                    value = items[0]
+                decoded = _strings(items) if _Escaped in map(type, items) else items
+                if decoded is None:
+                    value = NOT_LITERAL
+                elif shape == _LIST_TOKEN:
+                    value = decoded
+                elif len(decoded) == 1 and "," not in group:
+                    value = decoded[0]
                 else:
-                    value = tuple(items)
+                    value = tuple(decoded)
             elif shape == _SCALAR_TOKEN:
                 value = _SCALARS[match.group(shape)]
             elif shape == _FLOAT_TOKEN:
@@ -901,8 +1032,8 @@ def _scan_quick(text: _Text) -> ModuleMetadata:
                 index += code.count("\x00", counted, position)
                 counted = position
                 value = _value(text, position, _statement_end(code, flat, position), index)
-                if value is NOT_LITERAL:
-                    simple = False
+            if value is NOT_LITERAL:
+                simple = False
             own[match.group(1)] = value
         raw = _RawClass(name, bases, own, "")
         classes.append(raw)
