@@ -1,0 +1,176 @@
+"""The store's tables (SQLAlchemy 2 declarative); the Alembic revisions create exactly these.
+
+Hot reads have their own index: a bucket's latest assignment is the last entry of
+`ix_bucket_assignments_bucket_id`, and a name's active version is the single row of the
+partial unique index `ux_planner_configs_active_name` (which also makes "one active version
+per name" a database rule, not only a code path).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+__all__ = [
+    "NAME_LENGTH",
+    "AuditRow",
+    "Base",
+    "BucketAssignmentRow",
+    "NameCounterRow",
+    "PlannerConfigRow",
+    "PresetRow",
+    "PresetTagRow",
+    "UTCDateTime",
+]
+
+NAME_LENGTH = 200
+TITLE_LENGTH = 500
+TAG_LENGTH = 100
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out, on every backend.
+
+    SQLite keeps no time zone, so values are stored as naive UTC (their text sorts in time
+    order, which `bucket_at` relies on) and given back their UTC zone when read.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value.isoformat()}; give an aware (UTC) datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class PlannerConfigRow(Base):
+    __tablename__ = "planner_configs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    title: Mapped[str] = mapped_column(String(TITLE_LENGTH))
+    description: Mapped[str | None] = mapped_column(Text)
+    toml: Mapped[str] = mapped_column(Text)
+    digest: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("planner_configs.id"))
+
+    __table_args__ = (
+        UniqueConstraint("name", "version"),
+        Index(
+            "ux_planner_configs_active_name",
+            "name",
+            unique=True,
+            sqlite_where=text("is_active = 1"),
+            postgresql_where=text("is_active"),
+        ),
+        Index("ix_planner_configs_parent_id", "parent_id"),
+    )
+
+
+class NameCounterRow(Base):
+    """The last version number handed out per name; writers lock this row to allocate."""
+
+    __tablename__ = "config_name_counters"
+
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    last_version: Mapped[int] = mapped_column(Integer)
+
+
+class BucketAssignmentRow(Base):
+    """Append-only: a bucket's current configuration is its assignment with the highest id."""
+
+    __tablename__ = "bucket_assignments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bucket: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    config_id: Mapped[int] = mapped_column(ForeignKey("planner_configs.id"))
+    assigned_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    assigned_by: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    reason: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        Index("ix_bucket_assignments_bucket_id", "bucket", "id"),
+        Index("ix_bucket_assignments_bucket_assigned_at", "bucket", "assigned_at"),
+        Index("ix_bucket_assignments_config_id", "config_id"),
+    )
+
+
+class PresetRow(Base):
+    __tablename__ = "presets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), unique=True)
+    description: Mapped[str] = mapped_column(Text)
+    toml: Mapped[str] = mapped_column(Text)
+    author: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    downloads: Mapped[int] = mapped_column(Integer, default=0)
+    rating_sum: Mapped[int] = mapped_column(Integer, default=0)
+    rating_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PresetTagRow(Base):
+    """One row per (preset, tag), so filtering by tag is an indexed lookup on every backend."""
+
+    __tablename__ = "preset_tags"
+
+    preset_id: Mapped[int] = mapped_column(
+        ForeignKey("presets.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(String(TAG_LENGTH), primary_key=True)
+
+    __table_args__ = (Index("ix_preset_tags_tag", "tag"),)
+
+
+class AuditRow(Base):
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    action: Mapped[str] = mapped_column(String(100))
+    entity: Mapped[str] = mapped_column(String(100))
+    entity_id: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)
