@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -16,6 +17,8 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 if TYPE_CHECKING:
+    from planforge.configstore.records import BucketAssignment, ConfigVersion, CreateResult, Preset
+    from planforge.configstore.store import ConfigStore
     from planforge.factory.core import PlannerFactory
 
 app = typer.Typer(
@@ -28,9 +31,16 @@ app = typer.Typer(
 planners_app = typer.Typer(help="List and describe discovered planners.", no_args_is_help=True)
 quarantine_app = typer.Typer(help="See and release quarantined planners.", no_args_is_help=True)
 config_app = typer.Typer(
-    help="Check holistic planner configurations: schema, validate, dry-run.",
+    help="Holistic planner configurations: check them (schema, validate, dry-run) and keep "
+    "them as versions (create, history, show, diff, export, import, clone).",
     no_args_is_help=True,
 )
+bucket_app = typer.Typer(
+    help="Point buckets at configuration versions; see and roll back their history.",
+    no_args_is_help=True,
+)
+preset_app = typer.Typer(help="List, share and rate configuration presets.", no_args_is_help=True)
+db_app = typer.Typer(help="The configuration store's database.", no_args_is_help=True)
 modules_app = typer.Typer(
     help="List, describe and document holistic planner modules.", no_args_is_help=True
 )
@@ -38,6 +48,9 @@ app.add_typer(planners_app, name="planners")
 app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(config_app, name="config")
 app.add_typer(modules_app, name="modules")
+app.add_typer(bucket_app, name="bucket")
+app.add_typer(preset_app, name="preset")
+app.add_typer(db_app, name="db")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
 
@@ -394,14 +407,27 @@ def plan(
             "(default, conservative, aggressive). Sent as the context key planner_config.",
         ),
     ] = None,
+    bucket: Annotated[
+        str | None,
+        typer.Option(
+            "--bucket",
+            help="Plan with the configuration this bucket runs in the configuration store "
+            "(see `planforge bucket show`).",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Select a planner (or take --planner) and make a plan for OBJECTIVE.
 
     A progress bar follows the evaluation when stdout is a terminal (not with --json).
     """
+    if bucket is not None and config is not None:
+        _fail("give either --bucket or --config, not both")
     context_data = _read_context(context) if context is not None else {}
-    reference = _config_reference(config) if config is not None else None
+    reference: Any = _config_reference(config) if config is not None else None
+    bucket_toml: str | None = None
+    if bucket is not None:
+        bucket_toml, reference = _bucket_config(bucket)
     factory = _factory()
     unsubscribe: Any = None
     progress: Any = None
@@ -412,7 +438,10 @@ def plan(
         if reference is not None:
             # Parse up front so a bad file is reported as itself, not as a planner failure.
             load = getattr(instance, "load_config", None)
-            context_data["planner_config"] = load(reference) if callable(load) else str(reference)
+            if callable(load):
+                context_data["planner_config"] = load(reference)
+            else:
+                context_data["planner_config"] = bucket_toml or str(reference)
         parse = getattr(getattr(instance, "domain", None), "parse_context", None)
         if callable(parse):
             # A bad field is reported as itself, not as a planner failure.
@@ -433,6 +462,19 @@ def plan(
         typer.echo(result.model_dump_json(indent=2))
         return
     _print_plan(result, watcher)
+
+
+def _bucket_config(bucket: str) -> tuple[str, Any]:
+    """The bucket's active configuration: its TOML and the validated HolisticConfig.
+
+    A stored document is TOML text, never a preset name or a path, so it is parsed as such.
+    """
+    from planforge.configstore.diff import config_label, parse_validated
+
+    with _store() as store:
+        version = store.get_bucket_config(bucket)
+    source = f"bucket {bucket}: {config_label(version)}"
+    return version.toml, parse_validated(version.toml, source=source)
 
 
 def _progress_bar() -> Any:
@@ -833,6 +875,584 @@ def quarantine_release(name: str) -> None:
     if not _factory().release_quarantine(name):
         _fail(f"{name!r} is not quarantined; see `planforge quarantine list`")
     typer.echo(f"released {name}")
+
+
+# -- configuration store: versions, buckets, presets --------------------------------------------
+
+
+ActorOption = Annotated[
+    str | None,
+    typer.Option("--actor", help="Who the change is recorded as (default: your OS user name)."),
+]
+
+
+def _actor(value: str | None) -> str:
+    from planforge.configstore.transfer import default_actor
+
+    return value if value else default_actor()
+
+
+def _store() -> ConfigStore:
+    """The store named by PLANFORGE_DATABASE_URL, else the SQLite file under PLANFORGE_HOME."""
+    from planforge.configstore.store import ConfigStore
+
+    return ConfigStore.from_environment()
+
+
+def _read_document(path: Path, what: str = "configuration") -> str:
+    if not path.exists():
+        _fail(f"{what} file {path} not found; give the path of a TOML file")
+    if not path.is_file():
+        _fail(f"{what} {path} is not a file; give the path of a TOML file")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        _fail(f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8")
+
+
+_NAME_VERSION = re.compile(r"^(?P<name>[^:]+):v?(?P<version>\d+)$")
+
+
+def _resolve(store: ConfigStore, reference: str) -> ConfigVersion:
+    """A stored version: an id (12), NAME:VERSION (core:3) or a NAME (its active version)."""
+    text = reference.strip()
+    if text.isdigit():
+        return store.get_config_by_id(int(text))
+    match = _NAME_VERSION.match(text)
+    if match:
+        return store.get_version(match["name"], int(match["version"]))
+    return store.get_active(text)
+
+
+def _when(value: Any) -> str:
+    return value.isoformat(timespec="seconds") if value is not None else ""
+
+
+def _short_when(value: Any) -> str:
+    """Minutes are enough in a table; `--json` and `show` have the full timestamp."""
+    return value.strftime("%Y-%m-%d %H:%M") if value is not None else ""
+
+
+def _record(record: Any) -> dict[str, Any]:
+    """A store record as JSON-ready data (timestamps in ISO 8601)."""
+    import dataclasses
+    from datetime import datetime
+
+    data = dataclasses.asdict(record)
+    for key, value in data.items():
+        if isinstance(value, datetime):
+            data[key] = value.isoformat()
+        elif isinstance(value, tuple):
+            data[key] = list(value)
+    return data
+
+
+def _version_table(title: str, versions: list[ConfigVersion], *, names: bool = True) -> Any:
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("id", no_wrap=True, justify="right")
+    if names:
+        table.add_column("name", no_wrap=True)
+    for column in ("version", "active", "created (UTC)", "by", "digest"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("title", min_width=12)
+    for item in versions:
+        cells = [str(item.id)] + ([item.name] if names else [])
+        table.add_row(
+            *cells,
+            f"v{item.version}",
+            "yes" if item.active else "",
+            _short_when(item.created_at),
+            item.created_by,
+            item.digest[:10],
+            item.title,
+        )
+    return table
+
+
+def _print_version(version: ConfigVersion, *, with_toml: bool = True) -> None:
+    from rich.table import Table
+
+    console = _console()
+    table = Table(title=f"{version.name} v{version.version} (#{version.id})", show_header=False)
+    table.add_column("key", style="bold")
+    table.add_column("value")
+    rows = [
+        ("title", version.title),
+        ("description", version.description or ""),
+        (f"active version of {version.name}", "yes" if version.active else "no"),
+        ("created", _when(version.created_at)),
+        ("created by", version.created_by),
+        ("parent", "" if version.parent_id is None else f"#{version.parent_id}"),
+        ("digest", version.digest),
+    ]
+    for key, value in rows:
+        table.add_row(key, value)
+    console.print(table)
+    if with_toml:
+        typer.echo(version.toml, nl=not version.toml.endswith("\n"))
+
+
+def _created(result: CreateResult, as_json: bool) -> None:
+    version = result.config
+    if as_json:
+        _emit_json({"created": result.created, "config": _record(version)})
+        return
+    if result.created:
+        typer.echo(f"created {version.name} v{version.version} (id {version.id})")
+    else:
+        typer.echo(
+            f"unchanged: {version.name} v{version.version} (id {version.id}) already has this "
+            "content; no new version was stored"
+        )
+
+
+@config_app.command("create")
+@_guard
+def config_create(
+    name: Annotated[str, typer.Argument(help="The configuration's name (its version group).")],
+    title: Annotated[str, typer.Option("--title", help="A short human title.")],
+    file: Annotated[Path, typer.Option("--file", "-f", help="The TOML configuration.")],
+    description: Annotated[
+        str | None, typer.Option("--description", help="What this version is for.")
+    ] = None,
+    expected_version: Annotated[
+        int | None,
+        typer.Option(
+            "--expected-version",
+            help="Fail unless this is the current version (guards against concurrent edits).",
+        ),
+    ] = None,
+    actor: ActorOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Validate FILE and store it as the next version of NAME (it becomes the active one)."""
+    text = _read_document(file)
+    with _store() as store:
+        result = store.create_new_version(
+            name,
+            title,
+            text,
+            description=description,
+            created_by=_actor(actor),
+            expected_version=expected_version,
+        )
+    _created(result, as_json)
+
+
+@config_app.command("list")
+@_guard
+def config_list(as_json: JsonOption = False) -> None:
+    """The active version of every stored configuration, by name."""
+    with _store() as store:
+        versions = store.list_configs()
+    if as_json:
+        _emit_json([_record(item) for item in versions])
+        return
+    _console().print(_version_table(f"{len(versions)} configuration(s)", versions))
+
+
+@config_app.command("history")
+@_guard
+def config_history(name: str, as_json: JsonOption = False) -> None:
+    """Every version of NAME, oldest first."""
+    with _store() as store:
+        versions = store.get_version_history(name)
+    if not versions:
+        from planforge.configstore.errors import ConfigNotFound
+
+        raise ConfigNotFound(name=name)
+    if as_json:
+        _emit_json([_record(item) for item in versions])
+        return
+    _console().print(_version_table(f"{name}: {len(versions)} version(s)", versions, names=False))
+
+
+@config_app.command("show")
+@_guard
+def config_show(
+    reference: Annotated[
+        str, typer.Argument(metavar="ID", help="An id, NAME:VERSION, or NAME (its active one).")
+    ],
+    as_json: JsonOption = False,
+) -> None:
+    """One stored version: its metadata and TOML."""
+    with _store() as store:
+        version = _resolve(store, reference)
+    if as_json:
+        _emit_json(_record(version))
+        return
+    _print_version(version)
+
+
+def _diff_side(store: ConfigStore, reference: str) -> tuple[str, str]:
+    """(label, TOML) of a stored version, or of a file when REFERENCE is an existing path."""
+    from planforge.configstore.diff import config_label
+
+    path = Path(reference)
+    if not reference.strip().isdigit() and not _NAME_VERSION.match(reference) and path.is_file():
+        return str(path), _read_document(path)
+    version = _resolve(store, reference)
+    return config_label(version), version.toml
+
+
+@config_app.command("diff")
+@_guard
+def config_diff(
+    a: Annotated[str, typer.Argument(help="An id, NAME:VERSION, NAME or a TOML file.")],
+    b: Annotated[str, typer.Argument(help="An id, NAME:VERSION, NAME or a TOML file.")],
+    semantic: Annotated[
+        bool,
+        typer.Option(
+            "--semantic", help="Compare what the planner runs (modules, params, [planner] keys)."
+        ),
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """How B differs from A: a unified text diff, or with --semantic, by meaning."""
+    from planforge.configstore.diff import semantic_diff, unified_diff
+
+    with _store() as store:
+        (a_label, a_text), (b_label, b_text) = _diff_side(store, a), _diff_side(store, b)
+    if semantic:
+        diff = semantic_diff(a_text, b_text, a_label=a_label, b_label=b_label)
+        if as_json:
+            _emit_json({"a": a_label, "b": b_label, **diff.to_dict()})
+            return
+        if diff.is_empty:
+            typer.echo(f"no difference in behaviour between {a_label} and {b_label}")
+            return
+        typer.echo(f"from {a_label} to {b_label}:")
+        for line in diff.lines():
+            typer.echo(f"  {line}")
+        return
+    text = unified_diff(a_text, b_text, a_label=a_label, b_label=b_label)
+    if as_json:
+        _emit_json({"a": a_label, "b": b_label, "identical": not text, "diff": text})
+        return
+    if not text:
+        typer.echo(f"{a_label} and {b_label} are identical")
+        return
+    typer.echo(text, nl=False)
+
+
+@config_app.command("export")
+@_guard
+def config_export(
+    reference: Annotated[
+        str, typer.Argument(metavar="ID", help="An id, NAME:VERSION, or NAME (its active one).")
+    ],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to this file, not stdout.")
+    ] = None,
+) -> None:
+    """A stored version as a TOML file with a metadata header (importable elsewhere)."""
+    from planforge.configstore.transfer import export_config
+
+    with _store() as store:
+        text = export_config(_resolve(store, reference))
+    if output is None:
+        typer.echo(text, nl=not text.endswith("\n"))
+        return
+    output.write_text(text, encoding="utf-8", newline="")
+    typer.echo(f"wrote {output}")
+
+
+@config_app.command("import")
+@_guard
+def config_import(
+    file: Annotated[Path, typer.Argument(help="An exported file, or any TOML configuration.")],
+    name: Annotated[
+        str | None, typer.Option("--name", help="Store under this name, not the header's.")
+    ] = None,
+    title: Annotated[
+        str | None, typer.Option("--title", help="Use this title, not the header's.")
+    ] = None,
+    description: Annotated[
+        str | None, typer.Option("--description", help="Use this description.")
+    ] = None,
+    actor: ActorOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Validate FILE and store it as the next version of its name."""
+    from planforge.configstore.transfer import import_config
+
+    text = _read_document(file)
+    with _store() as store:
+        result = import_config(
+            store, text, name=name, title=title, description=description, created_by=_actor(actor)
+        )
+    _created(result, as_json)
+
+
+@config_app.command("clone")
+@_guard
+def config_clone(
+    reference: Annotated[
+        str, typer.Argument(metavar="ID", help="An id, NAME:VERSION, or NAME (its active one).")
+    ],
+    name: Annotated[str, typer.Option("--name", help="The new configuration's name.")],
+    title: Annotated[str, typer.Option("--title", help="The new configuration's title.")],
+    actor: ActorOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Copy a stored version under a new name (same TOML, same digest)."""
+    from planforge.configstore.transfer import clone_config
+
+    with _store() as store:
+        source = _resolve(store, reference)
+        result = clone_config(store, source.id, name=name, title=title, created_by=_actor(actor))
+    _created(result, as_json)
+
+
+def _assignment_table(title: str, assignments: list[BucketAssignment]) -> Any:
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ("#", "assigned (UTC)", "by", "config", "id"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("reason", min_width=16)
+    for assignment in assignments:
+        table.add_row(
+            str(assignment.id),
+            _short_when(assignment.assigned_at),
+            assignment.assigned_by,
+            f"{assignment.config_name} v{assignment.config_version}",
+            str(assignment.config_id),
+            assignment.reason or "",
+        )
+    return table
+
+
+def _assigned(assignment: BucketAssignment, as_json: bool) -> None:
+    if as_json:
+        _emit_json(_record(assignment))
+        return
+    typer.echo(
+        f"bucket {assignment.bucket} now runs {assignment.config_name} "
+        f"v{assignment.config_version} (id {assignment.config_id})"
+    )
+
+
+@bucket_app.command("assign")
+@_guard
+def bucket_assign(
+    bucket: str,
+    reference: Annotated[
+        str, typer.Argument(metavar="ID", help="An id, NAME:VERSION, or NAME (its active one).")
+    ],
+    reason: Annotated[str | None, typer.Option("--reason", help="Why (kept in history).")] = None,
+    actor: ActorOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Make BUCKET run a stored configuration version."""
+    with _store() as store:
+        version = _resolve(store, reference)
+        assignment = store.assign_config_to_bucket(
+            bucket, version.id, assigned_by=_actor(actor), reason=reason
+        )
+    _assigned(assignment, as_json)
+
+
+@bucket_app.command("list")
+@_guard
+def bucket_list(as_json: JsonOption = False) -> None:
+    """Every bucket that has a configuration, with what it runs."""
+    with _store() as store:
+        rows = [(bucket, store.get_bucket_config(bucket)) for bucket in store.list_buckets()]
+    if as_json:
+        _emit_json([{"bucket": bucket, "config": _record(config)} for bucket, config in rows])
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} bucket(s)")
+    for column in ("bucket", "config", "id", "digest"):
+        table.add_column(column, no_wrap=True)
+    for bucket, config in rows:
+        table.add_row(
+            bucket, f"{config.name} v{config.version}", str(config.id), config.digest[:12]
+        )
+    _console().print(table)
+
+
+@bucket_app.command("show")
+@_guard
+def bucket_show(
+    bucket: str,
+    toml: Annotated[bool, typer.Option("--toml", help="Also print the TOML.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """The configuration BUCKET runs now, and who assigned it when."""
+    with _store() as store:
+        config = store.get_bucket_config(bucket)
+        history = store.bucket_history(bucket)
+    current = history[-1] if history else None
+    if as_json:
+        _emit_json(
+            {
+                "bucket": bucket,
+                "config": _record(config),
+                "assignment": _record(current) if current is not None else None,
+            }
+        )
+        return
+    if current is not None:
+        typer.echo(
+            f"bucket {bucket}: {config.name} v{config.version} (id {config.id}), assigned "
+            f"{_when(current.assigned_at)} by {current.assigned_by}"
+            + (f": {current.reason}" if current.reason else "")
+        )
+    _print_version(config, with_toml=toml)
+
+
+@bucket_app.command("history")
+@_guard
+def bucket_history(bucket: str, as_json: JsonOption = False) -> None:
+    """Every assignment of BUCKET, oldest first (rollbacks included)."""
+    with _store() as store:
+        history = store.bucket_history(bucket)
+    if not history:
+        from planforge.configstore.errors import BucketNotFound
+
+        raise BucketNotFound(bucket)
+    if as_json:
+        _emit_json([_record(item) for item in history])
+        return
+    _console().print(_assignment_table(f"bucket {bucket}: {len(history)} assignment(s)", history))
+
+
+@bucket_app.command("rollback")
+@_guard
+def bucket_rollback(
+    bucket: str,
+    name: Annotated[str, typer.Argument(help="The configuration's name.")],
+    version: Annotated[int, typer.Argument(help="The version to go back to.")],
+    reason: Annotated[str | None, typer.Option("--reason", help="Why (kept in history).")] = None,
+    actor: ActorOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Point BUCKET back at NAME's VERSION; recorded as a new assignment, nothing is erased."""
+    with _store() as store:
+        assignment = store.rollback_to_version(
+            bucket, name, version, assigned_by=_actor(actor), reason=reason
+        )
+    _assigned(assignment, as_json)
+
+
+def _preset_row(preset: Preset) -> dict[str, Any]:
+    return {key: value for key, value in _record(preset).items() if key != "toml"}
+
+
+def _preset_reference(value: str) -> int | str:
+    return int(value) if value.strip().isdigit() else value
+
+
+@preset_app.command("list")
+@_guard
+def preset_list(
+    tag: Annotated[str | None, typer.Option("--tag", help="Only presets with this tag.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Shared presets, with downloads and ratings."""
+    with _store() as store:
+        presets = store.list_presets(tag=tag)
+    if as_json:
+        _emit_json([_preset_row(item) for item in presets])
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{len(presets)} preset(s)" + (f" tagged {tag}" if tag else ""))
+    for column in ("id", "name", "author"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("tags")
+    table.add_column("downloads", justify="right", no_wrap=True)
+    table.add_column("rating", no_wrap=True)
+    table.add_column("description", min_width=16, ratio=1)
+    for item in presets:
+        rating = "" if item.rating is None else f"{item.rating:.1f} ({item.ratings})"
+        table.add_row(
+            str(item.id),
+            item.name,
+            item.author,
+            ", ".join(item.tags),
+            str(item.downloads),
+            rating,
+            item.description,
+        )
+    _console().print(table)
+
+
+@preset_app.command("show")
+@_guard
+def preset_show(
+    reference: Annotated[str, typer.Argument(metavar="ID_OR_NAME")],
+    as_json: JsonOption = False,
+) -> None:
+    """One preset with its TOML (counts as a download)."""
+    with _store() as store:
+        preset = store.get_preset(_preset_reference(reference))
+    if as_json:
+        _emit_json(_record(preset))
+        return
+    rating = "no ratings" if preset.rating is None else f"{preset.rating:.1f}/5"
+    typer.echo(
+        f"# preset {preset.name} (id {preset.id}) by {preset.author}; tags: "
+        f"{', '.join(preset.tags) or 'none'}; {preset.downloads} downloads; {rating}"
+    )
+    typer.echo(f"# {preset.description}")
+    typer.echo(preset.toml, nl=not preset.toml.endswith("\n"))
+
+
+@preset_app.command("create")
+@_guard
+def preset_create(
+    name: str,
+    file: Annotated[Path, typer.Option("--file", "-f", help="The TOML configuration.")],
+    description: Annotated[str, typer.Option("--description", help="What it is good for.")],
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", help="A tag (repeat for several).")
+    ] = None,
+    author: Annotated[
+        str | None, typer.Option("--author", help="Default: your OS user name.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Share a validated configuration as a preset."""
+    text = _read_document(file)
+    with _store() as store:
+        preset = store.create_preset(name, description, text, _actor(author), tuple(tag or ()))
+    if as_json:
+        _emit_json(_preset_row(preset))
+        return
+    typer.echo(f"created preset {preset.name} (id {preset.id})")
+
+
+@preset_app.command("rate")
+@_guard
+def preset_rate(
+    reference: Annotated[str, typer.Argument(metavar="ID_OR_NAME")],
+    rating: Annotated[int, typer.Argument(help="1 (poor) to 5 (excellent).")],
+    as_json: JsonOption = False,
+) -> None:
+    """Rate a preset from 1 to 5."""
+    with _store() as store:
+        preset = store.rate_preset(_preset_reference(reference), rating)
+    if as_json:
+        _emit_json(_preset_row(preset))
+        return
+    assert preset.rating is not None  # just rated
+    typer.echo(f"{preset.name}: {preset.rating:.2f}/5 from {preset.ratings} rating(s)")
+
+
+@db_app.command("upgrade")
+@_guard
+def db_upgrade() -> None:
+    """Apply the configuration store's migrations (also done automatically on first use)."""
+    with _store() as store:
+        store.migrate()
+        where = store.url.render_as_string(hide_password=True)
+    typer.echo(f"database is up to date: {where}")
 
 
 def main() -> None:
