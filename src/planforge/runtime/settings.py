@@ -1,0 +1,78 @@
+"""The runtime's knobs: per-user run limits, engine lifetimes, event buffers and Redis.
+
+Read when asked for (never at import); a malformed value is a `SettingsError` naming the
+`PLANFORGE_*` variable, as for the factory's settings.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from planforge.errors import SettingsError
+
+__all__ = ["RuntimeSettings", "load_runtime_settings"]
+
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def _env(name: str, default: Any, **constraints: Any) -> Any:
+    return Field(default, validation_alias=name, **constraints)
+
+
+class RuntimeSettings(BaseSettings):
+    """Runtime settings; each field's environment variable is its alias."""
+
+    model_config = SettingsConfigDict(
+        extra="ignore", frozen=True, populate_by_name=True, case_sensitive=True
+    )
+
+    max_runs_per_user: int = _env("PLANFORGE_MAX_RUNS_PER_USER", 5, ge=1, le=10_000)
+    engine_ttl_s: float = _env("PLANFORGE_ENGINE_TTL_S", 300.0, gt=0.0)
+    engine_idle_s: float = _env("PLANFORGE_ENGINE_IDLE_S", 300.0, gt=0.0)
+    reap_interval_s: float = _env("PLANFORGE_REAP_INTERVAL_S", 60.0, gt=0.0)
+    run_timeout_s: float = _env("PLANFORGE_RUN_TIMEOUT_S", 60.0, gt=0.0)
+    event_buffer: int = _env("PLANFORGE_EVENT_BUFFER", 1000, ge=1, le=1_000_000)
+    max_users: int = _env("PLANFORGE_MAX_USERS", 100_000, ge=1, le=100_000_000)
+    redis_url: str | None = _env("PLANFORGE_REDIS_URL", None)
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _check_redis_url(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise ValueError("expected a URL string")
+        url = value.strip()
+        if not url:
+            return None
+        if not url.startswith(_REDIS_SCHEMES):
+            raise ValueError(
+                "expected a URL starting with redis://, rediss:// or unix:// "
+                "(for example redis://127.0.0.1:6379/0)"
+            )
+        return url
+
+
+def _variable_for(field_name: str) -> str:
+    info = RuntimeSettings.model_fields.get(field_name)
+    alias = info.validation_alias if info is not None else None
+    return alias if isinstance(alias, str) else field_name
+
+
+def load_runtime_settings(**overrides: Any) -> RuntimeSettings:
+    """Read runtime settings from the environment; keyword overrides use field names.
+
+    Raises `SettingsError` naming the first bad variable instead of a raw validation error.
+    """
+    try:
+        return RuntimeSettings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field_name = str(first["loc"][0]) if first["loc"] else "?"
+        variable = _variable_for(field_name)
+        value = overrides.get(field_name, os.environ.get(variable))
+        raise SettingsError(variable, value, first["msg"]) from None
