@@ -779,3 +779,39 @@ def test_metrics_count_every_engine_and_run(
         assert metrics["run"][key] >= 0.0
     assert metrics["run"]["p50_ms"] <= metrics["run"]["p95_ms"] <= metrics["run"]["max_ms"]
     engines.cleanup(live)
+
+
+def test_a_named_run_is_refused_while_the_planners_breaker_is_open(tmp_path: Path) -> None:
+    from planforge.factory.breaker import CircuitOpenError
+
+    plugins = tmp_path / "breaker_plugins"
+    plugins.mkdir()
+    (plugins / "breaker_echo.py").write_text(
+        "from planforge.contract import Planner, PlanStep\n\n\n"
+        "class BreakerEcho(Planner):\n"
+        "    name = 'breaker_echo'\n"
+        "    reliability_score = 0.9\n\n"
+        "    def plan(self, objective, context):\n"
+        "        return self.new_plan(objective, [PlanStep(id='1', action='echo')])\n"
+    )
+    factory = PlannerFactory(
+        load_settings(plugin_dirs=(plugins,)),
+        search_path=[],
+        cache_dir=tmp_path / "cache",
+        state_dir=tmp_path / "state",
+    )
+    factory.discover()
+    factory._current().records["breaker_echo"].breaker.force_open()
+    bus = InProcessEventBus()
+    engines = ExecutionEngineFactory(factory, bus=bus)
+    seen: list[str] = []
+    bus.subscribe("carol", lambda event: seen.append(event.type))
+
+    async def scenario() -> None:
+        async with engines.user_execution_scope(UserExecutionContext.create("carol")) as engine:
+            with pytest.raises(CircuitOpenError):
+                await engine.run("anything", planner="breaker_echo")
+
+    asyncio.run(scenario())
+    assert seen[-1] == "agent_error"
+    factory.close()

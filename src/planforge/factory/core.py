@@ -681,9 +681,7 @@ class PlannerFactory:
         name = planner or self.select_best_planner_name(
             objective, required_capabilities, prefer_production, None, deep_context
         )
-        record = self._lookup(name)
-        if not record.breaker.allow():
-            raise CircuitOpenError(name, record.breaker.retry_after_s(), record.breaker.state)
+        record = self.admit(name)
         try:
             instance = self.get_planner(name)
         except BaseException:
@@ -703,6 +701,19 @@ class PlannerFactory:
         elapsed = time.perf_counter() - started
         self._record_outcome(record, elapsed, ok=True, error=None, objective=objective)
         return plan
+
+    def admit(self, name: str) -> PlannerRecord:
+        """Ask the planner's circuit breaker for one call; raises `CircuitOpenError` when it
+        refuses. Callers that plan outside `run_plan` (the runtime) call this first and then
+        report the outcome with `record_outcome`, or `release_admission` if they never ran."""
+        record = self._lookup(name)
+        if not record.breaker.allow():
+            raise CircuitOpenError(name, record.breaker.retry_after_s(), record.breaker.state)
+        return record
+
+    def release_admission(self, name: str) -> None:
+        """Give back a permission taken by `admit` for a call that never happened."""
+        self._lookup(name).breaker.release_permission()
 
     def record_outcome(
         self, name: str, duration_s: float, *, ok: bool, error: str | None = None

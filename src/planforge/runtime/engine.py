@@ -829,7 +829,12 @@ class ExecutionEngineFactory:
         else:
             name = self.factory.select_best_planner_name(objective)
             details["selected_by"] = "objective"
-        instance = self._instance(user.user_id, name)
+        self.factory.admit(name)  # the planner's circuit breaker may refuse this run
+        try:
+            instance = self._instance(user.user_id, name)
+        except BaseException:
+            self.factory.release_admission(name)
+            raise
         details["planner"] = name
         details["planner_version"] = type(instance).version
         reporter.planner_name = name
