@@ -471,3 +471,21 @@ def test_a_hung_child_dies_with_its_helper_and_the_check_is_retried(tmp_path: Pa
             break
         threading.Event().wait(0.01)
     assert process_gone(first_child)
+
+
+def test_numeric_thread_pools_are_capped_in_the_child(tmp_path: Path) -> None:
+    """A plugin importing BLAS on a many-core machine must stay inside the memory limit."""
+    plugin = tmp_path / "threads_probe.py"
+    plugin.write_text(
+        "import os\n"
+        "from planforge.contract import Planner\n\n\n"
+        "class ThreadsProbe(Planner):\n"
+        "    name = 'threads_probe'\n"
+        "    description = os.environ.get('OPENBLAS_NUM_THREADS', 'unset')\n"
+    )
+    with Sandbox(timeout_s=10.0) as sandbox:
+        report = sandbox.check(
+            ImportTarget(module="threads_probe", qualname="ThreadsProbe", path=str(plugin))
+        )
+    assert report.metadata is not None
+    assert report.metadata["description"] == os.environ.get("OPENBLAS_NUM_THREADS", "1")

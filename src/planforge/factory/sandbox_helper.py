@@ -246,6 +246,14 @@ def _warm_up() -> None:
     resource.getrlimit(resource.RLIMIT_AS)
 
 
+_THREAD_POOL_VARIABLES = (
+    "OPENBLAS_NUM_THREADS",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
+
+
 def _child_main(req_r: int, out_w: int, res_w: int, close: tuple[int, ...]) -> NoReturn:
     """Runs in the forked child: wait for a request, confine, check, report, `_exit`.
 
@@ -272,6 +280,11 @@ def _child_main(req_r: int, out_w: int, res_w: int, close: tuple[int, ...]) -> N
             os._exit(0)
         request = decode_message(body)
         limit = int(request["max_memory_mb"]) * 1024 * 1024
+        # Numeric libraries size their thread pools (and reserve address space per thread) by
+        # the core count; one thread is plenty for an import check and keeps big machines
+        # inside the address-space limit. A value the user set is left alone.
+        for variable in _THREAD_POOL_VARIABLES:
+            os.environ.setdefault(variable, "1")
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         signal.signal(signal.SIGINT, signal.default_int_handler)
