@@ -1,0 +1,122 @@
+"""Helpers every command group shares: failing with one line, JSON output, reading inputs.
+
+Heavy modules (pydantic, the factory) are imported inside the helpers that need them, so
+`planforge --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+
+if TYPE_CHECKING:
+    from planforge.factory.core import PlannerFactory
+
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    first_line = message.strip().splitlines()[0] if message.strip() else "failed"
+    typer.echo(f"error: {first_line}", err=True)
+    raise typer.Exit(code)
+
+
+def _factory() -> PlannerFactory:
+    from planforge.errors import SettingsError
+    from planforge.factory.core import PlannerFactory
+    from planforge.logs import configure_logging
+    from planforge.settings import load_settings
+
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        _fail(exc.message)
+    configure_logging(os.environ.get("FACTORY_LOG_LEVEL", "WARNING"))
+    return PlannerFactory(settings)
+
+
+def _emit_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str, sort_keys=False))
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console()
+
+
+def _guard(command: Any) -> Any:
+    """Turn planforge errors into one line on stderr and exit code 1."""
+    import functools
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from planforge.errors import PlannerError
+
+        try:
+            return command(*args, **kwargs)
+        except PlannerError as exc:
+            _fail(exc.message)
+        except (OSError, ValueError) as exc:
+            _fail(f"{type(exc).__name__}: {exc}")
+
+    return wrapper
+
+
+def _read_context(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        _fail(f"context file {path} not found; give a JSON or TOML file with --context")
+    if not path.is_file():
+        _fail(f"context {path} is not a file; give a JSON or TOML file with --context")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".toml":
+        import tomllib
+
+        try:
+            data: Any = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            _fail(f"{path} is not valid TOML: {exc}")
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            _fail(f"{path} is not valid JSON: {exc}")
+    if not isinstance(data, dict):
+        _fail(f"{path} must hold a JSON object or TOML table at the top level")
+    return data
+
+
+def _config_reference(value: str) -> str | Path:
+    """A preset name as it is, otherwise an existing file; anything else fails naming it."""
+    from planforge.portfolio.planner import PRESETS
+
+    if value in PRESETS:
+        return value
+    path = Path(value)
+    if path.is_file():
+        return path
+    presets = ", ".join(PRESETS)
+    if path.exists():
+        _fail(f"configuration {value} is not a file; give a TOML file or a preset ({presets})")
+    _fail(f"configuration file {value} not found; give a TOML file or a preset ({presets})")
+
+
+def _number(value: Any, digits: int = 2) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "" if value is None else str(value)
+    if float(value).is_integer():
+        return f"{value:,.0f}"
+    return f"{value:,.{digits}f}"
+
+
+def _quantity(value: Any) -> str:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if float(value).is_integer():
+            return f"{value:,.0f}"
+        return f"{value:,.4f}".rstrip("0").rstrip(".")
+    return "" if value is None else str(value)

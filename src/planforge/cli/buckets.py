@@ -1,0 +1,158 @@
+"""`planforge bucket ...`: point buckets at configuration versions; see and roll back their
+history."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from planforge.cli._apps import bucket_app
+from planforge.cli._common import JsonOption, _console, _emit_json, _guard
+from planforge.cli._store import (
+    ActorOption,
+    _actor,
+    _print_version,
+    _record,
+    _resolve,
+    _short_when,
+    _store,
+    _when,
+)
+
+if TYPE_CHECKING:
+    from planforge.configstore.records import BucketAssignment
+
+
+def _assignment_table(title: str, assignments: list[BucketAssignment]) -> Any:
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ("#", "assigned (UTC)", "by", "config", "id"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("reason", min_width=16)
+    for assignment in assignments:
+        table.add_row(
+            str(assignment.id),
+            _short_when(assignment.assigned_at),
+            assignment.assigned_by,
+            f"{assignment.config_name} v{assignment.config_version}",
+            str(assignment.config_id),
+            assignment.reason or "",
+        )
+    return table
+
+
+def _assigned(assignment: BucketAssignment, as_json: bool) -> None:
+    if as_json:
+        _emit_json(_record(assignment))
+        return
+    typer.echo(
+        f"bucket {assignment.bucket} now runs {assignment.config_name} "
+        f"v{assignment.config_version} (id {assignment.config_id})"
+    )
+
+
+@bucket_app.command("assign")
+@_guard
+def bucket_assign(
+    bucket: str,
+    reference: Annotated[
+        str, typer.Argument(metavar="ID", help="An id, NAME:VERSION, or NAME (its active one).")
+    ],
+    reason: Annotated[str | None, typer.Option("--reason", help="Why (kept in history).")] = None,
+    actor: ActorOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Make BUCKET run a stored configuration version."""
+    with _store() as store:
+        version = _resolve(store, reference)
+        assignment = store.assign_config_to_bucket(
+            bucket, version.id, assigned_by=_actor(actor), reason=reason
+        )
+    _assigned(assignment, as_json)
+
+
+@bucket_app.command("list")
+@_guard
+def bucket_list(as_json: JsonOption = False) -> None:
+    """Every bucket that has a configuration, with what it runs."""
+    with _store() as store:
+        rows = [(bucket, store.get_bucket_config(bucket)) for bucket in store.list_buckets()]
+    if as_json:
+        _emit_json([{"bucket": bucket, "config": _record(config)} for bucket, config in rows])
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} bucket(s)")
+    for column in ("bucket", "config", "id", "digest"):
+        table.add_column(column, no_wrap=True)
+    for bucket, config in rows:
+        table.add_row(
+            bucket, f"{config.name} v{config.version}", str(config.id), config.digest[:12]
+        )
+    _console().print(table)
+
+
+@bucket_app.command("show")
+@_guard
+def bucket_show(
+    bucket: str,
+    toml: Annotated[bool, typer.Option("--toml", help="Also print the TOML.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """The configuration BUCKET runs now, and who assigned it when."""
+    with _store() as store:
+        config = store.get_bucket_config(bucket)
+        history = store.bucket_history(bucket)
+    current = history[-1] if history else None
+    if as_json:
+        _emit_json(
+            {
+                "bucket": bucket,
+                "config": _record(config),
+                "assignment": _record(current) if current is not None else None,
+            }
+        )
+        return
+    if current is not None:
+        typer.echo(
+            f"bucket {bucket}: {config.name} v{config.version} (id {config.id}), assigned "
+            f"{_when(current.assigned_at)} by {current.assigned_by}"
+            + (f": {current.reason}" if current.reason else "")
+        )
+    _print_version(config, with_toml=toml)
+
+
+@bucket_app.command("history")
+@_guard
+def bucket_history(bucket: str, as_json: JsonOption = False) -> None:
+    """Every assignment of BUCKET, oldest first (rollbacks included)."""
+    with _store() as store:
+        history = store.bucket_history(bucket)
+    if not history:
+        from planforge.configstore.errors import BucketNotFound
+
+        raise BucketNotFound(bucket)
+    if as_json:
+        _emit_json([_record(item) for item in history])
+        return
+    _console().print(_assignment_table(f"bucket {bucket}: {len(history)} assignment(s)", history))
+
+
+@bucket_app.command("rollback")
+@_guard
+def bucket_rollback(
+    bucket: str,
+    name: Annotated[str, typer.Argument(help="The configuration's name.")],
+    version: Annotated[int, typer.Argument(help="The version to go back to.")],
+    reason: Annotated[str | None, typer.Option("--reason", help="Why (kept in history).")] = None,
+    actor: ActorOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Point BUCKET back at NAME's VERSION; recorded as a new assignment, nothing is erased."""
+    with _store() as store:
+        assignment = store.rollback_to_version(
+            bucket, name, version, assigned_by=_actor(actor), reason=reason
+        )
+    _assigned(assignment, as_json)

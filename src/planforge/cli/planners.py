@@ -1,0 +1,135 @@
+"""`planforge planners list/describe` and `planforge select`: what discovery found and which
+planner wins for an objective."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from planforge.cli._apps import app, planners_app
+from planforge.cli._common import JsonOption, _console, _emit_json, _factory, _guard
+
+
+@planners_app.command("list")
+@_guard
+def planners_list(
+    all_: Annotated[
+        bool, typer.Option("--all", help="Include quarantined and left-out planners.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """List the planners discovery found."""
+    factory = _factory()
+    factory.discover()
+    names = factory.list_planners(include_inactive=all_)
+    rows = [factory.describe_planner(name) for name in names]
+    if as_json:
+        _emit_json(rows)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} planner(s)")
+    widest = max((len(row["name"]) for row in rows), default=4)
+    table.add_column("name", min_width=widest, no_wrap=True)
+    for column in ("version", "tier", "status", "rel."):
+        table.add_column(column, no_wrap=True)
+    table.add_column("capabilities")
+    table.add_column("from")
+    for row in rows:
+        table.add_row(
+            row["name"],
+            row["version"],
+            row["tier"],
+            row["status"],
+            f"{row['reliability']:.2f}",
+            " ".join(row["capabilities"]),
+            row["origin"] or row["source"],
+        )
+    _console().print(table)
+
+
+@planners_app.command("describe")
+@_guard
+def planners_describe(name: str, as_json: JsonOption = False) -> None:
+    """Show everything known about one planner."""
+    factory = _factory()
+    description = factory.describe_planner(name)
+    if as_json:
+        _emit_json(description)
+        return
+    from rich.table import Table
+
+    table = Table(title=name, show_header=False)
+    table.add_column("key", style="bold")
+    table.add_column("value")
+    for key, value in description.items():
+        if isinstance(value, list | tuple):
+            value = ", ".join(str(item) for item in value)
+        elif isinstance(value, dict):
+            value = json.dumps(value, default=str)
+        table.add_row(key, "" if value is None else str(value))
+    _console().print(table)
+
+
+@app.command("select")
+@_guard
+def select(
+    objective: str,
+    cap: Annotated[
+        list[str] | None,
+        typer.Option("--cap", help="A required capability (repeat for several)."),
+    ] = None,
+    explain: Annotated[bool, typer.Option("--explain", help="Show every score.")] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exclude planners missing a capability.")
+    ] = False,
+    no_prefer_production: Annotated[
+        bool, typer.Option("--no-prefer-production", help="Do not favour production planners.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Pick the best planner for OBJECTIVE."""
+    factory = _factory()
+    selection = factory.explain_selection(
+        objective, cap or [], not no_prefer_production, None, strict=strict
+    )
+    if selection.winner is None:
+        from planforge.errors import NoActivePlannersError
+
+        reasons = {item.name: item.reason for item in selection.exclusions}
+        raise NoActivePlannersError(objective, reasons)
+    if as_json:
+        _emit_json(
+            selection.to_dict()
+            if explain
+            else {"winner": selection.winner, "score": selection.winner_score}
+        )
+        return
+    if not explain:
+        typer.echo(selection.winner)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"Selection for {objective!r}: {selection.winner}")
+    widest = max((len(score.name) for score in selection.scores), default=4)
+    table.add_column("name", min_width=widest, no_wrap=True)
+    for column in ("total", "match", "rel.", "objective", "bonus"):
+        table.add_column(column, no_wrap=True, justify="right")
+    for score in selection.scores:
+        bonus = (
+            score.tier_bonus + score.production_bonus + score.deep_index_boost + score.hotspot_boost
+        )
+        table.add_row(
+            score.name,
+            f"{score.total:.4f}",
+            f"{score.capability_match:.2f}",
+            f"{score.reliability_used:.3f}",
+            f"{score.objective_relevance:.2f}",
+            f"{bonus:+.2f}",
+        )
+    console = _console()
+    console.print(table)
+    for exclusion in selection.exclusions:
+        console.print(f"excluded {exclusion.name}: {exclusion.reason}")
