@@ -4,7 +4,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -181,6 +181,7 @@ attribute_values = st.one_of(
     ),
     st.sampled_from(["", "fallback"]),
 )
+@example(attributes={"name": None}, default_name="fallback")  # a None name is not "no name"
 def test_fast_validation_agrees_with_the_checked_path(
     attributes: dict[str, Any], default_name: str
 ) -> None:

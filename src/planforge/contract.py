@@ -250,7 +250,10 @@ def _spec_if_plain(
     per-attribute call of the general one.
     """
     get = attributes.get
-    name = get("name", "") or default_name
+    declared = get("name", "")
+    if type(declared) is not str:
+        return None
+    name = declared or default_name
     version = get("version", "0.0.0")
     tier = get("tier", "beta")
     description = get("description", "")
