@@ -25,6 +25,7 @@ bucket_app = typer.Typer(
     no_args_is_help=True,
 )
 preset_app = typer.Typer(help="List, share and rate configuration presets.", no_args_is_help=True)
+user_app = typer.Typer(help="API users of the service and their tokens.", no_args_is_help=True)
 db_app = typer.Typer(help="The configuration store's database.", no_args_is_help=True)
 modules_app = typer.Typer(
     help="List, describe and document holistic planner modules.", no_args_is_help=True
@@ -36,6 +37,7 @@ app.add_typer(modules_app, name="modules")
 app.add_typer(bucket_app, name="bucket")
 app.add_typer(preset_app, name="preset")
 app.add_typer(db_app, name="db")
+app.add_typer(user_app, name="user")
 
 
 def _version(value: bool) -> None:

@@ -14,6 +14,7 @@ __all__ = [
     "PresetExists",
     "PresetNotFound",
     "StoreError",
+    "UserExists",
     "VersionConflict",
 ]
 
@@ -139,5 +140,13 @@ class PresetExists(StoreError):
     def __init__(self, name: str) -> None:
         super().__init__(
             f"A preset named {name!r} already exists; choose another name.", preset=name
+        )
+        self.name = name
+
+
+class UserExists(StoreError):
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"An API user named {name!r} already exists; choose another name.", user=name
         )
         self.name = name

@@ -30,6 +30,7 @@ from sqlalchemy.types import TypeDecorator
 
 __all__ = [
     "NAME_LENGTH",
+    "ApiUserRow",
     "AuditRow",
     "Base",
     "BucketAssignmentRow",
@@ -174,3 +175,15 @@ class AuditRow(Base):
     entity: Mapped[str] = mapped_column(String(100))
     entity_id: Mapped[str] = mapped_column(String(NAME_LENGTH))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class ApiUserRow(Base):
+    """An API user; only the sha256 of its token is kept, so a leaked database leaks no token."""
+
+    __tablename__ = "api_users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), unique=True)
+    role: Mapped[str] = mapped_column(String(20))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

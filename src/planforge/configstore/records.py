@@ -18,6 +18,7 @@ __all__ = [
     "ConfigVersion",
     "CreateResult",
     "Preset",
+    "User",
 ]
 
 ChangeKind = Literal["version_created", "bucket_assigned"]
@@ -103,3 +104,13 @@ class ConfigChange:
     digest: str
     bucket: str | None = None
     version: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """An API user: `role` is viewer, operator or admin (each may do what the previous may)."""
+
+    id: int
+    name: str
+    role: str
+    created_at: datetime

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import secrets
 import threading
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
@@ -43,12 +44,14 @@ from planforge.configstore.errors import (
     PresetExists,
     PresetNotFound,
     StoreError,
+    UserExists,
     VersionConflict,
 )
 from planforge.configstore.models import (
     NAME_LENGTH,
     TAG_LENGTH,
     TITLE_LENGTH,
+    ApiUserRow,
     AuditRow,
     BucketAssignmentRow,
     NameCounterRow,
@@ -63,6 +66,7 @@ from planforge.configstore.records import (
     ConfigVersion,
     CreateResult,
     Preset,
+    User,
 )
 from planforge.holistic.config import ConfigError, parse_config
 from planforge.logs import get_logger
@@ -70,7 +74,14 @@ from planforge.logs import get_logger
 if TYPE_CHECKING:
     from planforge.portfolio.planner import HolisticPortfolioPlanner
 
-__all__ = ["MAX_DOCUMENT_BYTES", "ConfigStore", "Subscriber", "content_digest"]
+__all__ = [
+    "MAX_DOCUMENT_BYTES",
+    "ROLES",
+    "ConfigStore",
+    "Subscriber",
+    "content_digest",
+    "token_digest",
+]
 
 MAX_DOCUMENT_BYTES: Final = 256 * 1024
 MAX_SUBSCRIBERS: Final = 256
@@ -84,6 +95,10 @@ SEED_TAGS: Final[dict[str, tuple[str, ...]]] = {
     "default": ("balanced", "shipped"),
 }
 
+# Least to most privileged: a role may do everything the roles before it may.
+ROLES: Final = ("viewer", "operator", "admin")
+TOKEN_PREFIX: Final = "pf_"
+
 Subscriber = Callable[[ConfigChange], None]
 
 # Alembic keeps its running environment in module globals: one upgrade per process at a time.
@@ -94,6 +109,7 @@ _log = get_logger("configstore")
 C = PlannerConfigRow
 A = BucketAssignmentRow
 P = PresetRow
+U = ApiUserRow
 
 _CONFIG_COLUMNS = (
     C.id,
@@ -162,6 +178,11 @@ _INSERT_AUDIT = insert(AuditRow)
 def content_digest(text: str) -> str:
     """sha256 of the TOML exactly as stored (UTF-8), hex."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def token_digest(token: str) -> str:
+    """sha256 of an API token, hex: the only form in which tokens reach the database."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
 def _now() -> datetime:
@@ -857,6 +878,56 @@ class ConfigStore:
             )
             self._audit(connection, "cli", "preset.rate", "preset", preset_id, {"rating": rating})
             return self._preset_by_id(connection, preset_id)
+
+    # -- API users --------------------------------------------------------------------------
+
+    def create_user(self, name: str, role: str, created_by: str = "cli") -> tuple[User, str]:
+        """A new API user and its token; the token is returned once and only its hash kept."""
+        _check_text("name", name, NAME_LENGTH)
+        if role not in ROLES:
+            raise InvalidInput("role", role, f"give one of {', '.join(ROLES)}")
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        created_at = _now()
+        try:
+            with self._writing("create an API user") as connection:
+                if connection.execute(select(U.id).where(U.name == name)).first() is not None:
+                    raise UserExists(name)
+                user_id = connection.execute(
+                    insert(U)
+                    .values(
+                        name=name,
+                        role=role,
+                        token_hash=token_digest(token),
+                        created_at=created_at,
+                    )
+                    .returning(U.id)
+                ).scalar_one()
+                self._audit(connection, created_by, "user.create", "user", user_id, {"role": role})
+        except StoreError as exc:
+            if isinstance(exc.__cause__, IntegrityError):
+                raise UserExists(name) from exc
+            raise
+        return User(id=user_id, name=name, role=role, created_at=created_at), token
+
+    def user_for_token(self, token: str) -> User | None:
+        """The user holding `token`, or None; the lookup is by hash, one indexed query."""
+        if not isinstance(token, str) or not token:
+            return None
+        with self._reading("look up an API token") as connection:
+            row = connection.execute(
+                select(U.id, U.name, U.role, U.created_at).where(
+                    U.token_hash == token_digest(token)
+                )
+            ).first()
+        return User(*row) if row is not None else None
+
+    def list_users(self) -> list[User]:
+        """Every API user by name (never their token hashes)."""
+        with self._reading("list API users") as connection:
+            rows = connection.execute(
+                select(U.id, U.name, U.role, U.created_at).order_by(U.name)
+            ).all()
+        return [User(*row) for row in rows]
 
     # -- audit ------------------------------------------------------------------------------
 
