@@ -25,6 +25,12 @@ from planforge.cli import health  # noqa: F401
 # isort: split
 from planforge.cli import buckets, config, db, modules, presets  # noqa: F401
 
+# isort: split
+from planforge.cli import users  # noqa: F401
+
+# isort: split
+from planforge.cli import serve  # noqa: F401
+
 __all__ = ["app", "main"]
 
 

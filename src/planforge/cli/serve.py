@@ -1,0 +1,43 @@
+"""`planforge serve`: the HTTP and WebSocket service under uvicorn."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from planforge.cli._apps import app
+from planforge.cli._common import _fail, _guard
+
+#: The application factory uvicorn calls in the serving process.
+APP_FACTORY = "planforge.server.app:create_app"
+
+
+@app.command("serve")
+@_guard
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8000,
+    log_level: Annotated[
+        str, typer.Option(help="uvicorn's log level: critical, error, warning, info, debug.")
+    ] = "info",
+) -> None:
+    """Serve the API (planners, plans, configurations, /ws/events) until interrupted.
+
+    The factory, the configuration store and the event bus are built from the environment
+    (FACTORY_*, PLANFORGE_DATABASE_URL, PLANFORGE_REDIS_URL) when the server starts.
+    """
+    try:
+        import uvicorn
+    except ImportError:
+        _fail("planforge serve needs the server extra: pip install 'planforge[server]'")
+    levels = ("critical", "error", "warning", "info", "debug", "trace")
+    if log_level.lower() not in levels:
+        _fail(f"--log-level {log_level!r} is not one of {', '.join(levels)}")
+    uvicorn.run(
+        APP_FACTORY,
+        factory=True,
+        host=host,
+        port=port,
+        log_level=log_level.lower(),
+    )

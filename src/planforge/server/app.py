@@ -1,0 +1,134 @@
+"""The FastAPI application: one factory, one store, one event bus, one engine factory.
+
+`create_app()` builds them from the environment (or takes them ready-made, for tests and
+embedding) in the lifespan, and every error leaves as JSON with a message, never a trace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from planforge import __version__
+from planforge.configstore.store import ConfigStore
+from planforge.errors import PlannerError
+from planforge.factory.core import PlannerFactory
+from planforge.logs import get_logger
+from planforge.runtime.bus import EventBus, event_bus_from_settings
+from planforge.runtime.engine import ExecutionEngineFactory
+from planforge.runtime.settings import load_runtime_settings
+from planforge.server.routes import configs, events, ops, planners, plans
+from planforge.server.state import ServiceState
+
+__all__ = ["create_app"]
+
+_log = get_logger("server")
+
+
+def _status_for(error: PlannerError) -> int:
+    """HTTP status by error family; names keep this module free of every layer's imports."""
+    name = type(error).__name__
+    if name in {"PlannerNotFound", "ConfigNotFound", "BucketNotFound", "PresetNotFound"}:
+        return 404
+    if name in {"VersionConflict", "PresetExists", "EngineBusy", "UserExists"}:
+        return 409
+    if name in {"RunLimitExceeded", "UserCapacityExceeded"}:
+        return 429
+    if name in {"CircuitOpenError", "NoActivePlannersError", "PlannerQuarantined", "StoreError"}:
+        return 503
+    if name in {"RunTimeout"}:
+        return 504
+    if name in {"DocumentTooLarge"}:
+        return 413
+    if name in {"AuthenticationError"}:
+        return 401
+    if name in {"PermissionDenied"}:
+        return 403
+    return 400
+
+
+def create_app(
+    *,
+    factory: PlannerFactory | None = None,
+    store: ConfigStore | None = None,
+    bus: EventBus | None = None,
+) -> FastAPI:
+    """The service. Collaborators not given are built from the environment at startup."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings = load_runtime_settings()
+        the_factory = factory if factory is not None else PlannerFactory()
+        the_store = store if store is not None else ConfigStore.from_environment()
+        the_bus = bus if bus is not None else event_bus_from_settings(settings)
+        engines = ExecutionEngineFactory(
+            the_factory, bus=the_bus, store=the_store, settings=settings
+        )
+        app.state.service = ServiceState(
+            factory=the_factory, store=the_store, bus=the_bus, engines=engines
+        )
+        engines.start()
+        _log.info("service started", version=__version__)
+        try:
+            yield
+        finally:
+            await engines.aclose()
+            if bus is None:
+                the_bus.close()
+            if store is None:
+                the_store.close()
+            if factory is None:
+                the_factory.close()
+            _log.info("service stopped")
+
+    app = FastAPI(
+        title="planforge",
+        version=__version__,
+        description="Planner factory and runtime: select, plan, configure, stream events.",
+        lifespan=lifespan,
+    )
+
+    @app.exception_handler(PlannerError)
+    async def planforge_error(_: Request, error: PlannerError) -> JSONResponse:
+        return JSONResponse(
+            status_code=_status_for(error),
+            content={"error": type(error).__name__, "message": error.message},
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(
+            status_code=error.status_code,
+            content={"error": "HTTPError", "message": str(error.detail)},
+            headers=getattr(error, "headers", None),
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
+        problems: list[dict[str, Any]] = [
+            {"loc": list(item.get("loc", ())), "message": str(item.get("msg", ""))}
+            for item in error.errors()
+        ]
+        return JSONResponse(
+            status_code=422,
+            content={"error": "InvalidRequest", "message": "invalid request", "problems": problems},
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, error: Exception) -> JSONResponse:
+        _log.error("unexpected error", error_type=type(error).__name__, error=str(error))
+        return JSONResponse(
+            status_code=500,
+            content={"error": "InternalError", "message": "the server failed; see its logs"},
+        )
+
+    for module in (ops, planners, configs, plans, events):
+        app.include_router(module.router)
+    ops.install(app)  # body size limit and request metrics
+    return app

@@ -1,0 +1,320 @@
+"""Configurations, buckets and presets (viewers read, admins write), dry runs, A/B
+comparisons and a bucket planner's health.
+
+Every handler delegates to the store, `configstore.transfer`, `configstore.diff` and the
+holistic portfolio planner; none re-implements their checks. Handlers are plain functions so
+FastAPI runs them (database and planning work) in its thread pool.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated, Any, Final
+
+from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from planforge.configstore.diff import config_label, parse_validated, semantic_diff, unified_diff
+from planforge.configstore.errors import DocumentTooLarge
+from planforge.configstore.records import ConfigVersion, CreateResult
+from planforge.configstore.store import MAX_DOCUMENT_BYTES
+from planforge.configstore.transfer import clone_config, export_config, import_config
+from planforge.holistic.abtest import compare
+from planforge.holistic.config import ConfigError, HolisticConfig
+from planforge.portfolio.planner import PRESETS, HolisticPortfolioPlanner, preset_text
+from planforge.server.auth import Admin, Viewer, service
+from planforge.server.state import ServiceState
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["configurations"])
+
+State = Annotated[ServiceState, Depends(service)]
+Text = Annotated[str, Field(max_length=MAX_DOCUMENT_BYTES)]
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+Reason = Annotated[str | None, Field(default=None, max_length=10_000)]
+_PLANNER_KEY: Final = "portfolio_planner"
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CreateConfig(_Body):
+    name: Name
+    title: Annotated[str, Field(min_length=1, max_length=500)]
+    toml: Text
+    description: Reason = None
+    expected_version: Annotated[int | None, Field(default=None, ge=0)] = None
+
+
+class CloneConfig(_Body):
+    name: Name
+    title: Annotated[str, Field(min_length=1, max_length=500)]
+
+
+class AssignBucket(_Body):
+    config_id: int
+    reason: Reason = None
+
+
+class RollbackBucket(_Body):
+    name: Name
+    version: Annotated[int, Field(ge=1)]
+    reason: Reason = None
+
+
+class CreatePreset(_Body):
+    name: Name
+    description: Annotated[str, Field(max_length=10_000)] = ""
+    toml: Text
+    tags: Annotated[list[Annotated[str, Field(max_length=100)]], Field(max_length=32)] = []
+
+
+class RatePreset(_Body):
+    rating: Annotated[int, Field(ge=1, le=5)]
+
+
+class DryRun(_Body):
+    toml: Text
+
+
+class ABTest(_Body):
+    config_a: Annotated[
+        str,
+        Field(
+            max_length=MAX_DOCUMENT_BYTES,
+            description="A stored configuration id, a preset name or TOML text.",
+        ),
+    ]
+    config_b: Annotated[str, Field(max_length=MAX_DOCUMENT_BYTES)]
+    context: dict[str, Any]
+    objective: Annotated[str, Field(min_length=1, max_length=10_000)] = "Rebalance my portfolio"
+
+
+def _record(record: Any) -> dict[str, Any]:
+    data: dict[str, Any] = dataclasses.asdict(record)
+    return data
+
+
+def _created(result: CreateResult) -> dict[str, Any]:
+    return {"created": result.created, "config": _record(result.config)}
+
+
+def _planner(state: ServiceState) -> HolisticPortfolioPlanner:
+    """One portfolio planner per app: its engine cache (bounded) is shared by requests."""
+    planner = state.extra.get(_PLANNER_KEY)
+    if not isinstance(planner, HolisticPortfolioPlanner):
+        planner = HolisticPortfolioPlanner()
+        state.extra[_PLANNER_KEY] = planner
+    return planner
+
+
+def _resolve(state: ServiceState, reference: str, side: str) -> HolisticConfig:
+    """A stored id, a preset name or TOML text, never a path (this is a remote request)."""
+    text = reference.strip()
+    if text.isdigit():
+        return parse_validated(state.store.get_config_by_id(int(text)).toml, source=side)
+    if text in PRESETS:
+        return parse_validated(preset_text(text), source=f"preset {text}")
+    return parse_validated(reference, source=side)
+
+
+# -- configurations ---------------------------------------------------------------------------
+
+
+@router.post("/configs", status_code=201, summary="Store the next version of a configuration.")
+def create_config(body: CreateConfig, user: Admin, state: State) -> dict[str, Any]:
+    return _created(
+        state.store.create_new_version(
+            body.name,
+            body.title,
+            body.toml,
+            description=body.description,
+            created_by=user.name,
+            expected_version=body.expected_version,
+        )
+    )
+
+
+@router.post("/configs/dry-run", summary="Load what a configuration enables; plan nothing.")
+def dry_run(body: DryRun, _: Viewer, state: State) -> dict[str, Any]:
+    config = parse_validated(body.toml, source="dry-run")
+    return _planner(state).engine(config).dry_run().to_dict()
+
+
+@router.post("/configs/import", status_code=201, summary="Import an uploaded file.")
+def import_file(
+    user: Admin,
+    state: State,
+    file: Annotated[UploadFile, File(description="An exported file or plain TOML.")],
+    name: Annotated[str | None, Form(max_length=200)] = None,
+    title: Annotated[str | None, Form(max_length=500)] = None,
+) -> dict[str, Any]:
+    raw = file.file.read(MAX_DOCUMENT_BYTES + 1)
+    if len(raw) > MAX_DOCUMENT_BYTES:
+        raise DocumentTooLarge(len(raw), MAX_DOCUMENT_BYTES)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"the uploaded file is not UTF-8 text (byte {exc.start}); save it as UTF-8",
+            source=file.filename or "upload",
+        ) from exc
+    return _created(import_config(state.store, text, name=name, title=title, created_by=user.name))
+
+
+@router.get("/configs/{name}/history", summary="Every version of a name, oldest first.")
+def config_history(name: str, _: Viewer, state: State) -> list[dict[str, Any]]:
+    return [_record(version) for version in state.store.get_version_history(name)]
+
+
+@router.get("/configs/{config_id}", summary="One stored configuration version.")
+def show_config(config_id: int, _: Viewer, state: State) -> dict[str, Any]:
+    return _record(state.store.get_config_by_id(config_id))
+
+
+@router.get("/configs/{a}/diff/{b}", summary="Unified or semantic diff of two versions.")
+def diff_configs(
+    a: int,
+    b: int,
+    _: Viewer,
+    state: State,
+    semantic: Annotated[bool, Query(description="What changes in behaviour.")] = False,
+) -> dict[str, Any]:
+    left: ConfigVersion = state.store.get_config_by_id(a)
+    right: ConfigVersion = state.store.get_config_by_id(b)
+    labels = {"a": config_label(left), "b": config_label(right)}
+    if semantic:
+        return {**labels, "semantic": semantic_diff(left, right).to_dict()}
+    return {**labels, "unified": unified_diff(left, right)}
+
+
+@router.get(
+    "/configs/{config_id}/export",
+    summary="A version as a file with its header, for `import`.",
+    response_class=PlainTextResponse,
+)
+def export(config_id: int, _: Viewer, state: State) -> PlainTextResponse:
+    version = state.store.get_config_by_id(config_id)
+    filename = f"{version.name}-v{version.version}.toml".replace('"', "_")
+    return PlainTextResponse(
+        export_config(version),
+        media_type="application/toml",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@router.post("/configs/{config_id}/clone", status_code=201, summary="Copy under a new name.")
+def clone(config_id: int, body: CloneConfig, user: Admin, state: State) -> dict[str, Any]:
+    return _created(
+        clone_config(state.store, config_id, name=body.name, title=body.title, created_by=user.name)
+    )
+
+
+# -- buckets ----------------------------------------------------------------------------------
+
+
+@router.post("/buckets/{bucket}/assign", summary="Point a bucket at a configuration version.")
+def assign(bucket: str, body: AssignBucket, user: Admin, state: State) -> dict[str, Any]:
+    return _record(
+        state.store.assign_config_to_bucket(
+            bucket, body.config_id, assigned_by=user.name, reason=body.reason
+        )
+    )
+
+
+@router.get("/buckets/{bucket}/config", summary="The configuration a bucket runs now.")
+def bucket_config(bucket: str, _: Viewer, state: State) -> dict[str, Any]:
+    return _record(state.store.get_bucket_config(bucket))
+
+
+@router.get("/buckets/{bucket}/history", summary="Every assignment of a bucket, oldest first.")
+def bucket_history(bucket: str, _: Viewer, state: State) -> list[dict[str, Any]]:
+    return [_record(entry) for entry in state.store.bucket_history(bucket)]
+
+
+@router.post("/buckets/{bucket}/rollback", summary="Point a bucket back at an older version.")
+def rollback(bucket: str, body: RollbackBucket, user: Admin, state: State) -> dict[str, Any]:
+    return _record(
+        state.store.rollback_to_version(
+            bucket, body.name, body.version, assigned_by=user.name, reason=body.reason
+        )
+    )
+
+
+@router.get(
+    "/planner/health/{bucket}",
+    summary="A bucket's planner: modules loadable, configuration valid, dependency warnings.",
+)
+def bucket_health(bucket: str, _: Viewer, state: State) -> dict[str, Any]:
+    version = state.store.get_bucket_config(bucket)
+    health: dict[str, Any] = {"bucket": bucket, "config": config_label(version)}
+    try:
+        config = parse_validated(version.toml, source=config_label(version))
+    except ConfigError as exc:
+        return {**health, "healthy": False, "config_valid": False, "errors": [exc.message]}
+    report = _planner(state).engine(config).dry_run()
+    return {
+        **health,
+        "healthy": report.valid and not report.errors,
+        "config_valid": True,
+        "modules_loadable": report.valid,
+        "modules_loaded": list(report.modules_loaded),
+        "warnings": list(report.warnings),
+        "errors": list(report.errors),
+    }
+
+
+# -- presets ----------------------------------------------------------------------------------
+
+
+def _preset(record: Any, *, with_toml: bool) -> dict[str, Any]:
+    data = _record(record)
+    if not with_toml:
+        data.pop("toml", None)
+    return data
+
+
+def _preset_reference(value: str) -> int | str:
+    return int(value) if value.isdigit() else value
+
+
+@router.get("/presets", summary="Shared presets (without their TOML), optionally by tag.")
+def list_presets(
+    _: Viewer, state: State, tag: Annotated[str | None, Query(max_length=100)] = None
+) -> list[dict[str, Any]]:
+    return [_preset(item, with_toml=False) for item in state.store.list_presets(tag=tag)]
+
+
+@router.get("/presets/{id_or_name}", summary="One preset with its TOML (counts a download).")
+def get_preset(id_or_name: str, _: Viewer, state: State) -> dict[str, Any]:
+    return _preset(state.store.get_preset(_preset_reference(id_or_name)), with_toml=True)
+
+
+@router.post("/presets", status_code=201, summary="Share a new preset.")
+def create_preset(body: CreatePreset, user: Admin, state: State) -> dict[str, Any]:
+    preset = state.store.create_preset(
+        body.name, body.description, body.toml, author=user.name, tags=body.tags
+    )
+    return _preset(preset, with_toml=True)
+
+
+@router.post("/presets/{id_or_name}/rate", summary="Add one 1..5 star vote.")
+def rate_preset(id_or_name: str, body: RatePreset, _: Admin, state: State) -> dict[str, Any]:
+    preset = state.store.rate_preset(_preset_reference(id_or_name), body.rating)
+    return _preset(preset, with_toml=False)
+
+
+# -- comparison -------------------------------------------------------------------------------
+
+
+@router.post("/abtest", summary="Plan one context with two configurations; say which wins.")
+def abtest(body: ABTest, _: Viewer, state: State) -> dict[str, Any]:
+    planner = _planner(state)
+    engine_a = planner.engine(_resolve(state, body.config_a, "config_a"))
+    engine_b = planner.engine(_resolve(state, body.config_b, "config_b"))
+    context = dict(body.context)
+    context.pop("planner_config", None)  # the two configurations are the point here
+    return compare(engine_a, engine_b, body.objective, context).to_dict()

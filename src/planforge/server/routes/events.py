@@ -1,0 +1,141 @@
+"""Routes: `GET /ws/events`, the authenticated user's run events, live.
+
+The bus calls subscribers on whichever thread publishes; events cross to the event loop
+through `call_soon_threadsafe` into a bounded queue. A client that falls more than the
+queue's bound behind is closed (code 1013) rather than buffered without end; it reconnects
+with `?since=<last user_sequence>` and gets what it missed from the bus's per-user buffer.
+
+Close codes: 4401 missing or wrong token, 4400 malformed `since`, 1013 too slow or too many
+connections for the user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from planforge.errors import PlannerError
+from planforge.logs import get_logger
+from planforge.runtime.events import RuntimeEvent
+from planforge.server.auth import user_for_websocket
+from planforge.server.state import ServiceState
+
+__all__ = ["CLOSE_BAD_REQUEST", "CLOSE_TOO_SLOW", "CLOSE_UNAUTHORIZED", "router"]
+
+router = APIRouter(tags=["events"])
+_log = get_logger("server.events")
+
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_BAD_REQUEST = 4400
+CLOSE_TOO_SLOW = 1013  # "try again later"
+#: Events a connection may hold unsent beyond the bus's replay buffer; `extra["ws_max_pending"]`
+#: on the service state overrides the whole bound.
+EXTRA_PENDING = 1024
+_OVERFLOW = object()
+
+
+def _max_pending(state: ServiceState) -> int:
+    configured = state.extra.get("ws_max_pending")
+    if isinstance(configured, int) and not isinstance(configured, bool) and configured > 0:
+        return configured
+    # a full replay must fit, or reconnecting after a burst could never succeed
+    return int(getattr(state.bus, "buffer_size", 1000)) + EXTRA_PENDING
+
+
+def _parse_since(raw: str | None) -> int | None:
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit() or len(raw) > 18:
+        raise ValueError(raw)
+    return int(raw)
+
+
+@router.websocket("/ws/events")
+async def stream_events(websocket: WebSocket) -> None:
+    """Stream the caller's events as JSON objects (`RuntimeEvent.to_dict()`), oldest first.
+
+    Authenticate with `Authorization: Bearer <token>` or `?token=<token>`; add
+    `?since=<user_sequence>` to receive the buffered events after that one first.
+    """
+    state: ServiceState = websocket.app.state.service
+    user = await asyncio.to_thread(user_for_websocket, websocket, state.store)
+    await websocket.accept()  # accepted first, so every client sees the close code
+    if user is None:
+        await websocket.close(
+            CLOSE_UNAUTHORIZED, "missing or invalid API token: send Authorization: Bearer <token>"
+        )
+        return
+    try:
+        since = _parse_since(websocket.query_params.get("since"))
+    except ValueError:
+        await websocket.close(
+            CLOSE_BAD_REQUEST, "since must be the last user_sequence you saw (an integer >= 0)"
+        )
+        return
+    await _stream(websocket, state, user.name, since)
+
+
+async def _stream(websocket: WebSocket, state: ServiceState, user: str, since: int | None) -> None:
+    loop = asyncio.get_running_loop()
+    limit = _max_pending(state)
+    queue: asyncio.Queue[object] = asyncio.Queue()
+    overflowed = False
+
+    def enqueue(event: RuntimeEvent) -> None:  # on the loop
+        nonlocal overflowed
+        if overflowed:
+            return
+        if queue.qsize() >= limit:
+            overflowed = True
+            queue.put_nowait(_OVERFLOW)
+        else:
+            queue.put_nowait(event)
+
+    def on_event(event: RuntimeEvent) -> None:  # on the publishing thread
+        with contextlib.suppress(RuntimeError):  # the loop closed under a late event
+            loop.call_soon_threadsafe(enqueue, event)
+
+    try:
+        unsubscribe = state.bus.subscribe(user, on_event, since=since)
+    except PlannerError as exc:
+        await websocket.close(CLOSE_TOO_SLOW, exc.message[:120])
+        return
+    try:
+        sender = asyncio.create_task(_send(websocket, queue, limit))
+        receiver = asyncio.create_task(_drain_client(websocket))
+        done, pending = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        for task in pending:
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
+                await task
+        for task in done:
+            with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+                task.result()
+    finally:
+        unsubscribe()
+
+
+async def _send(websocket: WebSocket, queue: asyncio.Queue[object], limit: int) -> None:
+    while True:
+        item = await queue.get()
+        if item is _OVERFLOW:
+            _log.warning("event stream closed: client too slow", pending=limit)
+            await websocket.close(
+                CLOSE_TOO_SLOW,
+                f"too slow: more than {limit} events unsent; reconnect with since=<last "
+                "user_sequence>",
+            )
+            return
+        assert isinstance(item, RuntimeEvent)
+        await websocket.send_text(item.to_json())
+
+
+async def _drain_client(websocket: WebSocket) -> None:
+    """Read and ignore what the client sends, until it goes away."""
+    while True:
+        message = await websocket.receive()
+        if message.get("type") == "websocket.disconnect":
+            return

@@ -1,0 +1,70 @@
+"""Planners (viewer): list, describe, select with the explanation, factory diagnostics.
+
+Handlers are plain functions: FastAPI runs them in its thread pool, since the factory's
+calls may block (discovery, sandboxed imports).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from planforge.server.auth import Viewer, service
+from planforge.server.state import ServiceState
+
+__all__ = ["SelectRequest", "router"]
+
+router = APIRouter(tags=["planners"])
+
+State = Annotated[ServiceState, Depends(service)]
+
+
+class SelectRequest(BaseModel):
+    """What `POST /planners/select` ranks planners for."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    objective: str = Field(min_length=1, max_length=10_000)
+    capabilities: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        default_factory=list, max_length=100
+    )
+    prefer_production: bool = True
+    strict: bool = False
+
+
+@router.get("/planners", summary="Discovered planners with their metadata and status.")
+def list_planners(
+    _: Viewer,
+    state: State,
+    include_inactive: Annotated[
+        bool, Query(description="Also list quarantined, failed and disabled planners.")
+    ] = False,
+) -> list[dict[str, Any]]:
+    names = state.factory.list_planners(include_inactive=include_inactive)
+    return [state.factory.describe_planner(name) for name in names]
+
+
+@router.get("/planners/{name}", summary="One planner's metadata, status, breaker and stats.")
+def describe_planner(name: str, _: Viewer, state: State) -> dict[str, Any]:
+    return state.factory.describe_planner(name)
+
+
+@router.post(
+    "/planners/select",
+    summary="The best planner for an objective, with every candidate's score and exclusion.",
+)
+def select_planner(body: SelectRequest, _: Viewer, state: State) -> dict[str, Any]:
+    selection = state.factory.explain_selection(
+        body.objective,
+        body.capabilities,
+        prefer_production=body.prefer_production,
+        strict=body.strict,
+    )
+    return selection.to_dict()
+
+
+@router.get("/diagnostics", summary="The factory's diagnostics (discovery, quarantine, stats).")
+def diagnostics(_: Viewer, state: State) -> dict[str, Any]:
+    return state.factory.diagnostics_json()

@@ -1,0 +1,25 @@
+"""What every request handler shares: built once per app in its lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from planforge.configstore.store import ConfigStore
+from planforge.factory.core import PlannerFactory
+from planforge.runtime.bus import EventBus
+from planforge.runtime.engine import ExecutionEngineFactory
+
+__all__ = ["ServiceState"]
+
+
+@dataclass(slots=True)
+class ServiceState:
+    """The service's collaborators; `runs` is the bounded per-user run registry."""
+
+    factory: PlannerFactory
+    store: ConfigStore
+    bus: EventBus
+    engines: ExecutionEngineFactory
+    runs: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
