@@ -244,6 +244,15 @@ class _Seed:
     tags: tuple[str, ...]
 
 
+_MAX_ID = 2**63 - 1
+
+
+def _storable_id(value: object) -> bool:
+    """Whether `value` can be a row id at all; anything else is simply not found (the
+    databases reject integers beyond 64 bits with an overflow, not an empty result)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= _MAX_ID
+
+
 class ConfigStore:
     """Versioned planner configurations, bucket assignments, presets and their audit trail."""
 
@@ -527,6 +536,8 @@ class ConfigStore:
         return CreateResult(created, created=True)
 
     def get_config_by_id(self, config_id: int) -> ConfigVersion:
+        if not _storable_id(config_id):
+            raise ConfigNotFound(config_id)
         with self._reading("read a configuration") as connection:
             row = connection.execute(_CONFIG_BY_ID, {"config_id": config_id}).first()
         if row is None:
@@ -576,6 +587,8 @@ class ConfigStore:
         _check_text("bucket", bucket, NAME_LENGTH)
         _check_text("assigned_by", assigned_by, NAME_LENGTH)
         reason = _check_optional_text("reason", reason)
+        if not _storable_id(config_id):
+            raise ConfigNotFound(config_id)
         with self._writing("assign a configuration to a bucket") as connection:
             row = connection.execute(_CONFIG_BY_ID, {"config_id": config_id}).first()
             if row is None:
@@ -802,7 +815,7 @@ class ConfigStore:
             found = connection.execute(select(P.id).where(P.name == id_or_name)).scalar()
             if found is None and id_or_name.isdigit():
                 id_or_name = int(id_or_name)
-        if found is None and isinstance(id_or_name, int):
+        if found is None and isinstance(id_or_name, int) and _storable_id(id_or_name):
             found = connection.execute(select(P.id).where(P.id == id_or_name)).scalar()
         if found is None:
             raise PresetNotFound(id_or_name)
