@@ -34,6 +34,10 @@ def serve(
     levels = ("critical", "error", "warning", "info", "debug", "trace")
     if log_level.lower() not in levels:
         _fail(f"--log-level {log_level!r} is not one of {', '.join(levels)}")
+    from planforge.logs import configure_logging
+
+    # planforge's own JSON lines (requests with their ids, runs) go to stderr at this level
+    configure_logging("DEBUG" if log_level.lower() == "trace" else log_level.upper())
     uvicorn.run(
         APP_FACTORY,
         factory=True,

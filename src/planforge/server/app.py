@@ -23,6 +23,7 @@ from planforge.logs import get_logger
 from planforge.runtime.bus import EventBus, event_bus_from_settings
 from planforge.runtime.engine import ExecutionEngineFactory
 from planforge.runtime.settings import load_runtime_settings
+from planforge.server.requestlog import RequestLogMiddleware
 from planforge.server.routes import configs, events, ops, planners, plans
 from planforge.server.state import ServiceState
 
@@ -131,4 +132,5 @@ def create_app(
     for module in (ops, planners, configs, plans, events):
         app.include_router(module.router)
     ops.install(app)  # body size limit and request metrics
+    app.add_middleware(RequestLogMiddleware)  # outermost: every request gets an id first
     return app

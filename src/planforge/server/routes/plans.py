@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -105,10 +105,12 @@ async def start_plan(
     body: PlanRequest,
     user: Operator,
     state: Annotated[ServiceState, Depends(service)],
+    request: Request,
 ) -> dict[str, str]:
     """Start planning in the background; poll `GET /plans/{run_id}` or stream `/ws/events`."""
     registry = runs_of(state)
-    context = UserExecutionContext.create(user.name)
+    request_id = getattr(request.state, "request_id", None)
+    context = UserExecutionContext.create(user.name, request_id=request_id)
     engine = state.engines.create_for_user(context)  # RunLimitExceeded -> 429
     try:
         registry.start(
@@ -125,6 +127,7 @@ async def start_plan(
         state.engines.cleanup(engine)
         raise
     registry.keep(task)
+    _log.info("run started", run_id=context.run_id, request_id=context.request_id, user=user.name)
     return {"run_id": context.run_id, "status": "running"}
 
 
