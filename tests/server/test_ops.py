@@ -98,6 +98,7 @@ def test_metrics_count_requests_by_route_template(service: Service) -> None:
         "planforge_planners_quarantined",
     ):
         assert f"\n{name} " in text, name
+    assert 'planforge_planner_breaker_state{planner="holistic",state="closed"} 1.0' in text
 
 
 def test_metrics_registries_are_per_app(tmp_path: Path, service: Service) -> None:

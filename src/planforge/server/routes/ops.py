@@ -75,6 +75,15 @@ class _StateCollector(Collector):
             "Planners in quarantine.",
             value=float(len(state.factory.list_quarantined())),
         )
+        breakers = GaugeMetricFamily(
+            "planforge_planner_breaker_state",
+            "Each planner's circuit breaker: 1 for its current state.",
+            labels=["planner", "state"],
+        )
+        for name in state.factory.list_planners(include_inactive=True):
+            snapshot = state.factory.describe_planner(name).get("breaker") or {}
+            breakers.add_metric([name, str(snapshot.get("state", "unknown"))], 1.0)
+        yield breakers
 
 
 class ServiceMetrics:
