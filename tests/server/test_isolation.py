@@ -8,8 +8,6 @@ import asyncio
 import contextlib
 import json
 import os
-import subprocess
-import sys
 import textwrap
 import time
 from collections.abc import Iterator
@@ -21,8 +19,8 @@ import pytest
 import websockets
 
 from planforge.configstore.store import ConfigStore
+from tests.server._served import http, serving
 from tests.server.test_plans import PLUGINS
-from tests.server.test_serve import free_port, http
 
 USERS = 200
 TERMINAL = frozenset({"agent_completed", "agent_error"})
@@ -49,7 +47,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             f"user{index:03d}": store.create_user(f"user{index:03d}", "operator")[1]
             for index in range(USERS)
         }
-    port = free_port()
     env = {
         **os.environ,
         "PLANFORGE_DATABASE_URL": database,
@@ -59,45 +56,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         "FACTORY_SANDBOX_TIMEOUT_S": "10",
     }
     env.pop("PLANFORGE_REDIS_URL", None)
-    log_path = tmp_path / "server.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "planforge.cli",
-                "serve",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 30.0
-            while True:
-                if process.poll() is not None:
-                    pytest.fail(f"the server exited: {log_path.read_text()}")
-                try:
-                    if http("GET", f"{base}/livez")[0] == 200:
-                        break
-                except OSError:
-                    pass
-                if time.monotonic() > deadline:
-                    pytest.fail(f"the server never answered: {log_path.read_text()}")
-                time.sleep(0.05)
-            yield Served(base, tokens)
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    with serving(env, tmp_path / "server.log", "--log-level", "warning") as base:
+        yield Served(base, tokens)
 
 
 async def _one_user(

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,8 +20,8 @@ from websockets.sync.client import connect
 
 from planforge.configstore.db import normalise_url
 from planforge.configstore.store import ConfigStore
+from tests.server._served import free_port, http, stop, wait_until_live
 from tests.server.test_plans import PLUGINS
-from tests.server.test_serve import free_port, http
 
 POSTGRES_ENV = "PLANFORGE_TEST_POSTGRES_URL"
 REDIS_ENV = "PLANFORGE_TEST_REDIS_URL"
@@ -95,31 +94,6 @@ def start_server(env: dict[str, str], tmp_path: Path, name: str) -> tuple[Proces
     return Process(process, f"http://127.0.0.1:{port}", log_path), log
 
 
-def wait_until_live(server: Process) -> None:
-    deadline = time.monotonic() + 30.0
-    while True:
-        if server.process.poll() is not None:
-            pytest.fail(f"the server exited: {server.log.read_text()}")
-        try:
-            if http("GET", f"{server.base}/livez")[0] == 200:
-                return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail(f"the server never answered: {server.log.read_text()}")
-        time.sleep(0.05)
-
-
-def stop(server: Process) -> int:
-    server.process.terminate()
-    try:
-        return server.process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
-        raise
-
-
 def test_a_run_started_on_one_process_streams_to_a_client_of_the_other(
     tmp_path: Path, database_url: str, redis_url: str
 ) -> None:
@@ -143,7 +117,7 @@ def test_a_run_started_on_one_process_streams_to_a_client_of_the_other(
             servers.append(server)
             logs.append(log)
         for server in servers:
-            wait_until_live(server)
+            wait_until_live(server.process, server.base, server.log)
         a, b = servers
         ws_b = b.base.replace("http://", "ws://")
         with connect(
@@ -173,7 +147,7 @@ def test_a_run_started_on_one_process_streams_to_a_client_of_the_other(
         status, _ = http("GET", f"{b.base}/plans", token)
         assert status == 200
         # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal it caught
-        exit_codes = [stop(server) for server in servers]
+        exit_codes = [stop(server.process) for server in servers]
         assert exit_codes == [-signal.SIGTERM, -signal.SIGTERM]
         for server in servers:
             log_text = server.log.read_text()
