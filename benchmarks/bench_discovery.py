@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 RUNS = 7
+COLD_RUNS = 15
 WARM_PROCESSES = 5
 TARGETS = {"warm_ms": 2.0, "cold_ms": 30.0, "speedup_vs_stevedore": 10.0}
 
@@ -106,12 +107,14 @@ def _search_path(site: Path) -> list[str]:
     return [str(site), *[entry for entry in sys.path if entry and entry != str(site)]]
 
 
-def measure_cold(site: Path, cache: Path) -> tuple[float, int]:
+def measure_cold(site: Path, cache: Path) -> tuple[float, float, int]:
+    """Median and best of `COLD_RUNS` cold passes: on a shared machine the best shows the
+    cost of the code itself, the median what a user meets."""
     from planforge.factory.discovery import Discovery
 
     times: list[float] = []
     count = 0
-    for _ in range(RUNS):
+    for _ in range(COLD_RUNS):
         discovery = Discovery(_settings(), search_path=_search_path(site), cache_dir=cache)  # type: ignore[arg-type]
         discovery.cache_file().unlink(missing_ok=True)
         started = time.perf_counter()
@@ -119,7 +122,7 @@ def measure_cold(site: Path, cache: Path) -> tuple[float, int]:
         times.append((time.perf_counter() - started) * 1000)
         assert not result.from_cache
         count = len(result.specs)
-    return statistics.median(times), count
+    return statistics.median(times), min(times), count
 
 
 def measure_warm_in_process(site: Path, cache: Path) -> tuple[float, float]:
@@ -212,7 +215,7 @@ def scenario(dists: int, with_planners: int, per_dist: int) -> dict[str, object]
         root = Path(tmp)
         site = build_site(root, dists, with_planners, per_dist)
         cache = root / "cache"
-        cold_ms, specs = measure_cold(site, cache)
+        cold_ms, cold_best_ms, specs = measure_cold(site, cache)
         warm_fresh_ms, warm_repeat_ms = measure_warm_in_process(site, cache)
         warm_process_ms, imported_metadata = measure_warm_new_process(site, cache)
         stevedore_cold, stevedore_warm, plugins = measure_stevedore(site, root)
@@ -220,6 +223,7 @@ def scenario(dists: int, with_planners: int, per_dist: int) -> dict[str, object]
             "distributions": dists,
             "planners": specs,
             "cold_ms": round(cold_ms, 2),
+            "cold_best_ms": round(cold_best_ms, 2),
             "warm_new_process_ms": round(warm_process_ms, 3),
             "warm_new_object_ms": round(warm_fresh_ms, 3),
             "warm_repeat_ms": round(warm_repeat_ms, 3),

@@ -516,3 +516,140 @@ def test_quick_string_split_steps_aside_when_unsure() -> None:
         'fr"""c"""',
         "d",
     ]
+
+
+# --- the class-head step of the first tier ------------------------------------------------
+
+
+def _head_reads(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, object]]:
+    """Record what the class-head step reads, so a test knows that step ran."""
+    seen: list[dict[str, object]] = []
+    real = metadata._head_values
+
+    def spy(groups: tuple[str | None, ...], string: object) -> dict[str, object]:
+        own = real(groups, string)  # type: ignore[arg-type]
+        seen.append(dict(own))
+        return own
+
+    monkeypatch.setattr(metadata, "_head_values", spy)
+    return seen
+
+
+def test_class_head_reads_every_value_shape_like_python(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = _head_reads(monkeypatch)
+    source = '''
+        """Plugins."""
+
+        from planforge.contract import Planner
+
+        class One(Planner):
+            """Doc."""
+
+            name = "one"
+            version = 'v1'
+            capabilities = ("a", "b",)
+            tags = ["x", 'y']
+            tier = "gold"
+            production_ready = False
+            reliability_score = 1
+            description = "first" "half"
+            keywords = ("solo")
+            stateful = True
+            priority = 3
+            name = "one-again"
+
+            async def plan(self, objective, context):
+                return None
+    '''
+    # `description = "first" "half"` is read in part: the step steps aside for that class
+    text = textwrap.dedent(source)
+    assert both(text).classes[0].attributes is not None
+    assert seen == []
+    seen.clear()
+    result = both(text.replace('"first" "half"', '"whole"'))
+    attributes = result.classes[0].attributes
+    assert attributes is not None
+    assert attributes["name"] == "one-again"  # the last assignment wins
+    assert attributes["capabilities"] == ("a", "b")
+    assert attributes["tags"] == ["x", "y"]
+    assert attributes["keywords"] == "solo"  # brackets around one string make no tuple
+    assert attributes["reliability_score"] == 1
+    assert type(attributes["reliability_score"]) is int
+    assert len(seen) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "step_runs"),
+    [
+        ('    name = "a"\n    version = "1"\n', True),
+        ('    name = "a"\n\n    def plan(self, o, c):\n        return 1\n', True),
+        ('    name = "a" + suffix\n', False),  # read in part
+        ('    name = "a"\n    print("side effect")\n', False),
+        ('    name = "a"\n    @property\n    def tier(self):\n        return "x"\n', False),
+        ('    name = "a"\n    def tier(self):\n        return "x"\n', False),
+        ('    name = "a"\n    x = tier = "gold"\n', False),  # a chained assignment
+        ('    name: str = "a"\n', False),  # annotated: the general step reads it
+        ('    name = f"a{b}"\n', True),
+        ('    name = r"a\\d"\n    tags = (b"x", "y")\n', True),
+        ('    name = "\\u00e9"\n', True),
+    ],
+)
+def test_class_head_runs_only_where_it_reads_every_line(
+    monkeypatch: pytest.MonkeyPatch, body: str, step_runs: bool
+) -> None:
+    seen = _head_reads(monkeypatch)
+    source = "from x import Planner\n\n\nclass P(Planner):\n" + body
+    fast = read_module_fast(source)
+    assert fast is None or fast == read_module_ast(source)  # unsure is always allowed
+    assert bool(seen) is step_runs
+    if step_runs:
+        assert fast is not None
+
+
+def test_class_head_needs_ascii_code_and_a_class_body(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = _head_reads(monkeypatch)
+    # a name outside strings in another script could pass for a placeholder: no head step
+    source = 'from x import Planner\n\n\nclass P(Planner):\n    name = "a"\n    ĝ = 1\n'
+    fast = read_module_fast(source)
+    assert fast is None or fast == read_module_ast(source)
+    assert seen == []
+    # a class with no body is a syntax error, never an empty planner
+    with pytest.raises(SyntaxError):
+        read_module("class P(Planner):\n\n\nx = 1\n")
+
+
+_head_line = st.one_of(
+    st.tuples(st.sampled_from([*METADATA_ATTRIBUTES, "other", "_x"]), _literal).map(
+        lambda pair: f"    {pair[0]} = {pair[1]}"
+    ),
+    _escaped_string(("", "r", "u")).map(lambda text: f"    {text}"),  # a bare string
+    st.just(""),
+    st.just("    "),
+    st.just("    other = 1 if flag else 2"),
+    st.just("    reliability_score = -0.25"),
+    st.just("    reliability_score = 0.5e1"),
+    st.just("    production_ready = Truthy"),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(_head_line, min_size=1, max_size=8),
+    st.booleans(),
+)
+def test_class_head_agrees_with_ast(lines: list[str], methods: bool) -> None:
+    body = "\n".join(lines)
+    if not body.strip():
+        body += "\n    pass"
+    if methods:
+        body += "\n\n    def plan(self, o, c):\n        return f(\n            o,\n        )"
+    source = f"from x import Planner\n\n\nclass P(Planner):\n{body}\n"
+    try:
+        slow = read_module_ast(source)
+    except SyntaxError:
+        return
+    try:
+        quick = metadata._scan_quick(metadata._Text("\n" + source + "\n"))
+    except metadata._Unsure:
+        return
+    assert quick == slow, source

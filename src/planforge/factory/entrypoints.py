@@ -13,6 +13,7 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = [
     "DistEntryPoints",
@@ -37,9 +38,11 @@ def normalise_dist_name(name: str) -> str:
     return _NORMALISE.sub("-", name).lower()
 
 
-@dataclass(frozen=True, slots=True)
-class EntryPoint:
-    """One `name = module:attr [extras]` line of a distribution's group."""
+class EntryPoint(NamedTuple):
+    """One `name = module:attr [extras]` line of a distribution's group.
+
+    A named tuple: a cold discovery builds one per planner it finds.
+    """
 
     name: str
     value: str
