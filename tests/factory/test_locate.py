@@ -77,3 +77,23 @@ def test_a_module_is_resolved_once_per_pass(tmp_path: Path) -> None:
     assert locator.locate("plug") == str(first)  # the pass keeps its first answer
     fresh = ModuleLocator([str(tmp_path)]).locate("plug")
     assert fresh == str(tmp_path / "plug" / "__init__.py")
+
+
+def test_a_listing_handed_over_by_the_scan_is_used_instead_of_listing_again(
+    tmp_path: Path,
+) -> None:
+    from planforge.factory.entrypoints import scan_entry_points
+
+    site = tmp_path / "site"
+    target = _write(site / "plugin.py")
+    listings: dict[str, list[str]] = {}
+    scan_entry_points(
+        "planforge.planners", [str(site), str(tmp_path / "missing")], listings=listings
+    )
+    assert listings == {str(site): ["plugin.py"]}  # a missing entry has no listing
+    target.unlink()  # the pass believes its own listing, as one directory walk would
+    locator = ModuleLocator([str(site)], listings=listings)
+    assert locator.locate("plugin") == str(target)
+    assert locator.directories == (str(site),)
+    # without the handed-over listing the locator lists the directory itself
+    assert ModuleLocator([str(site)]).locate("plugin") is None

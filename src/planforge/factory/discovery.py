@@ -50,6 +50,7 @@ from planforge.contract import PlannerSpec, spec_from_attributes
 from planforge.errors import PlannerError
 from planforge.factory.entrypoints import (
     EntryPoint,
+    EntryPointScan,
     dist_info_names,
     scan_entry_points,
 )
@@ -421,8 +422,10 @@ class Discovery:
         work = _Pass(search_path, old_files, old_introspected)
         for directory in (*search_path, *plugin_dirs):
             work.dirs[directory or "."] = _dir_mtime(directory or ".")
-        locator = ModuleLocator(search_path)
-        self._entry_points(work, locator)
+        listings: dict[str, list[str]] = {}
+        scan = scan_entry_points(GROUP, search_path, listings=listings)
+        locator = ModuleLocator(search_path, listings=listings)  # one listing per directory
+        self._entry_points(work, scan, locator)
         for index, directory in enumerate(plugin_dirs):
             self._plugin_dir(work, index, directory)
         for directory in locator.directories:
@@ -475,8 +478,7 @@ class Discovery:
         self._memo = (cache_file, check, base)
         return base
 
-    def _entry_points(self, work: _Pass, locator: ModuleLocator) -> None:
-        scan = scan_entry_points(GROUP, work.search_path)
+    def _entry_points(self, work: _Pass, scan: EntryPointScan, locator: ModuleLocator) -> None:
         work.distributions_scanned = scan.distributions_scanned
         for problem in scan.problems:
             work.problems.append(

@@ -147,14 +147,17 @@ def _dist_names(entries: list[str]) -> list[str]:
     return [normalise_dist_name(stem) for stem in stems]
 
 
-def scan_entry_points(group: str, search_path: Iterable[str]) -> EntryPointScan:
+def scan_entry_points(
+    group: str, search_path: Iterable[str], *, listings: dict[str, list[str]] | None = None
+) -> EntryPointScan:
     """Find the distributions on `search_path` that declare `group`.
 
     Only directories are walked (zip files and missing entries are skipped); an empty entry
     means the current directory, as on `sys.path`. Each directory is listed once and only
     the metadata directories' `entry_points.txt` files are opened (relative to the open
     directory, which spares the kernel a full path walk per file); a file is decoded and
-    parsed only when its bytes mention the group.
+    parsed only when its bytes mention the group. `listings`, when given, receives each
+    directory's listing, so a module locator of the same pass need not list it again.
     """
     scan = _Scan(group)
     for entry in search_path:
@@ -163,6 +166,8 @@ def scan_entry_points(group: str, search_path: Iterable[str]) -> EntryPointScan:
             names = os.listdir(directory)
         except OSError:
             continue
+        if listings is not None:
+            listings[directory] = names
         scan.directories.append(directory)
         try:
             dir_fd: int | None = os.open(directory, _DIRECTORY_FLAGS) if _RELATIVE_OPEN else None

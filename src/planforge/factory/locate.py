@@ -25,14 +25,19 @@ class ModuleLocator:
     """Resolves module names to source files; directory listings are cached per instance.
 
     Make one per discovery pass: the cache assumes the tree does not change meanwhile, and
-    it is bounded by the directories the pass actually visits.
+    it is bounded by the directories the pass actually visits. `listings` may hand over
+    directory listings the pass has already read (the entry-point scan lists the search
+    path too); each is used as if this locator had listed the directory itself.
     """
 
-    __slots__ = ("_found", "_listings", "_search_path")
+    __slots__ = ("_found", "_listings", "_search_path", "_seeds")
 
-    def __init__(self, search_path: Sequence[str]) -> None:
+    def __init__(
+        self, search_path: Sequence[str], *, listings: dict[str, list[str]] | None = None
+    ) -> None:
         self._search_path = tuple(entry or "." for entry in search_path)
         self._listings: dict[str, frozenset[str]] = {}
+        self._seeds = listings if listings is not None else {}
         self._found: dict[str, str | None] = {}  # a module's entry points usually share it
 
     @property
@@ -43,8 +48,9 @@ class ModuleLocator:
     def _listing(self, directory: str) -> frozenset[str]:
         listing = self._listings.get(directory)
         if listing is None:
+            seed = self._seeds.pop(directory, None)
             try:
-                listing = frozenset(os.listdir(directory))
+                listing = frozenset(os.listdir(directory) if seed is None else seed)
             except OSError:
                 listing = frozenset()
             self._listings[directory] = listing
