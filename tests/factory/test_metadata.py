@@ -653,3 +653,26 @@ def test_class_head_agrees_with_ast(lines: list[str], methods: bool) -> None:
     except metadata._Unsure:
         return
     assert quick == slow, source
+
+
+@pytest.mark.parametrize(
+    "opening",
+    [
+        '"""Doc."""\nfrom x import Planner\n',
+        "from x import *\n",  # a star import may bind anything: never read past quickly
+        "from x import (\n    Planner,\n    name,\n)\nimport os\n",
+        "import os\nname = 1\nfrom y import Planner\n",
+        "   \nimport os  # a comment\n\n",
+    ],
+)
+def test_the_opening_lines_are_read_like_any_statement(opening: str) -> None:
+    source = opening + '\n\nclass P(Planner):\n    name = "p"\n\n\nP = 3\n'
+    try:
+        slow = read_module_ast(source)
+    except SyntaxError:
+        slow = None
+    fast = read_module_fast(source)
+    if "*" in opening:
+        assert fast is None
+    if fast is not None:
+        assert fast == slow

@@ -27,6 +27,7 @@ import ast
 import keyword
 import re
 import sys
+from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass
 from operator import itemgetter
@@ -945,6 +946,9 @@ _CLASS_HEAD = re.compile(
     + r")[ ]*|[ ]*(?=\n|\Z)))*+"  # ... or a blank line
 )
 _MARKS: list[str] = []
+# Lines the first tier's statement loop would pass over: placeholders only (a docstring) and
+# imports on one line, neither starred nor bracketed. The match ends where one is not whole.
+_PRELUDE = re.compile(r"(?:\n(?:[\x00 ]*|(?:import|from)[ ][^\n*()]*)(?=\n))*+")
 _METHOD_STARTS: Final = ("\n    def ", "\n    async def ")
 
 
@@ -1072,7 +1076,9 @@ def _scan_quick(text: _Text) -> ModuleMetadata:
     seen_class = False
     counted = 0  # placeholders are counted up to this position ...
     index = 0  # ... and this many were found
-    for number in range(len(tops) - 1):
+    # the module's opening lines (docstring, one-line imports) bind nothing we track
+    first = bisect_right(tops, _PRELUDE.match(code).end()) - 1  # type: ignore[union-attr]
+    for number in range(max(first, 0), len(tops) - 1):
         start, end = tops[number], tops[number + 1]
         header = _CLASS_QUICK.match(code, start, end)
         if header is None:
