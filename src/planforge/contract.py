@@ -231,6 +231,9 @@ def _plain_strings(value: Any) -> tuple[str, ...] | None:
     for item in value:
         if type(item) is not str or not item:
             return None
+    if len(value) == 2:  # the usual size: order two items without building a set
+        first, second = value
+        return value if first < second else (second, first) if second < first else (first,)
     return value if len(value) < 2 else tuple(sorted(set(value)))
 
 

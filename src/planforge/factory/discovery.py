@@ -193,17 +193,19 @@ def _read_record(path: str) -> bytes | None:
 
 
 def _shared_rows(specs: Sequence[PlannerSpec]) -> tuple[_SpecRow, ...]:
-    """Spec rows whose repeated values are one object each, for marshal to reference."""
+    """Spec rows whose repeated values are one object each, for marshal to reference.
+
+    Column by column, so the per-value work runs inside `map` and `zip`.
+    """
+    if not specs:
+        return ()
+    columns: list[tuple[Any, ...]] = list(zip(*specs, strict=True))
     shared: dict[Any, Any] = {}
     same = shared.setdefault
-    rows = []
-    for spec in specs:
-        row = list(spec)
-        for index in _SHAREABLE:  # strings and tuples only: True == 1.0 must not merge
-            value = row[index]
-            row[index] = same(value, value)
-        rows.append(tuple(row))
-    return tuple(rows)
+    for index in _SHAREABLE:  # strings and tuples only: True == 1.0 must not merge
+        column = columns[index]
+        columns[index] = tuple(map(same, column, column))
+    return tuple(zip(*columns, strict=True))
 
 
 def _read_file(path: str) -> bytes:
