@@ -676,3 +676,26 @@ def test_the_opening_lines_are_read_like_any_statement(opening: str) -> None:
         assert fast is None
     if fast is not None:
         assert fast == slow
+
+
+def test_threads_reading_modules_of_many_sizes_get_the_right_strings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setattr(metadata, "_MARKS", [])  # every thread starts by growing the marks
+
+    def module(size: int) -> str:
+        padding = "".join(f'_S{i} = "s{i}"\n' for i in range(size))
+        return f'{padding}\n\nclass P(Planner):\n    name = "p{size}"\n    tags = ("t{size}",)\n'
+
+    sources = [module(size) for size in range(0, 400, 7)]
+    expected = [read_module_ast(source) for source in sources]
+
+    def read_all(offset: int) -> bool:
+        order = sources[offset:] + sources[:offset]
+        wanted = expected[offset:] + expected[:offset]
+        return all(read_module_fast(s) == w for s, w in zip(order, wanted, strict=True))
+
+    with ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(read_all, range(0, 56, 7)))

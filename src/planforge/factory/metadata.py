@@ -952,17 +952,23 @@ _PRELUDE = re.compile(r"(?:\n(?:[\x00 ]*|(?:import|from)[ ][^\n*()]*)(?=\n))*+")
 _METHOD_STARTS: Final = ("\n    def ", "\n    async def ")
 
 
-def _marked(code: str, count: int) -> str | None:
-    """`code` with string i as `chr(_MARK + i)`, or `None` when that would be ambiguous."""
+def _marked(code: str, count: int) -> tuple[str, list[str]] | None:
+    """`code` with string i as `chr(_MARK + i)` and the marks used, or `None` when that
+    would be ambiguous (code outside strings that is not ASCII, or too many strings)."""
+    global _MARKS
     if count > _MARK_LIMIT or not code.isascii():
         return None
-    if len(_MARKS) < count:
-        _MARKS.extend(map(chr, range(_MARK + len(_MARKS), _MARK + count)))
+    marks = _MARKS
+    if len(marks) < count:
+        # a new list, whole, never extended in place: a thread reading the old one (or
+        # building its own at the same time) still holds a correct list of its own
+        marks = [chr(_MARK + i) for i in range(min(max(count, 2 * len(marks)), _MARK_LIMIT))]
+        _MARKS = marks
     pieces = code.split("\x00")
     joined = [""] * (2 * count + 1)
     joined[0::2] = pieces
-    joined[1::2] = _MARKS[:count]
-    return "".join(joined)
+    joined[1::2] = marks[:count]
+    return "".join(joined), marks
 
 
 def _head_values(groups: tuple[str | None, ...], string: Any) -> dict[str, Any]:
@@ -1052,9 +1058,11 @@ def _scan_quick(text: _Text) -> ModuleMetadata:
         raise _Unsure
     flat = _flat(code)
     values = text.values
-    marked = _marked(code, len(values))
-    if marked is not None:
-        string = dict(zip(_MARKS, values, strict=False)).__getitem__  # more marks than strings
+    marking = _marked(code, len(values))
+    marked = None
+    if marking is not None:
+        marked, marks = marking
+        string = dict(zip(marks, values, strict=False)).__getitem__  # more marks than strings
         escaped = _Escaped in map(type, values)
     tops: list[int] = []
     depth = 0
