@@ -8,8 +8,10 @@ factory has them already), and an in-process repeat. stevedore imports every plu
 it; it runs in a fresh process with an empty `XDG_CACHE_HOME` (its entry-point cache), then
 again with that cache warm, its own import excluded from the timing as ours is. Two ratios
 compare like with like: its empty-cache run against our cold pass, and its warm run against
-our warm new process. Both processes pre-import `planforge.contract`, which every
-plugin imports, so the comparison is about finding plugins, not about pydantic.
+our warm new process. A third case edits one plugin module and times the pass that follows
+(the cache is stale; only that file is read again). Both processes pre-import
+`planforge.contract`, which every plugin imports, so the comparison is about finding plugins,
+not about pydantic.
 
 Run: python -m benchmarks.bench_discovery
 """
@@ -125,6 +127,26 @@ def measure_cold(site: Path, cache: Path) -> tuple[float, float, int]:
     return statistics.median(times), min(times), count
 
 
+def measure_one_changed(site: Path, cache: Path) -> tuple[float, int]:
+    """A pass after one plugin module changed (an upgrade, an edit): the cache is stale, and
+    the pass re-reads only the changed file, taking the rest from the last pass's records."""
+    from planforge.factory.discovery import Discovery
+
+    module = site / "bench_plugin_0000.py"
+    times: list[float] = []
+    read = 0
+    for run in range(RUNS):
+        with module.open("a") as handle:
+            handle.write(f"# edit {run}\n")
+        discovery = Discovery(_settings(), search_path=_search_path(site), cache_dir=cache)  # type: ignore[arg-type]
+        started = time.perf_counter()
+        result = discovery.discover()
+        times.append((time.perf_counter() - started) * 1000)
+        assert not result.from_cache
+        read = result.modules_read
+    return statistics.median(times), read
+
+
 def measure_warm_in_process(site: Path, cache: Path) -> tuple[float, float]:
     from planforge.factory.discovery import Discovery
 
@@ -218,6 +240,7 @@ def scenario(dists: int, with_planners: int, per_dist: int) -> dict[str, object]
         cold_ms, cold_best_ms, specs = measure_cold(site, cache)
         warm_fresh_ms, warm_repeat_ms = measure_warm_in_process(site, cache)
         warm_process_ms, imported_metadata = measure_warm_new_process(site, cache)
+        changed_ms, changed_read = measure_one_changed(site, cache)
         stevedore_cold, stevedore_warm, plugins = measure_stevedore(site, root)
         return {
             "distributions": dists,
@@ -227,6 +250,8 @@ def scenario(dists: int, with_planners: int, per_dist: int) -> dict[str, object]
             "warm_new_process_ms": round(warm_process_ms, 3),
             "warm_new_object_ms": round(warm_fresh_ms, 3),
             "warm_repeat_ms": round(warm_repeat_ms, 3),
+            "one_module_changed_ms": round(changed_ms, 2),
+            "one_module_changed_modules_read": changed_read,
             "discovery_used_importlib_metadata": imported_metadata,
             "stevedore_cold_ms": round(stevedore_cold, 2),
             "stevedore_cached_ms": round(stevedore_warm, 2),
