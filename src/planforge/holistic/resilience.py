@@ -404,18 +404,14 @@ class ModuleGuard:
         exc: Exception,
     ) -> str:
         error = _error_text(exc)
-        breaker.record_failure(duration, error)
-        self.perf.record(module_key, operation, duration, failed=True)
-        self.events.emit(
-            MODULE_FAILED,
-            {
-                "module": module_key,
-                "operation": operation,
-                "duration_ms": duration * 1000.0,
-                "error": error,
-                "error_type": type(exc).__name__,
-            },
-            run_id=run_id,
+        self._record_failure(
+            module_key,
+            operation,
+            run_id,
+            breaker,
+            duration,
+            error,
+            {"error_type": type(exc).__name__},
         )
         _log.warning("module failed", module=module_key, operation=operation, error=error)
         return f"{module_key} failed: {error}"
@@ -430,6 +426,29 @@ class ModuleGuard:
         timeout: float,
     ) -> str:
         error = f"timed out after {_seconds(timeout)} s"
+        self._record_failure(
+            module_key,
+            operation,
+            run_id,
+            breaker,
+            duration,
+            error,
+            {"error_type": "timeout", "timeout_s": timeout},
+        )
+        _log.warning("module timed out", module=module_key, operation=operation, timeout_s=timeout)
+        return f"{module_key} {error}"
+
+    def _record_failure(
+        self,
+        module_key: str,
+        operation: str,
+        run_id: str,
+        breaker: CircuitBreaker,
+        duration: float,
+        error: str,
+        detail: dict[str, Any],
+    ) -> None:
+        """One failure, however it happened: the breaker, the timings and the event."""
         breaker.record_failure(duration, error)
         self.perf.record(module_key, operation, duration, failed=True)
         self.events.emit(
@@ -439,13 +458,10 @@ class ModuleGuard:
                 "operation": operation,
                 "duration_ms": duration * 1000.0,
                 "error": error,
-                "error_type": "timeout",
-                "timeout_s": timeout,
+                **detail,
             },
             run_id=run_id,
         )
-        _log.warning("module timed out", module=module_key, operation=operation, timeout_s=timeout)
-        return f"{module_key} {error}"
 
     def _skipped(
         self, module_key: str, operation: str, run_id: str, breaker: CircuitBreaker
