@@ -526,8 +526,8 @@ def _head_reads(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, object]]:
     seen: list[dict[str, object]] = []
     real = metadata._head_values
 
-    def spy(groups: tuple[str | None, ...], string: object) -> dict[str, object]:
-        own = real(groups, string)  # type: ignore[arg-type]
+    def spy(groups: tuple[str | None, ...], values: list[object]) -> dict[str, object]:
+        own = real(groups, values)
         seen.append(dict(own))
         return own
 
@@ -604,6 +604,34 @@ def test_class_head_runs_only_where_it_reads_every_line(
     assert bool(seen) is step_runs
     if step_runs:
         assert fast is not None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        '("a", "b")',
+        '( "a" , "b" , )',
+        '("a")',
+        '("a",)',
+        "()",
+        "[]",
+        '["a"]',
+        '[\n        "a",\n        "b"\n    ]',
+        '(\n        "a", "b",\n        "c",\n    )',
+    ],
+)
+def test_class_head_reads_bracketed_strings_by_position(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    """The items of a bracket are the strings between its first and last mark; strings
+    before it (the docstrings, the name) shift the marks, not the items."""
+    seen = _head_reads(monkeypatch)
+    source = (
+        '"""Module."""\nfrom x import Planner\n\n\nclass P(Planner):\n    """Doc."""\n\n'
+        f'    name = "p"\n    tags = {value}\n    description = "after"\n'
+    )
+    assert read_module_fast(source) == read_module_ast(source)
+    assert len(seen) == 1
 
 
 def test_class_head_needs_ascii_code_and_a_class_body(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -952,9 +952,9 @@ _PRELUDE = re.compile(r"(?:\n(?:[\x00 ]*|(?:import|from)[ ][^\n*()]*)(?=\n))*+")
 _METHOD_STARTS: Final = ("\n    def ", "\n    async def ")
 
 
-def _marked(code: str, count: int) -> tuple[str, list[str]] | None:
-    """`code` with string i as `chr(_MARK + i)` and the marks used, or `None` when that
-    would be ambiguous (code outside strings that is not ASCII, or too many strings)."""
+def _marked(code: str, count: int) -> str | None:
+    """`code` with string i as `chr(_MARK + i)`, or `None` when that would be ambiguous
+    (code outside strings that is not ASCII, or too many strings)."""
     global _MARKS
     if count > _MARK_LIMIT or not code.isascii():
         return None
@@ -968,37 +968,58 @@ def _marked(code: str, count: int) -> tuple[str, list[str]] | None:
     joined = [""] * (2 * count + 1)
     joined[0::2] = pieces
     joined[1::2] = marks[:count]
-    return "".join(joined), marks
+    return "".join(joined)
 
 
-def _head_values(groups: tuple[str | None, ...], string: Any) -> dict[str, Any]:
-    """The metadata a `_CLASS_HEAD` match holds; `string` maps a mark to its string's value."""
+def _fields_of(kind: type) -> tuple[tuple[int, str], ...]:
+    return tuple(
+        (index, name)
+        for index, (name, head_kind) in enumerate(zip(_ATTRIBUTES, _HEAD_KINDS, strict=True))
+        if head_kind is kind
+    )
+
+
+_HEAD_STRINGS: Final = _fields_of(str)
+_HEAD_COLLECTIONS: Final = _fields_of(tuple)
+_HEAD_FLAGS: Final = _fields_of(bool)
+_HEAD_NUMBERS: Final = _fields_of(type(None))
+
+
+def _head_values(groups: tuple[str | None, ...], values: list[Any]) -> dict[str, Any]:
+    """The metadata a `_CLASS_HEAD` match holds; the mark `chr(_MARK + i)` is `values[i]`.
+
+    A bracket holds one mark per item and nothing else but commas and blanks, so its items
+    are consecutive strings of the source: the slice between its first and last mark.
+    """
     own: dict[str, Any] = {}
-    for name, kind, raw in zip(_ATTRIBUTES, _HEAD_KINDS, groups, strict=True):
-        if raw is None:
-            continue
-        if kind is str:
-            own[name] = string(raw)
-        elif kind is tuple:
-            # the pattern allows only marks, commas, blanks and the brackets here, with a
-            # comma after each mark but the last: without the blanks, the marks are every
-            # other character
-            items = list(map(string, raw.replace(" ", "").replace("\n", "")[1:-1:2]))
+    for index, name in _HEAD_STRINGS:
+        raw = groups[index]
+        if raw is not None:
+            own[name] = values[ord(raw) - _MARK]
+    for index, name in _HEAD_COLLECTIONS:
+        raw = groups[index]
+        if raw is not None:
+            inner = raw[1:-1].strip(" \n,")
+            items = values[ord(inner[0]) - _MARK : ord(inner[-1]) - _MARK + 1] if inner else []
             if raw[0] == "[":
                 own[name] = items
             elif len(items) == 1 and "," not in raw:
                 own[name] = items[0]
             else:
                 own[name] = tuple(items)
-        elif kind is bool:
+    for index, name in _HEAD_FLAGS:
+        raw = groups[index]
+        if raw is not None:
             own[name] = raw == "True"
-        else:
+    for index, name in _HEAD_NUMBERS:
+        raw = groups[index]
+        if raw is not None:
             own[name] = float(raw) if "." in raw else int(raw)
     return own
 
 
 def _class_head(
-    marked: str, flat: str, body: int, end: int, string: Any, escaped: bool
+    marked: str, flat: str, body: int, end: int, values: list[Any], escaped: bool
 ) -> dict[str, Any] | None:
     """A class body's metadata by the class-head step, or `None` where it must step aside.
 
@@ -1014,7 +1035,7 @@ def _class_head(
             return None  # no body at all: Python rejects the class
     elif not marked.startswith(_METHOD_STARTS, rest) or _AFTER_METHODS.search(flat, rest, end):
         return None
-    own = _head_values(head.groups(), string)
+    own = _head_values(head.groups(), values)
     return _decoded(own) if escaped else own
 
 
@@ -1058,11 +1079,8 @@ def _scan_quick(text: _Text) -> ModuleMetadata:
         raise _Unsure
     flat = _flat(code)
     values = text.values
-    marking = _marked(code, len(values))
-    marked = None
-    if marking is not None:
-        marked, marks = marking
-        string = dict(zip(marks, values, strict=False)).__getitem__  # more marks than strings
+    marked = _marked(code, len(values))
+    if marked is not None:
         escaped = _Escaped in map(type, values)
     tops: list[int] = []
     depth = 0
@@ -1124,7 +1142,7 @@ def _scan_quick(text: _Text) -> ModuleMetadata:
         seen_class = True
         body = header.end()
         if marked is not None:
-            head = _class_head(marked, flat, body, end, string, escaped)
+            head = _class_head(marked, flat, body, end, values, escaped)
             if head is not None:
                 if NOT_LITERAL in head.values():
                     simple = False
