@@ -3,13 +3,13 @@
 Layout: 800 installed distributions, 100 of which register 5 planners each (one module per
 distribution, 500 planners); about half of the others carry unrelated entry points. A second
 layout has 500 distributions of one planner each. Cold = no cache file (files in the page
-cache); warm = cache present, a new `Discovery` in a new process (imports excluded: the
-factory has them already), and an in-process repeat. stevedore imports every plugin to load
-it; it runs in a fresh process with an empty `XDG_CACHE_HOME` (its entry-point cache), then
-again with that cache warm, its own import excluded from the timing as ours is. Two ratios
-compare like with like: its empty-cache run against our cold pass, and its warm run against
-our warm new process. Our cold passes and stevedore's runs alternate in three rounds, so both
-sides meet the same slow spells of a shared machine. A third case edits one plugin module and times the pass that follows
+cache); warm = cache present, a new `Discovery` in a new process (imports excluded: the factory
+has them already), and an in-process repeat. stevedore imports every plugin to load it; it runs
+in a fresh process with an empty `XDG_CACHE_HOME` (its entry-point cache), then again with that
+cache warm, its own import excluded from the timing as ours is. Two ratios compare like with
+like: its empty-cache run against our cold pass, and its warm run against our warm new process.
+Our cold passes and stevedore's runs alternate in three rounds, so both sides meet the same slow
+spells of a shared machine. A third case edits one plugin module and times the pass that follows
 (the cache is stale; only that file is read again). Both processes pre-import
 `planforge.contract`, which every plugin imports, so the comparison is about finding plugins,
 not about pydantic.
