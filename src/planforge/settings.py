@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from planforge.errors import SettingsError
 
-__all__ = ["FactorySettings", "load_settings"]
+_Settings = TypeVar("_Settings", bound=BaseSettings)
+
+__all__ = ["FactorySettings", "build_settings", "load_settings"]
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
 PathList = Annotated[tuple[Path, ...], NoDecode]
@@ -99,10 +101,22 @@ class FactorySettings(BaseSettings):
         return value
 
 
-def _variable_for(field_name: str) -> str:
-    info = FactorySettings.model_fields.get(field_name)
-    alias = info.validation_alias if info is not None else None
-    return alias if isinstance(alias, str) else field_name
+def build_settings(settings_class: type[_Settings], overrides: dict[str, Any]) -> _Settings:
+    """`settings_class` read from the environment, with keyword overrides by field name.
+
+    Every settings class of planforge loads through here, so a malformed value is always a
+    `SettingsError` naming the environment variable, never a raw validation error.
+    """
+    try:
+        return settings_class(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field_name = str(first["loc"][0]) if first["loc"] else "?"
+        info = settings_class.model_fields.get(field_name)
+        alias = info.validation_alias if info is not None else None
+        variable = alias if isinstance(alias, str) else field_name
+        value = overrides.get(field_name, os.environ.get(variable))
+        raise SettingsError(variable, value, first["msg"]) from None
 
 
 def load_settings(**overrides: Any) -> FactorySettings:
@@ -110,11 +124,4 @@ def load_settings(**overrides: Any) -> FactorySettings:
 
     Raises `SettingsError` naming the first bad variable instead of a raw validation error.
     """
-    try:
-        return FactorySettings(**overrides)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field_name = str(first["loc"][0]) if first["loc"] else "?"
-        variable = _variable_for(field_name)
-        value = overrides.get(field_name, os.environ.get(variable))
-        raise SettingsError(variable, value, first["msg"]) from None
+    return build_settings(FactorySettings, overrides)

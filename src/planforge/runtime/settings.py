@@ -6,13 +6,12 @@ Read when asked for (never at import); a malformed value is a `SettingsError` na
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from planforge.errors import SettingsError
+from planforge.settings import build_settings
 
 __all__ = ["RuntimeSettings", "load_runtime_settings"]
 
@@ -57,22 +56,9 @@ class RuntimeSettings(BaseSettings):
         return url
 
 
-def _variable_for(field_name: str) -> str:
-    info = RuntimeSettings.model_fields.get(field_name)
-    alias = info.validation_alias if info is not None else None
-    return alias if isinstance(alias, str) else field_name
-
-
 def load_runtime_settings(**overrides: Any) -> RuntimeSettings:
     """Read runtime settings from the environment; keyword overrides use field names.
 
     Raises `SettingsError` naming the first bad variable instead of a raw validation error.
     """
-    try:
-        return RuntimeSettings(**overrides)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field_name = str(first["loc"][0]) if first["loc"] else "?"
-        variable = _variable_for(field_name)
-        value = overrides.get(field_name, os.environ.get(variable))
-        raise SettingsError(variable, value, first["msg"]) from None
+    return build_settings(RuntimeSettings, overrides)
