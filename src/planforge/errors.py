@@ -24,7 +24,14 @@ __all__ = [
     "SandboxImportError",
     "SandboxTimeout",
     "SettingsError",
+    "shown_value",
 ]
+
+
+def shown_value(value: object, limit: int = 80) -> str:
+    """`repr(value)` cut to `limit` characters, so a huge bad input cannot flood a message."""
+    shown = repr(value)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
 
 
 class PlannerError(Exception):

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from planforge.errors import PlannerError
+from planforge.errors import PlannerError, shown_value
 
 __all__ = [
     "ID_PATTERN",
@@ -43,9 +43,7 @@ class InvalidContextError(PlannerError):
     """A context field (an id, the metadata, the nesting depth) is malformed."""
 
     def __init__(self, field_name: str, value: object, problem: str) -> None:
-        shown = repr(value)
-        if len(shown) > 80:
-            shown = shown[:77] + "..."
+        shown = shown_value(value)
         super().__init__(
             f"Invalid execution context: {field_name}={shown} {problem}.",
             where="context",

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from planforge.errors import PlannerError
+from planforge.errors import PlannerError, shown_value
 from planforge.runtime.context import ID_PATTERN
 
 __all__ = [
@@ -52,9 +52,7 @@ class InvalidEventError(PlannerError):
     """An event (built in code or read back from JSON) has a malformed field."""
 
     def __init__(self, field_name: str, value: object, problem: str) -> None:
-        shown = repr(value)
-        if len(shown) > 80:
-            shown = shown[:77] + "..."
+        shown = shown_value(value)
         super().__init__(
             f"Invalid runtime event: {field_name}={shown} {problem}.",
             where="events",

@@ -1,0 +1,21 @@
+from planforge.errors import SettingsError, shown_value
+
+
+def test_shown_value_keeps_a_short_repr_whole() -> None:
+    assert shown_value("abc") == "'abc'"
+    assert shown_value(12) == "12"
+
+
+def test_shown_value_cuts_a_long_repr_to_the_limit() -> None:
+    shown = shown_value("x" * 500)
+    assert len(shown) == 80
+    assert shown.startswith("'xxx")
+    assert shown.endswith("...")
+    assert len(shown_value(list(range(100)), limit=20)) == 20
+
+
+def test_settings_error_names_the_variable_and_the_fix() -> None:
+    error = SettingsError("FACTORY_SANDBOX_TIMEOUT_S", "soon", "expected a number")
+    assert "FACTORY_SANDBOX_TIMEOUT_S='soon' is not valid" in error.message
+    assert "Fix or unset FACTORY_SANDBOX_TIMEOUT_S" in error.message
+    assert error.to_dict()["context"] == {"variable": "FACTORY_SANDBOX_TIMEOUT_S", "value": "soon"}
