@@ -27,7 +27,7 @@ import threading
 import time
 import tracemalloc
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -126,50 +126,44 @@ def _percentiles(samples_ns: list[int]) -> dict[str, float]:
     }
 
 
-def bench_ours(engines: ExecutionEngineFactory) -> tuple[dict[str, float], dict[str, float]]:
+def time_create_and_cleanup(
+    create: Callable[[str], Any], cleanup: Callable[[Any], object]
+) -> tuple[dict[str, float], dict[str, float]]:
+    """p50 and p95 of `create(user)` and `cleanup(made)` over rounds of `PER_ROUND` users;
+    the first `WARMUP` calls of each are not counted."""
     users = [f"user-{i}" for i in range(PER_ROUND)]
     create_ns: list[int] = []
     cleanup_ns: list[int] = []
     clock = time.perf_counter_ns
     for round_number in range(ROUNDS + WARMUP // PER_ROUND):
+        counted = round_number >= WARMUP // PER_ROUND
         made = []
         for user in users:
             started = clock()
-            engine = engines.create_for_user(UserExecutionContext.create(user))
+            item = create(user)
             ended = clock()
-            made.append(engine)
-            if round_number >= WARMUP // PER_ROUND:
+            made.append(item)
+            if counted:
                 create_ns.append(ended - started)
-        for engine in made:
+        for item in made:
             started = clock()
-            engines.cleanup(engine)
+            cleanup(item)
             ended = clock()
-            if round_number >= WARMUP // PER_ROUND:
+            if counted:
                 cleanup_ns.append(ended - started)
     return _percentiles(create_ns), _percentiles(cleanup_ns)
+
+
+def bench_ours(engines: ExecutionEngineFactory) -> tuple[dict[str, float], dict[str, float]]:
+    return time_create_and_cleanup(
+        lambda user: engines.create_for_user(UserExecutionContext.create(user)), engines.cleanup
+    )
 
 
 def bench_naive(naive: NaiveFactory) -> tuple[dict[str, float], dict[str, float]]:
-    users = [f"user-{i}" for i in range(PER_ROUND)]
-    create_ns: list[int] = []
-    cleanup_ns: list[int] = []
-    clock = time.perf_counter_ns
-    for round_number in range(ROUNDS + WARMUP // PER_ROUND):
-        made = []
-        for user in users:
-            started = clock()
-            key = naive.create_for_user(NaiveContext.create(user))
-            ended = clock()
-            made.append(key)
-            if round_number >= WARMUP // PER_ROUND:
-                create_ns.append(ended - started)
-        for key in made:
-            started = clock()
-            naive.cleanup(key)
-            ended = clock()
-            if round_number >= WARMUP // PER_ROUND:
-                cleanup_ns.append(ended - started)
-    return _percentiles(create_ns), _percentiles(cleanup_ns)
+    return time_create_and_cleanup(
+        lambda user: naive.create_for_user(NaiveContext.create(user)), naive.cleanup
+    )
 
 
 def users_memory_ours(engines: ExecutionEngineFactory) -> dict[str, Any]:
