@@ -19,3 +19,12 @@ def test_settings_error_names_the_variable_and_the_fix() -> None:
     assert "FACTORY_SANDBOX_TIMEOUT_S='soon' is not valid" in error.message
     assert "Fix or unset FACTORY_SANDBOX_TIMEOUT_S" in error.message
     assert error.to_dict()["context"] == {"variable": "FACTORY_SANDBOX_TIMEOUT_S", "value": "soon"}
+
+
+def test_a_settings_error_about_a_url_or_token_variable_never_shows_its_value() -> None:
+    error = SettingsError(
+        "PLANFORGE_REDIS_URL", "http://ops:hunter2@cache:6379", "expected a redis:// URL"
+    )
+    assert "hunter2" not in error.message
+    assert "hunter2" not in str(error.to_dict())
+    assert "PLANFORGE_REDIS_URL=<hidden>" in error.message

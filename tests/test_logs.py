@@ -28,3 +28,46 @@ def test_level_filters_lines() -> None:
     lines = [json.loads(text) for text in stream.getvalue().splitlines()]
     assert [line["msg"] for line in lines] == ["loud"]
     assert lines[0]["level"] == "warning"
+
+
+def test_a_credential_field_loses_its_value_and_text_fields_are_redacted() -> None:
+    stream = io.StringIO()
+    configure_logging("INFO", stream)
+    token = "pf_" + "x" * 40
+    get_logger("server").info(
+        f"user signed in with {token}",
+        token=token,
+        path=f"/ws/events?token={token}",
+        details={"password": "hunter2", "url": "postgresql://u:pw@h/db", "n": 1},
+    )
+    text = stream.getvalue()
+    assert token not in text
+    assert "hunter2" not in text
+    assert "u:pw" not in text
+    line = json.loads(text.strip().splitlines()[-1])
+    assert line["token"] == "[REDACTED]"
+    assert line["path"] == "/ws/events?token=[REDACTED]"
+    assert line["details"] == {
+        "password": "[REDACTED]",
+        "url": "postgresql://[REDACTED]",
+        "n": 1,
+    }
+
+
+def test_a_foreign_library_logger_writes_redacted_json_lines() -> None:
+    import logging
+
+    stream = io.StringIO()
+    configure_logging("INFO", stream, foreign=("uvicorn",))
+    access = logging.getLogger("uvicorn.access")
+    access.setLevel("INFO")
+    try:
+        access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5", "GET", "/x?token=pf_secret", "1.1", 200)
+    finally:
+        uvicorn = logging.getLogger("uvicorn")
+        uvicorn.handlers.clear()
+        uvicorn.propagate = True
+    line = json.loads(stream.getvalue().strip().splitlines()[-1])
+    assert line["component"] == "uvicorn.access"
+    assert "pf_secret" not in line["msg"]
+    assert "token=[REDACTED]" in line["msg"]

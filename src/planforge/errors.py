@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from planforge.redact import is_secret_key, redact_text
+
 __all__ = [
     "InvalidPlannerMetadata",
     "NoActivePlannersError",
@@ -63,9 +65,13 @@ class SettingsError(PlannerError):
     """An environment variable holds a value planforge cannot use."""
 
     def __init__(self, variable: str, value: object, problem: str) -> None:
-        shown = "<unset>" if value is None else repr(value)
+        if is_secret_key(variable) and value is not None:
+            value = "<hidden>"  # a URL or token variable: its value may carry a password
+            shown = value
+        else:
+            shown = "<unset>" if value is None else repr(value)
         super().__init__(
-            f"{variable}={shown} is not valid: {problem}. Fix or unset {variable}.",
+            f"{variable}={shown} is not valid: {redact_text(problem)}. Fix or unset {variable}.",
             where="settings",
             context={"variable": variable, "value": value},
         )

@@ -74,7 +74,8 @@ def test_a_malformed_value_names_its_variable(
         load_runtime_settings()
     assert caught.value.variable == variable
     assert variable in str(caught.value)
-    assert caught.value.value == value
+    secret = variable.endswith("_URL")  # a URL may carry a password: never shown
+    assert caught.value.value == ("<hidden>" if secret else value)
 
 
 def test_a_bad_keyword_override_names_the_variable() -> None:
@@ -90,3 +91,16 @@ def test_settings_are_immutable() -> None:
     assert settings.max_users == 10
     with pytest.raises(ValueError, match="frozen"):
         settings.max_users = 11  # type: ignore[misc]
+
+
+def test_a_malformed_redis_url_is_refused_without_showing_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from planforge.errors import SettingsError
+    from planforge.runtime.settings import load_runtime_settings
+
+    monkeypatch.setenv("PLANFORGE_REDIS_URL", "http://ops:hunter2@cache:6379/0")
+    with pytest.raises(SettingsError, match="PLANFORGE_REDIS_URL") as info:
+        load_runtime_settings()
+    assert "hunter2" not in info.value.message
+    assert "redis://" in info.value.message

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import textwrap
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,9 +20,10 @@ from tests.server.test_plans import PLUGINS
 
 
 class Server:
-    def __init__(self, base: str, token: str) -> None:
+    def __init__(self, base: str, token: str, log_path: Path) -> None:
         self.base = base
         self.token = token
+        self.log_path = log_path
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +45,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     }
     env.pop("PLANFORGE_REDIS_URL", None)
     with serving(env, tmp_path / "server.log") as base:
-        yield Server(base, token)
+        yield Server(base, token, tmp_path / "server.log")
 
 
 def test_a_served_run_is_reachable_over_http_and_streamed_over_a_websocket(
@@ -87,3 +90,21 @@ def test_a_served_websocket_with_a_wrong_token_is_closed_with_4401(server: Serve
         events.recv(timeout=10)
     assert closed.value.rcvd is not None
     assert closed.value.rcvd.code == 4401
+
+
+def test_no_token_given_in_a_query_string_reaches_the_server_log(server: Server) -> None:
+    ws_base = server.base.replace("http://", "ws://")
+    status, _ = http("GET", f"{server.base}/plans?token={server.token}&since=1")
+    assert status == 401  # a query token is no way to call HTTP routes
+    with connect(f"{ws_base}/ws/events?token={server.token}") as events:
+        events.send("hello")
+    deadline = time.monotonic() + 10.0
+    text = server.log_path.read_text()
+    while text.count("token=[REDACTED]") < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        text = server.log_path.read_text()
+    assert server.token not in text
+    assert server.token[3:20] not in text
+    access = [json.loads(line) for line in text.splitlines() if "token=" in line]
+    assert {line["component"] for line in access} >= {"uvicorn.access", "uvicorn.error"}
+    assert all("token=[REDACTED]" in line["msg"] for line in access)

@@ -15,5 +15,10 @@ def db_upgrade() -> None:
     """Apply the configuration store's migrations (also done automatically on first use)."""
     with _store() as store:
         store.migrate()
-        where = store.url.render_as_string(hide_password=True)
+        url = store.url
+    # where, without the URL itself: a URL may carry a password
+    if store.backend == "sqlite":
+        where = f"SQLite file {url.database}"
+    else:
+        where = f"{store.backend} database {url.database!r} on {url.host}:{url.port or 'default'}"
     typer.echo(f"database is up to date: {where}")

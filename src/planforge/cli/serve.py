@@ -36,12 +36,17 @@ def serve(
         _fail(f"--log-level {log_level!r} is not one of {', '.join(levels)}")
     from planforge.logs import configure_logging
 
-    # planforge's own JSON lines (requests with their ids, runs) go to stderr at this level
-    configure_logging("DEBUG" if log_level.lower() == "trace" else log_level.upper())
+    # planforge's JSON lines (requests with their ids, runs) and uvicorn's own (its access
+    # log among them) go to stderr through one handler that redacts credentials; uvicorn is
+    # told to leave logging alone (log_config=None) so its plain-text handlers never appear.
+    configure_logging(
+        "DEBUG" if log_level.lower() == "trace" else log_level.upper(), foreign=("uvicorn",)
+    )
     uvicorn.run(
         APP_FACTORY,
         factory=True,
         host=host,
         port=port,
         log_level=log_level.lower(),
+        log_config=None,
     )

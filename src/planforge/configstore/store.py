@@ -70,6 +70,7 @@ from planforge.configstore.records import (
 )
 from planforge.holistic.config import ConfigError, parse_config
 from planforge.logs import get_logger
+from planforge.redact import redact_text
 
 if TYPE_CHECKING:
     from planforge.portfolio.planner import HolisticPortfolioPlanner
@@ -253,6 +254,14 @@ def _storable_id(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= _MAX_ID
 
 
+def _database_problem(error: BaseException) -> str:
+    """The driver's own first line about a failure (redacted), without SQL or parameters."""
+    cause = getattr(error, "orig", None) or error
+    lines = str(cause).strip().splitlines()
+    first = lines[0] if lines else type(cause).__name__
+    return redact_text(f"{type(cause).__name__}: {first}"[:300])
+
+
 class ConfigStore:
     """Versioned planner configurations, bucket assignments, presets and their audit trail."""
 
@@ -265,10 +274,11 @@ class ConfigStore:
             self.url = resolve_url(url, home=home)
             self._engine = create_store_engine(self.url, echo=echo)
         except (SQLAlchemyError, ValueError, OSError) as exc:
+            # the URL may carry a password: the message names the problem, never the URL
+            where = "the given database URL" if url else "PLANFORGE_DATABASE_URL"
             raise StoreError(
-                f"Cannot use the database URL {url or '(from PLANFORGE_DATABASE_URL)'}: {exc}. "
-                "Give sqlite:///PATH or postgresql://USER@HOST:PORT/DB (PLANFORGE_DATABASE_URL).",
-                url=str(url),
+                f"Cannot use {where}: {redact_text(str(exc))}. Give a sqlite:/// file path or "
+                "a postgresql:// URL (user, host, port and database).",
             ) from exc
         self._sqlite = is_sqlite(self._engine)
         self._write_engine = (
@@ -298,8 +308,13 @@ class ConfigStore:
         """The SQLAlchemy engine (for diagnostics and benchmarks; use the methods to write)."""
         return self._engine
 
+    @property
+    def backend(self) -> str:
+        """`sqlite` or `postgresql`: what messages may say about the database."""
+        return str(self.url.get_backend_name())
+
     def __repr__(self) -> str:
-        return f"ConfigStore({self.url.render_as_string(hide_password=True)!r})"
+        return f"ConfigStore(backend={self.backend!r})"  # a URL may carry a password
 
     def __enter__(self) -> Self:
         return self
@@ -363,10 +378,10 @@ class ConfigStore:
         try:
             yield
         except (DBAPIError, SQLAlchemyError) as exc:
-            detail = getattr(exc, "orig", None) or exc
             raise StoreError(
-                f"The database failed to {action}: {detail}. Check that the database at "
-                f"{self.url.render_as_string(hide_password=True)} is reachable and writable.",
+                f"The database failed to {action}: {_database_problem(exc)}. Check that the "
+                f"{self.backend} database named by PLANFORGE_DATABASE_URL is reachable and "
+                "writable.",
                 action=action,
             ) from exc
 

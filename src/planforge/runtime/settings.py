@@ -50,8 +50,8 @@ class RuntimeSettings(BaseSettings):
             return None
         if not url.startswith(_REDIS_SCHEMES):
             raise ValueError(
-                "expected a URL starting with redis://, rediss:// or unix:// "
-                "(for example redis://127.0.0.1:6379/0)"
+                "expected a URL starting with redis://, rediss:// or unix:// followed by the "
+                "host, port and database number"
             )
         return url
 
