@@ -371,3 +371,30 @@ def test_abtest_same_config_is_a_tie_and_errors_name_the_file(
         runner.invoke(app, ["abtest", "default", str(missing), "--context", str(EXAMPLE)])
     )
     assert str(missing) in line
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "command"),
+    [
+        ("deep.toml", "a = " + "[" * 3000 + "]" * 3000, ["config", "validate"]),
+        ("deep.json", '{"x": ' + "[" * 3000 + "]" * 3000 + "}", ["plan", OBJECTIVE, "--context"]),
+        ("nan.json", '{"cash": NaN}', ["plan", OBJECTIVE, "--context"]),
+    ],
+)
+def test_a_hostile_document_is_one_line_of_error_and_no_traceback(
+    tmp_path: Path, name: str, text: str, command: list[str]
+) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    result = subprocess.run(
+        [sys.executable, "-m", "planforge.cli", *command, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("error: ")
+    assert "PLANFORGE_MAX_NESTING" in lines[0] or "finite" in lines[0]

@@ -62,7 +62,9 @@ def test_a_foreign_library_logger_writes_redacted_json_lines() -> None:
     access = logging.getLogger("uvicorn.access")
     access.setLevel("INFO")
     try:
-        access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5", "GET", "/x?token=pf_secret", "1.1", 200)
+        access.info(
+            '%s - "%s %s HTTP/%s" %d', "127.0.0.1:5", "GET", "/x?token=pf_secret", "1.1", 200
+        )
     finally:
         uvicorn = logging.getLogger("uvicorn")
         uvicorn.handlers.clear()

@@ -48,8 +48,20 @@ def test_text_without_credentials_is_unchanged(text: str) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["token", "TOKEN", "db_password", "api_key", "apiKey", "X-Auth-Token", "client_secret",
-     "PLANFORGE_DATABASE_URL", "redis_url", "dsn", "authorization", "cookie"],
+    [
+        "token",
+        "TOKEN",
+        "db_password",
+        "api_key",
+        "apiKey",
+        "X-Auth-Token",
+        "client_secret",
+        "PLANFORGE_DATABASE_URL",
+        "redis_url",
+        "dsn",
+        "authorization",
+        "cookie",
+    ],
 )
 def test_credential_names_are_secret(name: str) -> None:
     assert is_secret_key(name)

@@ -27,6 +27,7 @@ __all__ = ["configure_logging", "get_logger", "redact_secrets"]
 
 _ROOT = "planforge"
 _NESTING_SHOWN: Final = 6  # deeper values of a logged field are shown as their type only
+_MAX_TRACE_CHARS: Final = 8000  # the tail of a traceback kept in one log line
 
 
 def add_timestamp(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -63,9 +64,7 @@ def _redacted(value: Any, depth: int = 0) -> Any:
     return redact_text(str(value))
 
 
-def redact_secrets(
-    _: Any, __: str, event: MutableMapping[str, Any]
-) -> MutableMapping[str, Any]:
+def redact_secrets(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Credentials never leave in a log line, whichever field carries them."""
     for key, value in event.items():
         if key in ("ts", "level", "component"):
@@ -115,7 +114,10 @@ class _LineFormatter(logging.Formatter):
             "msg": redact_text(message),
         }
         if record.exc_info:
-            line["exception"] = redact_text(self.formatException(record.exc_info))
+            trace = self.formatException(record.exc_info)
+            if len(trace) > _MAX_TRACE_CHARS:  # a recursion's trace runs to megabytes
+                trace = "...\n" + trace[-_MAX_TRACE_CHARS:]
+            line["exception"] = redact_text(trace)
         return json.dumps(line, separators=(",", ":"))
 
 

@@ -288,6 +288,25 @@ def test_bad_toml_reports_line_and_column(registry: ModuleRegistry) -> None:
     assert "not valid TOML" in error.value.message
 
 
+@pytest.mark.parametrize(
+    "document",
+    ["a = " + "[" * 3000 + "]" * 3000, "b = " + "{b = " * 1000 + "1" + "}" * 1000],
+    ids=["arrays", "inline-tables"],
+)
+def test_a_deeply_nested_document_is_a_config_error_naming_the_limit(
+    registry: ModuleRegistry, document: str
+) -> None:
+    with pytest.raises(ConfigError, match="PLANFORGE_MAX_NESTING"):
+        parse(document, registry)
+
+
+def test_a_non_finite_number_is_a_config_error_naming_the_key(registry: ModuleRegistry) -> None:
+    with pytest.raises(ConfigError) as error:
+        parse("[planner]\ncost_penalty_factor = inf\n", registry)
+    assert error.value.key == "planner.cost_penalty_factor"
+    assert "finite" in error.value.message
+
+
 def test_an_oversized_document_is_refused_before_parsing(
     registry: ModuleRegistry, tmp_path: Path
 ) -> None:

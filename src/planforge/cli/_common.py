@@ -21,7 +21,10 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for machine
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
+    from planforge.redact import redact_text
+
     first_line = message.strip().splitlines()[0] if message.strip() else "failed"
+    first_line = redact_text(first_line)
     typer.echo(f"error: {first_line}", err=True)
     raise typer.Exit(code)
 
@@ -73,19 +76,22 @@ def _read_context(path: Path) -> dict[str, Any]:
         _fail(f"context file {path} not found; give a JSON or TOML file with --context")
     if not path.is_file():
         _fail(f"context {path} is not a file; give a JSON or TOML file with --context")
-    text = path.read_text(encoding="utf-8")
-    if path.suffix.lower() == ".toml":
-        import tomllib
+    import tomllib
 
-        try:
-            data: Any = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            _fail(f"{path} is not valid TOML: {exc}")
-    else:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            _fail(f"{path} is not valid JSON: {exc}")
+    from planforge.documents import DocumentError, load_json, load_toml
+
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() == ".toml":
+            data: Any = load_toml(text, source=str(path))
+        else:
+            data = load_json(text, source=str(path))
+    except tomllib.TOMLDecodeError as exc:
+        _fail(f"{path} is not valid TOML: {exc}")
+    except json.JSONDecodeError as exc:
+        _fail(f"{path} is not valid JSON: {exc}")
+    except DocumentError as exc:
+        _fail(exc.message)
     if not isinstance(data, dict):
         _fail(f"{path} must hold a JSON object or TOML table at the top level")
     return data

@@ -39,6 +39,7 @@ from typing import Any, Final
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from planforge.documents import DocumentError, find_non_finite, load_toml
 from planforge.errors import PlannerError
 from planforge.holistic.cache import sha256_digest
 from planforge.holistic.modules import KINDS, HolisticModule
@@ -302,13 +303,19 @@ def parse_config(
     """Validate a whole configuration; raises `ConfigError` naming the first bad key."""
     _check_size(len(text.encode("utf-8", errors="replace")), source)
     try:
-        document = tomllib.loads(text)
+        document = load_toml(text, source=source)
     except tomllib.TOMLDecodeError as exc:
         position = _TOML_POSITION.search(str(exc))
         line, column = (int(position[1]), int(position[2])) if position else (None, None)
         raise ConfigError(
             f"not valid TOML: {exc}", source=source, line=line, column=column
         ) from exc
+    except DocumentError as exc:
+        raise ConfigError(exc.problem, source=source) from None
+    non_finite = find_non_finite(document)
+    if non_finite is not None:
+        key, value = non_finite
+        raise ConfigError(f"{key}: must be a finite number, got {value}", key=key, source=source)
     for key, value in document.items():
         if key == _SCHEMA_KEY:
             if not isinstance(value, str):

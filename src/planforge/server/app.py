@@ -47,6 +47,8 @@ def _status_for(error: PlannerError) -> int:
         return 504
     if name in {"DocumentTooLarge"}:
         return 413
+    if name in {"NonFiniteNumber"}:
+        return 422
     if name in {"AuthenticationError"}:
         return 401
     if name in {"PermissionDenied"}:

@@ -24,11 +24,12 @@ from planforge.holistic.abtest import compare
 from planforge.holistic.config import ConfigError, HolisticConfig
 from planforge.portfolio.planner import PRESETS, HolisticPortfolioPlanner, preset_text
 from planforge.server.auth import Admin, Viewer, service
+from planforge.server.bodies import CheckedJSONRoute
 from planforge.server.state import ServiceState
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["configurations"])
+router = APIRouter(tags=["configurations"], route_class=CheckedJSONRoute)
 
 State = Annotated[ServiceState, Depends(service)]
 Text = Annotated[str, Field(max_length=MAX_DOCUMENT_BYTES)]

@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from planforge import __version__
 from planforge.runtime.bus import RedisEventBus
+from planforge.server.bodies import CheckedJSONRoute
 from planforge.server.state import ServiceState
 
 __all__ = [
@@ -37,7 +38,7 @@ MAX_BODY_BYTES: Final = 1024 * 1024
 CHECK_TIMEOUT_S: Final = 2.0
 PROMETHEUS_CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], route_class=CheckedJSONRoute)
 
 
 class _StateCollector(Collector):

@@ -12,11 +12,12 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from planforge.server.auth import Viewer, service
+from planforge.server.bodies import CheckedJSONRoute
 from planforge.server.state import ServiceState
 
 __all__ = ["SelectRequest", "router"]
 
-router = APIRouter(tags=["planners"])
+router = APIRouter(tags=["planners"], route_class=CheckedJSONRoute)
 
 State = Annotated[ServiceState, Depends(service)]
 

@@ -20,12 +20,13 @@ from planforge.logs import get_logger
 from planforge.runtime.context import UserExecutionContext
 from planforge.runtime.engine import ExecutionEngine
 from planforge.server.auth import Operator, Viewer, service
+from planforge.server.bodies import CheckedJSONRoute
 from planforge.server.runs import RunRegistry
 from planforge.server.state import ServiceState
 
 __all__ = ["PlanRequest", "router", "runs_of"]
 
-router = APIRouter(tags=["plans"])
+router = APIRouter(tags=["plans"], route_class=CheckedJSONRoute)
 _log = get_logger("server.plans")
 _ERROR_TEXT_LIMIT = 2000
 

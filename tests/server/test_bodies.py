@@ -1,0 +1,185 @@
+"""Hostile documents against a real `planforge serve`: deep nesting and non-finite numbers.
+
+Each answer is a clear 4xx naming the limit or the field, the keep-alive connection stays
+usable, and the server writes one short log line per request, never a traceback.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from planforge.configstore.store import ConfigStore
+from tests.server._served import serving
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "portfolio.json"
+DEEP_ARRAY = "a = " + "[" * 3000 + "]" * 3000
+DEEP_TABLE = "b = " + "{b = " * 1000 + "1" + "}" * 1000
+
+
+@dataclass
+class Served:
+    host: str
+    port: int
+    tokens: dict[str, str]
+    log_path: Path
+
+    def connection(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection(self.host, self.port, timeout=30)
+
+    def headers(self, role: str, content_type: str = "application/json") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[role]}", "Content-Type": content_type}
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    tmp_path = tmp_path_factory.mktemp("bodies")
+    database = f"sqlite:///{tmp_path / 'store.db'}"
+    with ConfigStore(database) as store:
+        tokens = {role: store.create_user(f"u-{role}", role)[1] for role in ("admin", "operator")}
+    env = {
+        **os.environ,
+        "PLANFORGE_DATABASE_URL": database,
+        "FACTORY_CACHE_DIR": str(tmp_path / "cache"),
+        "FACTORY_STATE_DIR": str(tmp_path / "state"),
+    }
+    env.pop("PLANFORGE_REDIS_URL", None)
+    log_path = tmp_path / "server.log"
+    with serving(env, log_path) as base:
+        host, _, port = base.removeprefix("http://").partition(":")
+        yield Served(host, int(port), tokens, log_path)
+
+
+def exchange(
+    connection: http.client.HTTPConnection,
+    method: str,
+    path: str,
+    body: bytes | None,
+    headers: dict[str, str],
+) -> tuple[int, dict[str, Any]]:
+    connection.request(method, path, body=body, headers=headers)
+    response = connection.getresponse()
+    return response.status, json.loads(response.read())
+
+
+def toml_requests() -> list[tuple[str, str, dict[str, Any]]]:
+    """(route, role, body) for every JSON route that takes a TOML document."""
+    context = json.loads(EXAMPLE.read_text())
+    return [
+        ("/configs", "admin", {"name": "deep", "title": "Deep", "toml": "{}"}),
+        ("/configs/dry-run", "operator", {"toml": "{}"}),
+        ("/presets", "admin", {"name": "deep", "toml": "{}"}),
+        ("/abtest", "operator", {"config_a": "{}", "config_b": "default", "context": context}),
+    ]
+
+
+@pytest.mark.parametrize("document", [DEEP_ARRAY, DEEP_TABLE], ids=["array", "table"])
+@pytest.mark.parametrize(("route", "role", "template"), toml_requests(), ids=lambda x: str(x))
+def test_a_deeply_nested_toml_document_is_a_400_naming_the_limit(
+    served: Served, document: str, route: str, role: str, template: dict[str, Any]
+) -> None:
+    body = json.loads(json.dumps(template).replace('"{}"', json.dumps(document), 1))
+    connection = served.connection()
+    try:
+        status, answer = exchange(
+            connection, "POST", route, json.dumps(body).encode(), served.headers(role)
+        )
+        assert status == 400, answer
+        assert "PLANFORGE_MAX_NESTING" in answer["message"]
+        assert "32" in answer["message"]
+        # the same keep-alive connection still serves the next request
+        status, _ = exchange(connection, "GET", "/livez", None, {})
+        assert status == 200
+    finally:
+        connection.close()
+
+
+def test_a_deeply_nested_toml_upload_is_a_400_naming_the_limit(served: Served) -> None:
+    boundary = "pfboundary"
+    fields = "".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+        for name, value in (("name", "deep"), ("title", "Deep"))
+    )
+    form = (
+        f"{fields}--{boundary}\r\n"
+        'Content-Disposition: form-data; name="file"; filename="d.toml"\r\n'
+        f"Content-Type: application/toml\r\n\r\n{DEEP_ARRAY}\r\n--{boundary}--\r\n"
+    ).encode()
+    connection = served.connection()
+    try:
+        status, answer = exchange(
+            connection,
+            "POST",
+            "/configs/import",
+            form,
+            served.headers("admin", f"multipart/form-data; boundary={boundary}"),
+        )
+        assert status == 400, answer
+        assert "PLANFORGE_MAX_NESTING" in answer["message"]
+    finally:
+        connection.close()
+
+
+def test_a_deeply_nested_json_body_is_a_400_and_the_connection_survives(
+    served: Served,
+) -> None:
+    deep = '{"objective": "x", "context": {"a": ' + "[" * 3000 + "]" * 3000 + "}}"
+    connection = served.connection()
+    try:
+        status, answer = exchange(
+            connection, "POST", "/plans", deep.encode(), served.headers("operator")
+        )
+        assert status == 400, answer
+        assert answer["error"] == "DocumentTooDeep"
+        assert "PLANFORGE_MAX_NESTING" in answer["message"]
+        status, _ = exchange(connection, "GET", "/livez", None, {})
+        assert status == 200
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize(
+    ("spelled", "field"),
+    [
+        ('{"objective": "x", "context": {"cash": NaN}}', "context.cash"),
+        ('{"objective": "x", "context": {"fx": [1, Infinity]}}', "context.fx[1]"),
+        ('{"objective": "x", "context": {"p": {"q": -1e400}}}', "context.p.q"),
+    ],
+)
+def test_a_non_finite_number_in_a_body_is_a_422_naming_the_field(
+    served: Served, spelled: str, field: str
+) -> None:
+    connection = served.connection()
+    try:
+        status, answer = exchange(
+            connection, "POST", "/plans", spelled.encode(), served.headers("operator")
+        )
+    finally:
+        connection.close()
+    assert status == 422, answer
+    assert answer["error"] == "NonFiniteNumber"
+    assert field in answer["message"]
+
+
+def test_hostile_documents_leave_short_log_lines_and_no_traceback(served: Served) -> None:
+    connection = served.connection()
+    try:
+        for _ in range(3):
+            body = json.dumps({"toml": DEEP_ARRAY}).encode()
+            status, _ = exchange(
+                connection, "POST", "/configs/dry-run", body, served.headers("operator")
+            )
+            assert status == 400
+    finally:
+        connection.close()
+    text = served.log_path.read_text()
+    assert "Traceback" not in text
+    assert "RecursionError" not in text
+    assert max(len(line) for line in text.splitlines()) < 2000
