@@ -528,3 +528,32 @@ def test_postgres_url_from_the_environment_is_used(
     with ConfigStore.from_environment() as store:
         assert store.engine.dialect.name == "postgresql"
         assert len(store.list_presets()) == 3
+
+
+def test_a_nul_character_gets_the_same_clear_answer_on_both_databases(
+    store: ConfigStore, base_toml: str
+) -> None:
+    """PostgreSQL refuses NUL in text even to compare it: a lookup by such a name finds
+    nothing and a write names the field, as on SQLite, never a database failure."""
+    config = store.create_new_version("core", "Core", base_toml).config
+    store.assign_config_to_bucket("core", config.id)
+    with pytest.raises(BucketNotFound):
+        store.get_bucket_config("b\x00x")
+    with pytest.raises(ConfigNotFound):
+        store.get_active("co\x00re")
+    with pytest.raises(ConfigNotFound):
+        store.get_version("co\x00re", 1)
+    with pytest.raises(ConfigNotFound):
+        store.rollback_to_version("core", "co\x00re", 1)
+    with pytest.raises(PresetNotFound):
+        store.get_preset("def\x00ault")
+    assert store.get_version_history("co\x00re") == []
+    assert store.bucket_history("b\x00x") == []
+    assert store.list_presets(tag="bal\x00anced") == []
+    with pytest.raises(InvalidInput, match="NUL"):
+        store.assign_config_to_bucket("core", config.id, reason="why\x00not")
+    with pytest.raises(InvalidInput, match="control characters"):
+        store.create_new_version("n\x00ul", "Nul", base_toml)
+    with pytest.raises(InvalidInput, match="NUL"):
+        store.create_new_version("core", "Core", base_toml, description="d\x00")
+    assert store.get_bucket_config("core") == config

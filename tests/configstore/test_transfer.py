@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import tomllib
 import uuid
 from collections.abc import Iterator
@@ -173,16 +172,11 @@ def test_a_broken_header_is_a_clear_error(text: str, line: int, words: str) -> N
 # -- through a real store ---------------------------------------------------------------------
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ConfigStore]:
-    if request.param == "postgres":
-        url = os.environ.get("PLANFORGE_TEST_POSTGRES_URL")
-        if not url:
-            pytest.skip("PLANFORGE_TEST_POSTGRES_URL is not set")
-        opened = ConfigStore(url)
-    else:
-        opened = ConfigStore(home=tmp_path / "a")
-    with opened:
+@pytest.fixture
+def store(store_url: str) -> Iterator[ConfigStore]:
+    """A SQLite file, or a PostgreSQL schema of this test's own (see conftest.py): never the
+    public schema, whose migration state belongs to whoever used the database last."""
+    with ConfigStore(store_url) as opened:
         yield opened
 
 

@@ -222,7 +222,16 @@ def _check_optional_text(field: str, value: object) -> str | None:
         raise InvalidInput(field, value, f"must be a string, got {type(value).__name__}")
     if len(value) > MAX_DOCUMENT_BYTES:
         raise InvalidInput(field, value[:40] + "...", f"must be under {MAX_DOCUMENT_BYTES} chars")
+    if "\x00" in value:  # PostgreSQL cannot store it; SQLite would: refuse it on both
+        raise InvalidInput(field, value[:40], "must not contain NUL characters")
     return value
+
+
+def _findable(name: object) -> bool:
+    """Could a stored name equal this one? A name with a control character (a NUL, which
+    PostgreSQL refuses to even compare) was never stored, so a lookup by it finds nothing
+    on both databases without asking either."""
+    return isinstance(name, str) and not any(unicodedata.category(char) == "Cc" for char in name)
 
 
 def _check_tags(tags: Sequence[str]) -> tuple[str, ...]:
@@ -560,6 +569,8 @@ class ConfigStore:
         return _config(row)
 
     def get_version(self, name: str, version: int) -> ConfigVersion:
+        if not _findable(name):
+            raise ConfigNotFound(name=name, version=version)
         with self._reading("read a configuration version") as connection:
             row = connection.execute(_VERSION_BY_NAME, {"name": name, "version": version}).first()
         if row is None:
@@ -567,6 +578,8 @@ class ConfigStore:
         return _config(row)
 
     def get_active(self, name: str) -> ConfigVersion:
+        if not _findable(name):
+            raise ConfigNotFound(name=name)
         with self._reading("read the active configuration") as connection:
             row = connection.execute(_ACTIVE_BY_NAME, {"name": name}).first()
         if row is None:
@@ -575,6 +588,8 @@ class ConfigStore:
 
     def get_version_history(self, name: str) -> list[ConfigVersion]:
         """Every version of `name`, oldest first (empty when the name is unknown)."""
+        if not _findable(name):
+            return []
         with self._reading("read a configuration history") as connection:
             rows = connection.execute(
                 select(*_CONFIG_COLUMNS).where(C.name == name).order_by(C.version)
@@ -627,6 +642,8 @@ class ConfigStore:
         _check_text("bucket", bucket, NAME_LENGTH)
         _check_text("assigned_by", assigned_by, NAME_LENGTH)
         reason = _check_optional_text("reason", reason)
+        if not _findable(name):
+            raise ConfigNotFound(name=name, version=version)
         note = f"rollback to {name} v{version}" + (f": {reason}" if reason else "")
         with self._writing("roll a bucket back") as connection:
             if connection.execute(_BUCKET_CONFIG, {"bucket": bucket}).first() is None:
@@ -709,6 +726,8 @@ class ConfigStore:
 
     def get_bucket_config(self, bucket: str) -> ConfigVersion:
         """The configuration `bucket` runs now: one indexed query."""
+        if not _findable(bucket):
+            raise BucketNotFound(bucket)
         with self._reading("read a bucket's configuration") as connection:
             row = connection.execute(_BUCKET_CONFIG, {"bucket": bucket}).first()
         if row is None:
@@ -717,6 +736,8 @@ class ConfigStore:
 
     def bucket_history(self, bucket: str) -> list[BucketAssignment]:
         """Every assignment of `bucket`, oldest first (empty when the bucket is unknown)."""
+        if not _findable(bucket):
+            return []
         with self._reading("read a bucket's history") as connection:
             rows = connection.execute(
                 select(*_ASSIGNMENT_COLUMNS)
@@ -732,6 +753,8 @@ class ConfigStore:
             raise InvalidInput(
                 "when", when, "give a time-zone aware datetime, e.g. datetime.now(UTC)"
             )
+        if not _findable(bucket):
+            return None
         with self._reading("read a bucket's history") as connection:
             row = connection.execute(
                 select(*_ASSIGNMENT_COLUMNS)
@@ -826,6 +849,8 @@ class ConfigStore:
         if isinstance(id_or_name, bool) or not isinstance(id_or_name, int | str):
             raise InvalidInput("preset", id_or_name, "give a preset id or name")
         found: int | None = None
+        if isinstance(id_or_name, str) and not _findable(id_or_name):
+            raise PresetNotFound(id_or_name)
         if isinstance(id_or_name, str):
             found = connection.execute(select(P.id).where(P.name == id_or_name)).scalar()
             if found is None and id_or_name.isdigit():
@@ -844,6 +869,8 @@ class ConfigStore:
         """All presets by name, or those carrying `tag` (tags are lower case)."""
         query = select(*_PRESET_COLUMNS).order_by(P.name)
         if tag is not None:
+            if not _findable(tag):
+                return []
             wanted = tag.strip().lower()
             query = query.where(
                 P.id.in_(select(PresetTagRow.preset_id).where(PresetTagRow.tag == wanted))
