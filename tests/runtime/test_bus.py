@@ -191,12 +191,18 @@ def test_the_per_user_buffer_is_bounded() -> None:
     assert late.user_sequences == [18, 19, 20]
 
 
-def test_a_since_beyond_the_last_sequence_replays_everything_kept() -> None:
-    # a client that saw a previous server process (higher numbers) must not miss new events
+def test_a_since_beyond_the_last_sequence_replays_nothing() -> None:
+    # the client is told the current sequence instead (see the WebSocket route)
     bus = InProcessEventBus()
     for sequence in range(1, 4):
         bus.publish(event("alice", sequence))
-    assert [e.user_sequence for e in bus.replay("alice", 500)] == [1, 2, 3]
+    assert bus.replay("alice", 500) == []
+    assert bus.replay("alice", 3) == []
+    late = Collector()
+    bus.subscribe("alice", late, since=500)
+    bus.publish(event("alice", 4))
+    assert late.user_sequences == [4]
+    assert bus.last_sequence("alice") == 4
 
 
 def test_a_raising_subscriber_is_counted_and_never_breaks_publish() -> None:
@@ -452,6 +458,22 @@ def test_resubscribing_with_since_n_gets_exactly_what_was_missed(
     time.sleep(0.1)
     assert again.user_sequences == [6, 7, 8, 9, 10, 11]
     assert first.user_sequences == [1, 2, 3, 4, 5]
+
+
+def test_a_since_ahead_of_a_redis_stream_replays_nothing_and_goes_live(
+    make_bus: Callable[..., RedisEventBus],
+) -> None:
+    listener, publisher = make_bus(), make_bus()
+    for sequence in range(1, 4):
+        publisher.publish(event("alice", sequence))
+    assert publisher.replay("alice", 500) == []
+    ahead = Collector()
+    listener.subscribe("alice", ahead, since=500)
+    publisher.publish(event("alice", 4))
+    assert wait_until(lambda: len(ahead.events) == 1)
+    time.sleep(0.1)
+    assert ahead.user_sequences == [4]
+    assert listener.last_sequence("alice") == 4
 
 
 def test_a_second_local_subscriber_with_since_gets_its_replay_then_live(

@@ -20,10 +20,11 @@ from tests.server.test_plans import PLUGINS
 
 
 class Server:
-    def __init__(self, base: str, token: str, log_path: Path) -> None:
+    def __init__(self, base: str, token: str, log_path: Path, database: str) -> None:
         self.base = base
         self.token = token
         self.log_path = log_path
+        self.database = database
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     }
     env.pop("PLANFORGE_REDIS_URL", None)
     with serving(env, tmp_path / "server.log") as base:
-        yield Server(base, token, tmp_path / "server.log")
+        yield Server(base, token, tmp_path / "server.log", database)
 
 
 def test_a_served_run_is_reachable_over_http_and_streamed_over_a_websocket(
@@ -108,3 +109,83 @@ def test_no_token_given_in_a_query_string_reaches_the_server_log(server: Server)
     access = [json.loads(line) for line in text.splitlines() if "token=" in line]
     assert {line["component"] for line in access} >= {"uvicorn.access", "uvicorn.error"}
     assert all("token=[REDACTED]" in line["msg"] for line in access)
+
+
+def run_echo(server: Server, n: int) -> str:
+    status, body = http(
+        "POST",
+        f"{server.base}/plans",
+        server.token,
+        {"objective": "echo", "planner": "echo", "context": {"n": n}},
+    )
+    assert status == 202, body
+    run_id: str = body["run_id"]
+    deadline = time.monotonic() + 30
+    while http("GET", f"{server.base}/plans/{run_id}", server.token)[1]["status"] == "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    return run_id
+
+
+def test_a_since_ahead_of_the_stream_replays_nothing_and_says_the_current_sequence(
+    server: Server,
+) -> None:
+    run_echo(server, 1)  # at least one event exists for alice
+    ws_base = server.base.replace("http://", "ws://")
+    headers = {"Authorization": f"Bearer {server.token}"}
+    with connect(f"{ws_base}/ws/events?since=0", additional_headers=headers) as events:
+        current = 0
+        while True:  # the whole buffer, to learn the current sequence
+            try:
+                current = json.loads(events.recv(timeout=1))["user_sequence"]
+            except TimeoutError:
+                break
+    assert current >= 3
+    with connect(
+        f"{ws_base}/ws/events?since={current + 1000}", additional_headers=headers
+    ) as events:
+        notice = json.loads(events.recv(timeout=10))
+        assert notice["type"] == "stream_position"
+        assert notice["user_sequence"] == current
+        assert str(current) in notice["message"]
+        run_id = run_echo(server, 1)
+        live = json.loads(events.recv(timeout=10))
+    assert live["type"] == "agent_started"
+    assert live["run_id"] == run_id
+    assert live["user_sequence"] == current + 1
+
+
+def test_a_user_the_runtime_cannot_serve_is_refused_with_a_policy_close(server: Server) -> None:
+    """A user stored before names were checked ('op sp' is no valid id) is refused for good
+    (1008), not told to try again later (1013)."""
+    import hashlib
+    import secrets
+    from datetime import UTC, datetime
+
+    from sqlalchemy import create_engine, text
+
+    token = "pf_" + secrets.token_urlsafe(32)
+    engine = create_engine(server.database)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO api_users (name, role, token_hash, created_at) "
+                "VALUES (:name, 'operator', :hash, :at)"
+            ),
+            {
+                "name": "op sp",
+                "hash": hashlib.sha256(token.encode()).hexdigest(),
+                "at": datetime.now(UTC),
+            },
+        )
+    engine.dispose()
+    ws_base = server.base.replace("http://", "ws://")
+    with (
+        connect(
+            f"{ws_base}/ws/events", additional_headers={"Authorization": f"Bearer {token}"}
+        ) as events,
+        pytest.raises(ConnectionClosed) as closed,
+    ):
+        events.recv(timeout=10)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1008

@@ -62,6 +62,8 @@ class EventBus(Protocol):
 
     def replay(self, user_id: str, since: int = 0) -> list[RuntimeEvent]: ...
 
+    def last_sequence(self, user_id: str) -> int: ...
+
     def metrics(self) -> dict[str, int]: ...
 
     def close(self) -> None: ...
@@ -132,9 +134,10 @@ class _UserStream:
         self.failures = 0
 
     def after(self, since: int) -> list[RuntimeEvent]:
-        """Buffered events with user_sequence > since (all of them if the stream restarted)."""
-        if since > self.sequence:
-            since = 0  # the client saw a previous incarnation of this stream: send everything
+        """Buffered events with user_sequence > since; none when `since` is ahead of the stream
+        (the caller tells the client the current sequence: see `last_sequence`)."""
+        if since >= self.sequence:
+            return []
         first = self.sequence - len(self.buffer) + 1
         return list(islice(self.buffer, max(0, since - first + 1), None))
 
@@ -530,7 +533,7 @@ class RedisEventBus:
         _check_since(since)
         try:
             top = self._top(user_id)
-            return self._read(user_id, 0 if since > top else since)
+            return [] if since >= top else self._read(user_id, since)
         except self._redis_errors as exc:
             raise EventBusError(
                 f"could not read events from Redis ({type(exc).__name__}: {exc})",
@@ -539,7 +542,13 @@ class RedisEventBus:
 
     def last_sequence(self, user_id: str) -> int:
         check_id("user_id", user_id)
-        return self._top(user_id)
+        try:
+            return self._top(user_id)
+        except self._redis_errors as exc:
+            raise EventBusError(
+                f"could not read events from Redis ({type(exc).__name__}: {exc})",
+                user_id=user_id,
+            ) from exc
 
     # -- subscribing ------------------------------------------------------------------------
 
@@ -666,10 +675,8 @@ class RedisEventBus:
         done: threading.Event,
     ) -> None:
         last = state.last or 0
-        if since is not None and subscriber.active:
-            start = 0 if since > last else since
-            if start < last:
-                self._deliver(user_id, self._read(user_id, start, last), (subscriber,))
+        if since is not None and subscriber.active and since < last:
+            self._deliver(user_id, self._read(user_id, since, last), (subscriber,))
         state.subscribers = (*state.subscribers, subscriber)
         done.set()
 

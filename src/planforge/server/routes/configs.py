@@ -39,7 +39,8 @@ _PLANNER_KEY: Final = "portfolio_planner"
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: `true` is not a number and `0` is not a boolean
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class CreateConfig(_Body):

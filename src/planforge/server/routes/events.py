@@ -4,25 +4,38 @@ The bus calls subscribers on whichever thread publishes; events cross to the eve
 through `call_soon_threadsafe` into a bounded queue. A client that falls more than the
 queue's bound behind is closed (code 1013) rather than buffered without end; it reconnects
 with `?since=<last user_sequence>` and gets what it missed from the bus's per-user buffer.
+A `since` ahead of the user's stream (a client that saw another incarnation of it) replays
+nothing: the first message is then a `stream_position` notice with the current
+`user_sequence`, and live events follow.
 
-Close codes: 4401 missing or wrong token, 4400 malformed `since`, 1013 too slow or too many
-connections for the user.
+Close codes: 4401 missing or wrong token, 4400 malformed `since`, 1008 a user the runtime
+cannot serve (permanent: do not retry), 1013 too slow or too many connections for the user
+(try again later).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from planforge.errors import PlannerError
 from planforge.logs import get_logger
+from planforge.runtime.bus import EventBusError
 from planforge.runtime.events import RuntimeEvent
 from planforge.server.auth import user_for_websocket
 from planforge.server.state import ServiceState
 
-__all__ = ["CLOSE_BAD_REQUEST", "CLOSE_TOO_SLOW", "CLOSE_UNAUTHORIZED", "router"]
+__all__ = [
+    "CLOSE_BAD_REQUEST",
+    "CLOSE_POLICY",
+    "CLOSE_TOO_SLOW",
+    "CLOSE_UNAUTHORIZED",
+    "STREAM_POSITION",
+    "router",
+]
 
 router = APIRouter(tags=["events"])
 _log = get_logger("server.events")
@@ -30,6 +43,9 @@ _log = get_logger("server.events")
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_BAD_REQUEST = 4400
 CLOSE_TOO_SLOW = 1013  # "try again later"
+CLOSE_POLICY = 1008  # "policy violation": a refusal that retrying cannot change
+#: The notice sent first when `since` is ahead of the user's stream.
+STREAM_POSITION = "stream_position"
 #: Events a connection may hold unsent beyond the bus's replay buffer; `extra["ws_max_pending"]`
 #: on the service state overrides the whole bound.
 EXTRA_PENDING = 1024
@@ -98,9 +114,14 @@ async def _stream(websocket: WebSocket, state: ServiceState, user: str, since: i
             loop.call_soon_threadsafe(enqueue, event)
 
     try:
+        if since is not None:
+            await _tell_position_if_ahead(websocket, state, user, since)
         unsubscribe = state.bus.subscribe(user, on_event, since=since)
-    except PlannerError as exc:
+    except EventBusError as exc:  # a subscriber limit, a closing bus: try again later
         await websocket.close(CLOSE_TOO_SLOW, exc.message[:120])
+        return
+    except PlannerError as exc:  # the runtime cannot serve this user at all
+        await websocket.close(CLOSE_POLICY, exc.message[:120])
         return
     try:
         sender = asyncio.create_task(_send(websocket, queue, limit))
@@ -116,6 +137,23 @@ async def _stream(websocket: WebSocket, state: ServiceState, user: str, since: i
                 task.result()
     finally:
         unsubscribe()
+
+
+async def _tell_position_if_ahead(
+    websocket: WebSocket, state: ServiceState, user: str, since: int
+) -> None:
+    current = await asyncio.to_thread(state.bus.last_sequence, user)
+    if since <= current:
+        return
+    notice = {
+        "type": STREAM_POSITION,
+        "user_sequence": current,
+        "since": since,
+        "message": f"since={since} is ahead of your event stream, whose last event is "
+        f"{current}; nothing was replayed. Resume from user_sequence {current} (or 0 for "
+        "every buffered event).",
+    }
+    await websocket.send_text(json.dumps(notice))
 
 
 async def _send(websocket: WebSocket, queue: asyncio.Queue[object], limit: int) -> None:

@@ -25,7 +25,8 @@ State = Annotated[ServiceState, Depends(service)]
 class SelectRequest(BaseModel):
     """What `POST /planners/select` ranks planners for."""
 
-    model_config = ConfigDict(extra="forbid")
+    # strict: `true` is not a number and `0` is not a boolean
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     objective: str = Field(min_length=1, max_length=10_000)
     capabilities: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(

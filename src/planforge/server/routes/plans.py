@@ -39,7 +39,8 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 class PlanRequest(BaseModel):
     """What to plan: by objective (factory selection), by `planner` name, or by `bucket`."""
 
-    model_config = ConfigDict(extra="forbid")
+    # strict: `true` is not a number and `0` is not a boolean
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     objective: str = Field(min_length=1, max_length=10_000, description="What to plan.")
     context: dict[str, Any] = Field(default_factory=dict, description="The planner's input.")
