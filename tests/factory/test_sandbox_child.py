@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from planforge.errors import SANDBOX_PHASES, SandboxTimeout
+from planforge.errors import SANDBOX_PHASES, PlannerQuarantined, SandboxTimeout
+from planforge.factory.core import PlannerFactory
 from planforge.factory.sandbox import ImportTarget, Sandbox
+from planforge.settings import load_settings
 
 HANGS: dict[str, tuple[str, str]] = {
     "import": (
@@ -157,3 +159,26 @@ def test_a_passing_check_reports_the_last_phase_it_entered(
     )
     only_import = sandbox.check(ImportTarget("pf_phase_fine", search_path=search))
     assert only_import.phase == "import"
+
+
+def test_the_quarantine_reason_carries_the_phase(plugin_dir: Path, tmp_path: Path) -> None:
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "slow_self_test.py").write_text(textwrap.dedent(HANGS["self_test"][1]))
+    settings = load_settings(plugin_dirs=(plugins,), sandbox_timeout_s=1.0)
+    with PlannerFactory(
+        settings,
+        search_path=[str(tmp_path / "empty-site")],
+        cache_dir=tmp_path / "cache",
+        state_dir=tmp_path / "state",
+    ) as factory:
+        with pytest.raises(SandboxTimeout) as caught:
+            factory.get_planner("hung")
+        assert caught.value.phase == "self_test"
+        assert caught.value.message.startswith(
+            "self_test() of planner 'hung' in module 'slow_self_test' did not finish within 1 s"
+        )
+        (entry,) = factory.list_quarantined()
+        assert entry["reason"] == "self_test() did not finish within 1 s (phase self_test)"
+        with pytest.raises(PlannerQuarantined, match=r"self_test\(\) did not finish"):
+            factory.get_planner("hung")
