@@ -178,8 +178,10 @@ class _Reaper:
 
     def reap(self, pidfd: int) -> None:
         pid = self.pidfds.pop(pidfd)
-        _kill_group(pid)  # anything it started after answering; its pid is not reused until
-        with contextlib.suppress(ChildProcessError):  # it is reaped just below
+        # Kill anything it started after answering first: until the waitpid below reaps it,
+        # its pid (and so its process group's id) cannot be reused by another process.
+        _kill_group(pid)
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, 0)
         os.close(pidfd)
 
