@@ -58,6 +58,46 @@ def test_planners_list_table_and_describe(runner: CliRunner) -> None:
     assert len(missing.stderr.strip().splitlines()) == 1
 
 
+def test_planners_show_unchecked_until_checked_and_check_reports_each(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def statuses() -> dict[str, str]:
+        listed = runner.invoke(app, ["planners", "list", "--json"])
+        assert listed.exit_code == 0, listed.output
+        return {row["name"]: row["status"] for row in json.loads(listed.stdout)}
+
+    assert statuses()["cli_rebalancer"] == "unchecked"
+    table = runner.invoke(app, ["planners", "list"])
+    assert "unchecked" in table.stdout
+    assert "run `planforge planners check`" in table.stdout
+    assert "0 active, " in runner.invoke(app, ["health"]).stdout
+
+    one = runner.invoke(app, ["planners", "check", "cli_rebalancer"])
+    assert one.exit_code == 0, one.output
+    assert one.stdout.startswith("cli_rebalancer: passed (self_test absent")
+    assert statuses()["cli_rebalancer"] == "active"  # remembered for the next command
+
+    every = runner.invoke(app, ["planners", "check", "--json"])
+    assert every.exit_code == 1
+    results = {row["name"]: row for row in json.loads(every.stdout)}
+    assert results["cli_rebalancer"]["result"] == "passed"
+    assert results["cli_broken"]["result"] == "quarantined"
+    assert "RuntimeError: no config" in results["cli_broken"]["reason"]
+    text = runner.invoke(app, ["planners", "check", "cli_broken"])
+    assert text.exit_code == 1
+    assert "cli_broken: quarantined: raised RuntimeError: no config" in text.stdout
+    assert "planforge quarantine release NAME" in text.stdout
+
+    unknown = runner.invoke(app, ["planners", "check", "cli_rebalancer", "nope"])
+    assert unknown.exit_code == 1
+    assert unknown.stderr.startswith("error: No planner named 'nope'")
+    monkeypatch.setenv("FACTORY_SANDBOX", "0")
+    off = runner.invoke(app, ["planners", "check"])
+    assert off.exit_code == 1
+    assert off.stderr.startswith("error: The sandbox is off (FACTORY_SANDBOX=0)")
+    assert statuses()["cli_rebalancer"] == "active"
+
+
 def test_select_explain_json(runner: CliRunner) -> None:
     result = runner.invoke(
         app, ["select", "Rebalance my portfolio", "--cap", "rebalance", "--explain", "--json"]

@@ -12,6 +12,7 @@ from typing import Any
 from planforge.redact import is_secret_key, redact_text
 
 __all__ = [
+    "SANDBOX_PHASES",
     "InvalidPlannerMetadata",
     "NoActivePlannersError",
     "PlanExecutionError",
@@ -129,18 +130,73 @@ class SandboxError(PlannerError):
     planner_name: str | None
 
 
+#: The phases of a sandboxed check, in order: what `SandboxTimeout.phase` can name.
+SANDBOX_PHASES: tuple[str, ...] = ("import", "class_lookup", "metadata", "instantiate", "self_test")
+
+# phase -> (what hung, in a sentence; the same, short; what to do about it)
+_PHASE_WORDING: dict[str | None, tuple[str, str, str]] = {
+    "import": (
+        "Importing module {module!r}",
+        "its import",
+        "Make its import fast (no work at import time)",
+    ),
+    "class_lookup": (
+        "Looking up class {qualname!r} in module {module!r}",
+        "looking up its class",
+        "Make the lookup fast (no slow module __getattr__ or metaclass)",
+    ),
+    "metadata": (
+        "Reading the metadata of {subject}",
+        "reading its metadata",
+        "Make its metadata plain class attributes (no slow properties)",
+    ),
+    "instantiate": ("Instantiating {subject}", "instantiating it", "Make its __init__ fast"),
+    "self_test": ("self_test() of {subject}", "self_test()", "Make self_test fast"),
+    None: (
+        "The sandboxed check of module {module!r}",
+        "the check",
+        "Make its import and self_test fast",
+    ),
+}
+
+
 class SandboxTimeout(SandboxError):
-    def __init__(self, module: str, timeout_s: float, planner_name: str | None = None) -> None:
+    """A sandboxed check did not finish in time. `phase` names the phase it hung in (one of
+    `SANDBOX_PHASES`, None if the child never reached one); `reason` is the short form a
+    quarantine entry keeps."""
+
+    def __init__(
+        self,
+        module: str,
+        timeout_s: float,
+        planner_name: str | None = None,
+        *,
+        phase: str | None = None,
+        qualname: str | None = None,
+    ) -> None:
+        sentence, short, fix = _PHASE_WORDING.get(phase, _PHASE_WORDING[None])
+        if planner_name:
+            subject = f"planner {planner_name!r} in module {module!r}"
+        else:
+            subject = f"class {qualname or '?'!r} in module {module!r}"
+        what = sentence.format(module=module, qualname=qualname or "?", subject=subject)
+        where = f" (phase {phase})" if phase else ""
         super().__init__(
-            f"Importing module {module!r} did not finish within {timeout_s:g} s in the sandbox; "
-            "the child was killed. Make its import fast (no work at import time) or raise "
-            "FACTORY_SANDBOX_TIMEOUT_S.",
+            f"{what} did not finish within {timeout_s:g} s in the sandbox{where}; the child "
+            f"was killed. {fix} or raise FACTORY_SANDBOX_TIMEOUT_S.",
             where="sandbox",
-            context={"module": module, "timeout_s": timeout_s, "planner_name": planner_name},
+            context={
+                "module": module,
+                "timeout_s": timeout_s,
+                "planner_name": planner_name,
+                "phase": phase,
+            },
         )
         self.module = module
         self.timeout_s = timeout_s
         self.planner_name = planner_name
+        self.phase = phase
+        self.reason = f"{short} did not finish within {timeout_s:g} s{where}"
 
 
 class SandboxImportError(SandboxError):

@@ -385,9 +385,12 @@ def test_non_blocking_self_heal_returns_at_once(tmp_path: Path) -> None:
 
 def test_health_and_diagnostics(factory: PlannerFactory, tmp_path: Path) -> None:
     health = factory.health_check()
-    assert health["ready"] is True
-    assert health["active"] == 3
+    assert health["ready"] is True  # nothing checked yet, yet all three are selectable
+    assert health["active"] == 0
+    assert health["unchecked"] == 3
     assert health["selectable"] == 2
+    factory.get_planner("generic")
+    assert (factory.health_check()["active"], factory.health_check()["unchecked"]) == (1, 2)
     assert health["min_reliability_filter"] == 0.25
     assert factory.health_check(min_required=4)["ready"] is False
     path = factory.export_diagnostics(tmp_path / "out" / "diag.json")

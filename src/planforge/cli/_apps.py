@@ -13,7 +13,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-planners_app = typer.Typer(help="List and describe discovered planners.", no_args_is_help=True)
+planners_app = typer.Typer(
+    help="List, describe and check (in the sandbox) discovered planners.", no_args_is_help=True
+)
 quarantine_app = typer.Typer(help="See and release quarantined planners.", no_args_is_help=True)
 config_app = typer.Typer(
     help="Holistic planner configurations: check them (schema, validate, dry-run) and keep "

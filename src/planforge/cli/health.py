@@ -15,17 +15,23 @@ from planforge.cli._common import JsonOption, _emit_json, _factory, _fail, _guar
 @app.command("health")
 @_guard
 def health(
-    min_required: Annotated[int, typer.Option("--min", help="Active planners required.")] = 1,
+    min_required: Annotated[
+        int, typer.Option("--min", help="Selectable (active or unchecked) planners required.")
+    ] = 1,
     as_json: JsonOption = False,
 ) -> None:
-    """Report readiness; exit code 1 when fewer than --min planners are active."""
+    """Report readiness; exit code 1 when fewer than --min planners are selectable.
+
+    Selectable means active (passed by the sandbox) or unchecked (checked on first use).
+    """
     report = _factory().health_check(min_required)
     if as_json:
         _emit_json(report)
     else:
         state = "ready" if report["ready"] else "NOT READY"
         typer.echo(
-            f"{state}: {report['active']} active, {report['quarantined']} quarantined, "
+            f"{state}: {report['active']} active, {report['unchecked']} unchecked, "
+            f"{report['quarantined']} quarantined, "
             f"{report['records']} found, {report['import_failures']} import failure(s), "
             f"average reliability {report['avg_reliability']:.3f}"
         )

@@ -1,10 +1,10 @@
-"""`planforge planners list/describe` and `planforge select`: what discovery found and which
-planner wins for an objective."""
+"""`planforge planners list/describe/check` and `planforge select`: what discovery found, what
+the sandbox made of it, and which planner wins for an objective."""
 
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -20,7 +20,7 @@ def planners_list(
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """List the planners discovery found."""
+    """List the planners discovery found; `unchecked` ones have not passed the sandbox yet."""
     factory = _factory()
     factory.discover()
     names = factory.list_planners(include_inactive=all_)
@@ -48,6 +48,50 @@ def planners_list(
             row["origin"] or row["source"],
         )
     _console().print(table)
+    if any(row["status"] == "unchecked" for row in rows):
+        typer.echo(
+            "unchecked: not passed by the sandbox yet (each is checked on first use); "
+            "run `planforge planners check` to check them now"
+        )
+
+
+@planners_app.command("check")
+@_guard
+def planners_check(
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Planners to check (default: every one found).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Check planners in the sandbox now; exit code 1 when any is quarantined.
+
+    A pass is remembered in the state dir, so every process shows the planner as active until
+    its source file changes. A planner that fails is quarantined with the reason.
+    """
+    with _factory() as factory:
+        results = factory.check_planners(names or None)
+    if as_json:
+        _emit_json(results)
+    else:
+        _print_checks(results)
+    if any(row["result"] == "quarantined" for row in results):
+        raise typer.Exit(1)
+
+
+def _print_checks(results: list[dict[str, Any]]) -> None:
+    if not results:
+        typer.echo("no planner found; install a plugin or set FACTORY_PLUGIN_DIRS")
+    for row in results:
+        if row["result"] == "passed":
+            detail = f"self_test {row['self_test']}, {row['duration_ms']:.0f} ms"
+            typer.echo(f"{row['name']}: passed ({detail})")
+        else:
+            typer.echo(f"{row['name']}: {row['result']}: {row['reason']}")
+    if any(row["result"] == "quarantined" for row in results):
+        typer.echo(
+            "a quarantined planner is checked again when its source file changes, or after "
+            "`planforge quarantine release NAME`"
+        )
 
 
 @planners_app.command("describe")

@@ -14,7 +14,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,6 +36,14 @@ from planforge.factory.breaker import (
     CircuitOpenError,
 )
 from planforge.factory.discovery import Discovery, DiscoveryResult, IntrospectionTarget
+from planforge.factory.passes import (
+    SANDBOX_OFF_CHECK,
+    PassStore,
+    SandboxPass,
+    check_result,
+    current_pass,
+    unchecked_or_active,
+)
 from planforge.factory.quarantine import QuarantineEntry, QuarantineStore, file_fingerprint
 from planforge.factory.ranking import (
     Candidate,
@@ -46,7 +54,7 @@ from planforge.factory.ranking import (
 )
 from planforge.factory.registry import Generation, PlannerRecord, RecordStatus
 from planforge.factory.reliability import DecayingReliability
-from planforge.factory.sandbox import ImportTarget, Sandbox
+from planforge.factory.sandbox import ImportTarget, Sandbox, SandboxReport
 from planforge.factory.telemetry import PlannerStats, ProfileRing
 from planforge.logs import get_logger
 from planforge.settings import FactorySettings, load_settings
@@ -103,6 +111,8 @@ class PlannerFactory:
         self._sandbox: Sandbox | None = None
         self._sandbox_lock = threading.Lock()
         self._quarantine = QuarantineStore(self.state_dir / "quarantine.json")
+        self._passes = PassStore(self.state_dir / "sandbox_passes.json")
+        self._status_lock = threading.Lock()  # taken last: never hold another lock inside it
         self._selection_profiles = ProfileRing(self.settings.max_profiles)
         self._instantiation_profiles = ProfileRing(self.settings.max_profiles)
         self._plan_profiles = ProfileRing(self.settings.max_profiles)
@@ -130,7 +140,7 @@ class PlannerFactory:
     def reload_planners(self) -> list[str]:
         """Rediscover and start a new generation: every planner is built again on next use."""
         generation = self._refresh(force=True, new_generation=True)
-        return generation.active_names()
+        return generation.selectable_names()
 
     def register(self, cls: type[Planner]) -> PlannerSpec:
         """Register a class from code; it wins over a plugin of the same name."""
@@ -167,7 +177,7 @@ class PlannerFactory:
                 "discovered planners",
                 generation=generation.number,
                 planners=len(generation.records),
-                active=len(generation.active_names()),
+                selectable=len(generation.selectable_names()),
                 problems=len(result.problems),
                 from_cache=result.from_cache,
                 duration_ms=round(result.duration_ms, 3),
@@ -204,6 +214,7 @@ class PlannerFactory:
             record.cls = previous.cls
             record.instance = previous.instance
             record.sandbox_checked = previous.sandbox_checked
+            record.sandbox_passed_at = previous.sandbox_passed_at
             record.self_test_passed = previous.self_test_passed
             record.instantiated_at = previous.instantiated_at
             record.instantiation_ms = previous.instantiation_ms
@@ -218,6 +229,7 @@ class PlannerFactory:
         excluded: dict[str, str] = {}
         candidates: list[Candidate] = []
         quarantined = {entry.planner_name: entry for entry in self._quarantine.entries()}
+        passes = self._passes.snapshot()
         for spec in result.specs:
             record = self._record_for(spec, keep)
             records[spec.name] = record
@@ -236,7 +248,9 @@ class PlannerFactory:
                 record.status_reason = f"quarantined: {entry.reason}"
             elif record.error is not None:
                 record.status, record.status_reason = RecordStatus.FAILED, record.error
-            if record.status is not RecordStatus.ACTIVE and record.status_reason:
+            else:
+                record.status, record.status_reason = self._check_status(record, passes)
+            if not record.status.selectable and record.status_reason:
                 excluded[spec.name] = record.status_reason
             elif not self._breaker_permits(record):
                 excluded[spec.name] = self._breaker_reason(record)
@@ -287,6 +301,32 @@ class PlannerFactory:
             return entry
         return None
 
+    def _check_status(
+        self, record: PlannerRecord, passes: Mapping[str, SandboxPass]
+    ) -> tuple[RecordStatus, str | None]:
+        """`active` or `unchecked`, for a planner nothing else excludes."""
+        spec = record.spec
+        passed = None
+        if self.settings.sandbox and not record.sandbox_checked and spec.source != "code":
+            passed = current_pass(spec, passes, lambda: file_fingerprint(spec.path))
+            if passed is not None:
+                record.sandbox_passed_at = passed.passed_at
+        return unchecked_or_active(
+            spec, sandbox=self.settings.sandbox, checked_here=record.sandbox_checked, passed=passed
+        )
+
+    def _note_passes(self, records: Iterable[PlannerRecord]) -> None:
+        """Show as active the unchecked planners another process has passed meanwhile."""
+        unchecked = [record for record in records if record.status is RecordStatus.UNCHECKED]
+        if not unchecked:
+            return
+        passes = self._passes.snapshot()
+        for record in unchecked:
+            status, reason = self._check_status(record, passes)
+            with self._status_lock:
+                if record.status is RecordStatus.UNCHECKED:
+                    record.status, record.status_reason = status, reason
+
     def list_quarantined(self) -> list[dict[str, Any]]:
         return [
             {
@@ -323,8 +363,9 @@ class PlannerFactory:
             path=record.spec.path,
         )
         self._quarantine.add(entry)
-        record.status = RecordStatus.QUARANTINED
-        record.status_reason = f"quarantined: {entry.reason}"
+        with self._status_lock:
+            record.status = RecordStatus.QUARANTINED
+            record.status_reason = f"quarantined: {entry.reason}"
         generation = self._generation
         if generation is not None and generation.records.get(record.name) is record:
             generation.index.set_excluded(record.name, record.status_reason)
@@ -365,7 +406,7 @@ class PlannerFactory:
         generation = self._current()
         record = generation.records.get(name)
         if record is None:
-            raise PlannerNotFound(name, tuple(generation.active_names()))
+            raise PlannerNotFound(name, tuple(generation.selectable_names()))
         if record.status is RecordStatus.NOT_ALLOWED:
             variable = (
                 "FACTORY_EXCLUDE_PLANNERS"
@@ -387,21 +428,7 @@ class PlannerFactory:
         if entry is not None:
             raise PlannerQuarantined(spec.name, entry.reason, entry.since)
         if self.settings.sandbox and not record.sandbox_checked:
-            try:
-                report = self._sandbox_client().check(
-                    ImportTarget(
-                        module=spec.module,
-                        qualname=spec.qualname,
-                        path=spec.path if spec.source == "directory" else None,
-                        search_path=self._search_path or (),
-                    )
-                )
-            except SandboxError as exc:
-                exc.planner_name = spec.name
-                self._quarantine_planner(record, exc)
-                raise
-            record.sandbox_checked = True
-            record.self_test_passed = report.self_test != "failed"
+            self._sandbox_check(record)
         try:
             module = self._import_module(spec)
             target: Any = module
@@ -421,6 +448,78 @@ class PlannerFactory:
             raise error
         record.cls = target
         return target
+
+    def _sandbox_check(self, record: PlannerRecord) -> SandboxReport:
+        """Check the planner in the sandbox: a failure quarantines it, a pass is remembered
+        (for other processes too) and makes an unchecked planner active."""
+        spec = record.spec
+        fingerprint = file_fingerprint(spec.path)  # before the check: a later edit is unchecked
+        try:
+            report = self._sandbox_client().check(
+                ImportTarget(
+                    module=spec.module,
+                    qualname=spec.qualname,
+                    path=spec.path if spec.source == "directory" else None,
+                    search_path=self._search_path or (),
+                    planner_name=spec.name,
+                )
+            )
+        except SandboxError as exc:
+            exc.planner_name = spec.name
+            self._quarantine_planner(record, exc)
+            raise
+        record.sandbox_checked = True
+        record.self_test_passed = report.self_test != "failed"
+        record.sandbox_passed_at = time.time()
+        passed = SandboxPass(
+            spec.target, fingerprint, spec.name, record.sandbox_passed_at, report.self_test
+        )
+        try:
+            self._passes.add(passed)
+        except OSError as exc:  # only what other processes show depends on it
+            _log.warning("could not record a sandbox pass", planner=spec.name, error=str(exc))
+        with self._status_lock:
+            if record.status is RecordStatus.UNCHECKED:
+                record.status, record.status_reason = RecordStatus.ACTIVE, None
+        return report
+
+    def check_planners(self, names: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Run the sandbox check now for `names` (every discovered planner by default), in that
+        order, and return each result: "passed", "quarantined" (with the reason) or "skipped"
+        (not allowed, or registered in code). A planner already quarantined is not run again:
+        release it first. Raises `PlannerNotFound` before checking anything if a name is
+        unknown, and `PlannerError` when the sandbox is off."""
+        if not self.settings.sandbox:
+            raise PlannerError(SANDBOX_OFF_CHECK, where="sandbox")
+        generation = self._current()
+        wanted = sorted(generation.records) if names is None else list(dict.fromkeys(names))
+        for name in wanted:
+            if name not in generation.records:
+                raise PlannerNotFound(name, tuple(sorted(generation.records)))
+        return [self._check_one(generation.records[name]) for name in wanted]
+
+    def _check_one(self, record: PlannerRecord) -> dict[str, Any]:
+        result = check_result(record)
+        if result["result"] is not None:
+            return result
+        entry = self._current_quarantine(record.spec)
+        if entry is not None:
+            return {
+                **result,
+                "result": "quarantined",
+                "status": "quarantined",
+                "reason": entry.reason,
+            }
+        started = time.perf_counter()
+        with record.lock:
+            try:
+                report = self._sandbox_check(record)
+            except SandboxError as exc:
+                reason = getattr(exc, "reason", None) or exc.message
+                return {**check_result(record), "result": "quarantined", "reason": reason}
+        duration_ms = round((time.perf_counter() - started) * 1000, 3)
+        passed = {"result": "passed", "self_test": report.self_test, "duration_ms": duration_ms}
+        return {**check_result(record), **passed}
 
     def _import_module(self, spec: PlannerSpec) -> Any:
         if spec.source == "directory" and spec.path:
@@ -503,7 +602,7 @@ class PlannerFactory:
     def get_all_planners(self) -> dict[str, Planner]:
         """Build every active planner; one that fails is quarantined and left out."""
         planners: dict[str, Planner] = {}
-        for name in self._current().active_names():
+        for name in self._current().selectable_names():
             try:
                 planners[name] = self.get_planner(name)
             except PlannerError as exc:
@@ -514,7 +613,7 @@ class PlannerFactory:
         generation = self._current()
         if include_inactive:
             return sorted(generation.records)
-        return generation.active_names()
+        return generation.selectable_names()
 
     # ------------------------------------------------------------------ selection
 
@@ -546,7 +645,7 @@ class PlannerFactory:
                     record = generation.records.get(name)
                     if record is None or self._breaker_permits(record):
                         self._breaker_blocked.discard(name)
-                        if record is not None and record.status is RecordStatus.ACTIVE:
+                        if record is not None and record.status.selectable:
                             generation.index.set_excluded(name, None)
         if self._observed and (
             self._clock() - self._last_reliability_refresh >= _RELIABILITY_REFRESH_S
@@ -776,7 +875,7 @@ class PlannerFactory:
         Sleeps `min(0.2 * 2**attempt, 2.0)` between attempts, never after the last. The
         non-blocking form returns at once and heals on a background thread.
         """
-        before = len(self._current().active_names())
+        before = len(self._current().selectable_names())
         report: dict[str, Any] = {
             "before_active": before,
             "attempts": 0,
@@ -816,7 +915,7 @@ class PlannerFactory:
         attempts = 0
         for attempt in range(max_attempts):
             attempts += 1
-            active = len(self._refresh(force=True, new_generation=True).active_names())
+            active = len(self._refresh(force=True, new_generation=True).selectable_names())
             _log.info("self-heal attempt", attempt=attempts, active=active)
             if active > 0:
                 break
@@ -839,11 +938,12 @@ class PlannerFactory:
         """Invocations, failures, mean/p50/p95 duration and reliability, per planner."""
         generation = self._current()
         names = [name] if name is not None else sorted(generation.records)
+        self._note_passes(generation.records[n] for n in names if n in generation.records)
         stats: dict[str, Any] = {}
         for planner_name in names:
             record = generation.records.get(planner_name)
             if record is None:
-                raise PlannerNotFound(planner_name, tuple(generation.active_names()))
+                raise PlannerNotFound(planner_name, tuple(generation.selectable_names()))
             stats[planner_name] = {
                 **record.stats.summary(),
                 "reliability": round(record.reliability.value(), 6),
@@ -855,7 +955,8 @@ class PlannerFactory:
         generation = self._current()
         record = generation.records.get(name)
         if record is None:
-            raise PlannerNotFound(name, tuple(generation.active_names()))
+            raise PlannerNotFound(name, tuple(generation.selectable_names()))
+        self._note_passes([record])
         description = record.describe()
         entry = self._quarantine.get(name)
         description["quarantine"] = (
@@ -866,19 +967,24 @@ class PlannerFactory:
         return description
 
     def health_check(self, min_required: int = 1) -> dict[str, Any]:
+        """Ready when at least `min_required` planners are active or unchecked (selectable:
+        an unchecked one is checked on first use); `active` counts only those the sandbox has
+        passed (or that need no check), `unchecked` the rest."""
         generation = self._current()
         records = generation.records
-        active = generation.active_names()
+        self._note_passes(records.values())
+        usable = generation.selectable_names()
+        unchecked = [name for name in usable if records[name].status is RecordStatus.UNCHECKED]
         quarantined = sorted(
             name for name, r in records.items() if r.status is RecordStatus.QUARANTINED
         )
         problems = generation.discovery.problems if generation.discovery is not None else ()
         failures = len(problems) + sum(1 for r in records.values() if r.error is not None)
-        reliabilities = [records[name].reliability.value() for name in active]
+        reliabilities = [records[name].reliability.value() for name in usable]
         average = sum(reliabilities) / len(reliabilities) if reliabilities else 0.0
         selectable = [
             name
-            for name in active
+            for name in usable
             if records[name].reliability.value() >= self.settings.min_reliability
         ]
         suggestions: list[str] = []
@@ -892,9 +998,14 @@ class PlannerFactory:
                 f"{len(quarantined)} planner(s) quarantined: see `planforge quarantine list`, "
                 "fix them and run `planforge quarantine release NAME`."
             )
-        if active and not selectable:
+        if unchecked:
             suggestions.append(
-                f"Every active planner is below FACTORY_MIN_RELIABILITY="
+                f"{len(unchecked)} planner(s) not checked in the sandbox yet: each is checked on "
+                "first use; run `planforge planners check` to check them now."
+            )
+        if usable and not selectable:
+            suggestions.append(
+                f"Every active or unchecked planner is below FACTORY_MIN_RELIABILITY="
                 f"{self.settings.min_reliability}: declare reliability_score or lower the minimum."
             )
         if problems:
@@ -902,8 +1013,9 @@ class PlannerFactory:
                 f"{len(problems)} discovery problem(s): see `planforge diagnostics`."
             )
         return {
-            "ready": len(active) >= min_required,
-            "active": len(active),
+            "ready": len(usable) >= min_required,
+            "active": len(usable) - len(unchecked),
+            "unchecked": len(unchecked),
             "selectable": len(selectable),
             "quarantined": len(quarantined),
             "records": len(records),
@@ -916,11 +1028,17 @@ class PlannerFactory:
     def diagnostics_json(self) -> dict[str, Any]:
         generation = self._current()
         discovery = generation.discovery
+        self._note_passes(generation.records.values())
+        by_status = {
+            status: sorted(n for n, r in generation.records.items() if r.status is status)
+            for status in (RecordStatus.ACTIVE, RecordStatus.UNCHECKED)
+        }
         return {
             "timestamp": time.time(),
             "generation": generation.number,
             "stats": self.planner_stats(),
-            "active": generation.active_names(),
+            "active": by_status[RecordStatus.ACTIVE],
+            "unchecked": by_status[RecordStatus.UNCHECKED],
             "records": {
                 name: record.describe() for name, record in sorted(generation.records.items())
             },
@@ -974,7 +1092,8 @@ class PlannerFactory:
         lines = [
             f"planforge diagnostics (generation {data['generation']})",
             f"  ready={health['ready']} active={health['active']} "
-            f"quarantined={health['quarantined']} records={health['records']} "
+            f"unchecked={health['unchecked']} quarantined={health['quarantined']} "
+            f"records={health['records']} "
             f"import_failures={health['import_failures']}",
             f"  discovery: {data['discovery']['duration_ms']} ms, "
             f"from_cache={data['discovery']['from_cache']}",

@@ -20,6 +20,7 @@ __all__ = [
     "arun_plan",
     "aselect_best_planner_name",
     "batch_select_best_planners",
+    "check_planners",
     "default_factory",
     "describe_planner",
     "diagnostics_json",
@@ -92,6 +93,10 @@ def get_planner(name: str) -> Planner:
 
 def list_planners(*, include_inactive: bool = False) -> list[str]:
     return default_factory().list_planners(include_inactive=include_inactive)
+
+
+def check_planners(names: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    return default_factory().check_planners(names)
 
 
 def get_all_planners() -> dict[str, Planner]:

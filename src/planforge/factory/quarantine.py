@@ -2,24 +2,20 @@
 
 An entry blocks a planner only while its source file is unchanged (same fingerprint), so fixing
 the file is enough to get it checked again; an operator can also release it by name. The store
-is a small JSON file shared between processes: writes are atomic (temp file + `os.replace`)
-under an advisory lock, and every read first re-reads the file if it changed on disk, so
-`planforge quarantine release NAME` in another process takes effect at once.
+is a small JSON file shared between processes (`planforge.factory.statefile`): every read first
+re-reads the file if it changed on disk, so `planforge quarantine release NAME` in another
+process takes effect at once.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import json
 import os
-import tempfile
 import threading
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from planforge.factory.statefile import JsonStateFile
 from planforge.logs import get_logger
 
 __all__ = ["QuarantineEntry", "QuarantineStore", "file_fingerprint"]
@@ -83,9 +79,6 @@ class QuarantineEntry:
         )
 
 
-_Stamp = tuple[int, int, int, int]
-
-
 class QuarantineStore:
     """Quarantine entries by planner name, persisted at `path` (None keeps them in memory).
 
@@ -96,11 +89,11 @@ class QuarantineStore:
     def __init__(self, path: Path | None, *, max_entries: int = 10_000) -> None:
         if max_entries < 1:
             raise ValueError(f"max_entries must be at least 1, got {max_entries}")
-        self.path = Path(path) if path is not None else None
+        self._file = JsonStateFile(path)
+        self.path = self._file.path
         self.max_entries = max_entries
         self._lock = threading.RLock()
         self._entries: dict[str, QuarantineEntry] = {}
-        self._stamp: _Stamp | None = None
         with self._lock:
             self._refresh()
 
@@ -142,7 +135,7 @@ class QuarantineStore:
             raise TypeError(f"expected a QuarantineEntry, got {type(entry).__name__}")
         if not entry.planner_name:
             raise ValueError("a quarantine entry needs a planner name")
-        with self._lock, self._file_lock():
+        with self._lock, self._file.locked():
             self._refresh()
             self._entries[entry.planner_name] = entry
             self._trim()
@@ -150,7 +143,7 @@ class QuarantineStore:
 
     def release(self, name: str) -> bool:
         """Lift the quarantine on `name`; False if it was not quarantined."""
-        with self._lock, self._file_lock():
+        with self._lock, self._file.locked():
             self._refresh()
             if self._entries.pop(name, None) is None:
                 return False
@@ -167,43 +160,16 @@ class QuarantineStore:
         for entry in oldest[:excess]:
             del self._entries[entry.planner_name]
 
-    @contextlib.contextmanager
-    def _file_lock(self) -> Iterator[None]:
-        """An advisory lock beside the file, so two processes' read-modify-writes don't mix."""
-        if self.path is None:
-            yield
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        lock_path = self.path.with_name(self.path.name + ".lock")
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # closing releases the lock
-
-    def _current_stamp(self) -> _Stamp | None:
-        assert self.path is not None
-        try:
-            info = os.stat(self.path)
-        except FileNotFoundError:
-            return None
-        return (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
-
     def _refresh(self) -> None:
         """Re-read the file if it changed on disk since we last read or wrote it."""
-        if self.path is None:
-            return
-        stamp = self._current_stamp()
-        if stamp == self._stamp:
-            return
-        self._stamp = stamp
-        self._entries = {} if stamp is None else self._load()
+        if self._file.changed():
+            self._entries = self._load()
 
     def _load(self) -> dict[str, QuarantineEntry]:
-        assert self.path is not None
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
+            data = self._file.load()
+            if data is None:
+                return {}
             if not isinstance(data, dict) or not isinstance(data.get("entries"), list):
                 raise ValueError("expected an object with an 'entries' list")
         except (OSError, ValueError) as exc:
@@ -228,23 +194,9 @@ class QuarantineStore:
         return self._entries
 
     def _save(self) -> None:
-        if self.path is None:
-            return
-        body = {
-            "version": _FORMAT_VERSION,
-            "entries": [self._entries[name].to_dict() for name in sorted(self._entries)],
-        }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-        try:
-            os.fchmod(fd, 0o644)  # shared with the operator's CLI, like any config file
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(body, handle, indent=1, sort_keys=True)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temp)
-            raise
-        self._stamp = self._current_stamp()
+        self._file.save(
+            {
+                "version": _FORMAT_VERSION,
+                "entries": [self._entries[name].to_dict() for name in sorted(self._entries)],
+            }
+        )

@@ -23,15 +23,28 @@ __all__ = ["Generation", "PlannerRecord", "RecordStatus"]
 
 
 class RecordStatus(StrEnum):
+    """What a planner is, as listed: `active` once the sandbox has passed it (or when nothing
+    is to be checked), `unchecked` before (still selectable: it is checked on first use),
+    `quarantined`, `not_allowed` or `failed`."""
+
     ACTIVE = "active"
+    UNCHECKED = "unchecked"
     QUARANTINED = "quarantined"
     NOT_ALLOWED = "not_allowed"
     FAILED = "failed"
+
+    @property
+    def selectable(self) -> bool:
+        """Whether selection may pick a planner with this status."""
+        return self in (RecordStatus.ACTIVE, RecordStatus.UNCHECKED)
 
 
 @dataclass(slots=True, eq=False)
 class PlannerRecord:
     """One planner's mutable state within a generation.
+
+    `sandbox_checked` says the sandbox passed it in this process; `sandbox_passed_at` when the
+    sandbox last passed this very source file, in this process or another.
 
     Reliability, breaker and stats outlive a generation (they follow the planner's name);
     the class and instance belong to the generation that built them.
@@ -47,6 +60,7 @@ class PlannerRecord:
     cls: type[Planner] | None = None
     instance: Planner | None = None
     sandbox_checked: bool = False
+    sandbox_passed_at: float | None = None
     self_test_passed: bool | None = None
     instantiated_at: float | None = None
     instantiation_ms: float | None = None
@@ -67,6 +81,7 @@ class PlannerRecord:
             "instantiated_at": self.instantiated_at,
             "instantiation_ms": self.instantiation_ms,
             "sandbox_checked": self.sandbox_checked,
+            "sandbox_passed_at": self.sandbox_passed_at,
             "self_test_passed": self.self_test_passed,
             "last_access": self.last_access,
             "error": self.error,
@@ -86,7 +101,6 @@ class Generation:
     instances: dict[str, Planner] = field(default_factory=dict)
     created_at: float = 0.0
 
-    def active_names(self) -> list[str]:
-        return sorted(
-            name for name, record in self.records.items() if record.status is RecordStatus.ACTIVE
-        )
+    def selectable_names(self) -> list[str]:
+        """Active and unchecked planners: the ones selection may pick."""
+        return sorted(name for name, record in self.records.items() if record.status.selectable)

@@ -9,6 +9,13 @@ limit, resolves the planner class, reads its metadata, optionally instantiates i
 crashes, raises or floods its output is reported as a `SandboxImportError` carrying the reason,
 exit code or signal and the tails of its traceback and output.
 
+Processes left behind: a check must end with nothing it started still running. The helper is a
+child subreaper, so it sees every process a check started (even after `setsid()` and a double
+fork); a module that leaves any running after its import, class lookup, metadata or self-test
+fails with "left N processes behind", and they are all killed and reaped (see
+`planforge.factory.sandbox_helper`). A check that hangs is reported by the phase it hung in
+(`SandboxTimeout.phase`).
+
 Output policy: a module that prints more than `max_output_bytes` while being imported is killed
 and rejected ("printed more than N bytes at import"), because importing it in the main process
 would flood the main process's stdout and logs the same way.
@@ -75,12 +82,14 @@ class ImportTarget:
     """What to check: `module` (dotted name), the planner class's `qualname` (None to only
     import), the source `path` of a directory plugin (file or package directory; None to import
     `module` from the search path) and extra `search_path` entries put first on `sys.path`.
+    `planner_name`, when known, only makes error messages name the planner.
     """
 
     module: str
     qualname: str | None = None
     path: str | None = None
     search_path: tuple[str, ...] = ()
+    planner_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +101,8 @@ class SandboxReport:
     "failed", or "skipped" (not asked for, not instantiated, or no class given). `import_ms` is
     the module's own import time measured in the child, `total_ms` the whole check as seen by
     the caller. `child_pid` is the forked child's pid (already reaped when the report exists).
+    `phase` is the last phase the child entered (one of `planforge.errors.SANDBOX_PHASES`, None
+    if it reached none) and `leftovers` how many processes it left running (all killed).
     """
 
     module: str
@@ -109,6 +120,8 @@ class SandboxReport:
     reason: str = ""
     timed_out: bool = False
     child_pid: int | None = None
+    phase: str | None = None
+    leftovers: int = 0
 
 
 class _HelperDied(Exception):
@@ -147,6 +160,7 @@ class _Helper:
             self.stop()
             raise _HelperDied(f"the sandbox helper failed to start: {ready.get('error')}")
         self.pid = int(ready["pid"])
+        self.subreaper = bool(ready.get("subreaper"))
         self.start_ms = (time.perf_counter() - started) * 1000
 
     def alive(self) -> bool:
@@ -288,6 +302,13 @@ class Sandbox:
         return helper.pid if helper is not None else None
 
     @property
+    def subreaper(self) -> bool | None:
+        """Whether the running helper is a child subreaper (it then sees, counts and kills
+        every process a check leaves behind); None before the first check or after `close`."""
+        helper = self._slot.helper
+        return helper.subreaper if helper is not None else None
+
+    @property
     def helper_start_ms(self) -> float | None:
         """How long the last helper start took (spawn plus preload)."""
         return self._helper_start_ms
@@ -325,12 +346,14 @@ class Sandbox:
     ) -> SandboxReport:
         """Import `target` in a sandboxed child and return its report.
 
-        Raises `SandboxTimeout` if the import (with instantiation and self-test) does not finish
-        within `timeout_s`, and `SandboxImportError` for every other failure, with the reason.
+        Raises `SandboxTimeout` (naming the phase that hung) if the import, class lookup,
+        metadata, instantiation and self-test do not finish within `timeout_s`, and
+        `SandboxImportError` for every other failure, with the reason; a module that leaves
+        processes running is one.
         """
         report = self.probe(target, self_test=self_test, instantiate=instantiate)
         if not report.ok:
-            raise self._error_for(report)
+            raise self._error_for(target, report)
         return report
 
     def probe(
@@ -421,6 +444,10 @@ class Sandbox:
         signal_number: int | None = reply.get("signal")
         ok = bool(result.get("ok")) and not timed_out and not reply.get("output_exceeded")
         ok = ok and exit_code == 0 and signal_number is None
+        leftovers = int(reply.get("leftovers") or 0)
+        reason = "" if ok else self._reason(target, reply, result)
+        if leftovers:
+            reason = self._leftover_reason(leftovers, reason)
         child_exit = result.get("exit_code")
         if result.get("error_type") == "SystemExit":
             exit_code = child_exit if isinstance(child_exit, int) else 1
@@ -433,7 +460,7 @@ class Sandbox:
             self_test = "failed"
         return SandboxReport(
             module=target.module,
-            ok=ok,
+            ok=ok and not leftovers,
             metadata=dict(result.get("metadata") or {}),
             self_test=self_test,
             import_ms=float(result.get("import_ms") or 0.0),
@@ -444,15 +471,17 @@ class Sandbox:
             signal=signal_number,
             error_type=result.get("error_type"),
             traceback_tail=traceback_tail,
-            reason="" if ok else self._reason(target, reply, result),
+            reason=reason,
             timed_out=timed_out,
             child_pid=reply.get("child_pid"),
+            phase=reply.get("phase"),
+            leftovers=leftovers,
         )
 
     def _reason(self, target: ImportTarget, reply: dict[str, Any], result: dict[str, Any]) -> str:
         limit = f"exceeded FACTORY_SANDBOX_MAX_MEMORY_MB={self.max_memory_mb}"
         if reply.get("timed_out"):
-            return f"did not finish within {self.timeout_s:g} s"
+            return self._timeout(target, reply.get("phase")).reason
         if reply.get("output_exceeded"):
             return (
                 f"printed more than {self.max_output_bytes} bytes at import; it would flood the "
@@ -501,10 +530,30 @@ class Sandbox:
             return f"self_test failed: {described}"
         return f"the sandboxed check failed ({stage}): {described}"
 
-    def _error_for(self, report: SandboxReport) -> SandboxError:
+    @staticmethod
+    def _leftover_reason(count: int, reason: str) -> str:
+        processes = "process" if count == 1 else "processes"
+        if reason:
+            return f"{reason}; it also left {count} {processes} behind (killed)"
+        return (
+            f"left {count} {processes} behind: still running when the check ended, now killed. "
+            "A planner must not leave processes running after its import, class lookup, "
+            "metadata or self_test; wait for the ones it starts, or start them in plan()"
+        )
+
+    def _timeout(self, target: ImportTarget, phase: str | None) -> SandboxTimeout:
+        return SandboxTimeout(
+            target.module,
+            self.timeout_s,
+            target.planner_name,
+            phase=phase,
+            qualname=target.qualname,
+        )
+
+    def _error_for(self, target: ImportTarget, report: SandboxReport) -> SandboxError:
         error: SandboxError
         if report.timed_out:
-            error = SandboxTimeout(report.module, self.timeout_s)
+            error = self._timeout(target, report.phase)
         else:
             error = SandboxImportError(
                 report.module,
@@ -513,7 +562,9 @@ class Sandbox:
                 signal=report.signal,
                 traceback_tail=report.traceback_tail,
                 output_tail=report.output_tail,
+                planner_name=target.planner_name,
             )
         error.context["child_pid"] = report.child_pid
         error.context["error_type"] = report.error_type
+        error.context["leftovers"] = report.leftovers
         return error
