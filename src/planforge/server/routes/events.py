@@ -5,6 +5,11 @@ through `call_soon_threadsafe` into a bounded queue. A client that falls more th
 queue's bound behind is closed (code 1013) rather than buffered without end; it reconnects
 with `?since=<last user_sequence>` and gets what it missed from the bus's per-user buffer.
 
+Authentication: the `Authorization: Bearer` header, or (for browsers, which cannot set
+headers on a WebSocket) the subprotocols `planforge.v1` and `planforge.token.<token>`; the
+handshake is accepted with `planforge.v1` only, never echoing the token. `?token=` still works
+but is discouraged: query strings end up in access logs.
+
 Close codes: 4401 missing or wrong token, 4400 malformed `since`, 1013 too slow or too many
 connections for the user.
 """
@@ -19,7 +24,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from planforge.errors import PlannerError
 from planforge.logs import get_logger
 from planforge.runtime.events import RuntimeEvent
-from planforge.server.auth import user_for_websocket
+from planforge.server.auth import user_for_websocket, websocket_subprotocol
 from planforge.server.state import ServiceState
 
 __all__ = ["CLOSE_BAD_REQUEST", "CLOSE_TOO_SLOW", "CLOSE_UNAUTHORIZED", "router"]
@@ -34,6 +39,11 @@ CLOSE_TOO_SLOW = 1013  # "try again later"
 #: on the service state overrides the whole bound.
 EXTRA_PENDING = 1024
 _OVERFLOW = object()
+# a close reason has at most 123 bytes
+_UNAUTHORIZED_REASON = (
+    "missing or invalid API token: send Authorization: Bearer <token> or subprotocols "
+    "planforge.v1, planforge.token.<token>"
+)
 
 
 def _max_pending(state: ServiceState) -> int:
@@ -56,16 +66,16 @@ def _parse_since(raw: str | None) -> int | None:
 async def stream_events(websocket: WebSocket) -> None:
     """Stream the caller's events as JSON objects (`RuntimeEvent.to_dict()`), oldest first.
 
-    Authenticate with `Authorization: Bearer <token>` or `?token=<token>`; add
-    `?since=<user_sequence>` to receive the buffered events after that one first.
+    Authenticate with `Authorization: Bearer <token>`, or offer the subprotocols
+    `planforge.v1` and `planforge.token.<token>` (`?token=<token>` works but is discouraged);
+    add `?since=<user_sequence>` to receive the buffered events after that one first.
     """
     state: ServiceState = websocket.app.state.service
-    user = await asyncio.to_thread(user_for_websocket, websocket, state.store)
-    await websocket.accept()  # accepted first, so every client sees the close code
+    user = await asyncio.to_thread(user_for_websocket, websocket, state.tokens)
+    # accepted first, so every client sees the close code; never with the token's subprotocol
+    await websocket.accept(subprotocol=websocket_subprotocol(websocket))
     if user is None:
-        await websocket.close(
-            CLOSE_UNAUTHORIZED, "missing or invalid API token: send Authorization: Bearer <token>"
-        )
+        await websocket.close(CLOSE_UNAUTHORIZED, _UNAUTHORIZED_REASON)
         return
     try:
         since = _parse_since(websocket.query_params.get("since"))
