@@ -38,7 +38,6 @@ __all__ = [
     "bearer_token",
     "operator",
     "service",
-    "user_for_websocket",
     "viewer",
     "websocket_subprotocol",
     "websocket_token",
@@ -153,12 +152,3 @@ def websocket_token(websocket: WebSocket) -> str | None:
             if protocol.startswith(WS_TOKEN_PROTOCOL_PREFIX):
                 return _checked(protocol.removeprefix(WS_TOKEN_PROTOCOL_PREFIX))
     return _checked(websocket.query_params.get("token"))
-
-
-def user_for_websocket(websocket: WebSocket, tokens: TokenCache) -> User | None:
-    """The user of a WebSocket handshake (see `websocket_token`); None when unknown.
-
-    Blocking (it may query the database): call it through a thread from async code.
-    """
-    token = websocket_token(websocket)
-    return None if token is None else tokens.user_for(token)

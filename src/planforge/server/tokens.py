@@ -74,9 +74,19 @@ class TokenCache:
         with self._lock:
             return len(self._entries)
 
+    @property
+    def generation(self) -> int:
+        """Moves on each time the cache is dropped: what a long-lived connection watches to
+        know when to check its token again."""
+        return self._generation
+
+    def epoch_is_stale(self) -> bool:
+        """Whether `refresh_epoch` would read the database (cheap; no I/O)."""
+        return self._clock() - self._checked_at >= self._epoch_check_s
+
     def user_for(self, token: str) -> User | None:
         """The active user holding `token`, or None. Blocking: may query the database."""
-        self._refresh_epoch()
+        self.refresh_epoch()
         key = token_digest(token)
         now = self._clock()
         with self._lock:
@@ -110,9 +120,12 @@ class TokenCache:
             while len(self._entries) > self._max_entries:
                 self._entries.popitem(last=False)
 
-    def _refresh_epoch(self) -> None:
-        """Re-read the auth epoch if it is older than the interval; drop the cache if it moved."""
-        if self._clock() - self._checked_at < self._epoch_check_s:
+    def refresh_epoch(self) -> None:
+        """Re-read the auth epoch if it is older than the interval; drop the cache if it moved.
+
+        Blocking when it reads; raises `StoreError` when the database cannot be read.
+        """
+        if not self.epoch_is_stale():
             return
         with self._refresh_lock:
             started = self._clock()

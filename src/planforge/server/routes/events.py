@@ -8,7 +8,9 @@ with `?since=<last user_sequence>` and gets what it missed from the bus's per-us
 Authentication: the `Authorization: Bearer` header, or (for browsers, which cannot set
 headers on a WebSocket) the subprotocols `planforge.v1` and `planforge.token.<token>`; the
 handshake is accepted with `planforge.v1` only, never echoing the token. `?token=` still works
-but is discouraged: query strings end up in access logs.
+but is discouraged: query strings end up in access logs. A stream whose token is revoked or
+rotated away is closed with 4401 within a second: it re-checks its token (from the cache)
+only when this process's token cache was dropped, so an open stream adds no query of its own.
 
 Close codes: 4401 missing or wrong token, 4400 malformed `since`, 1013 too slow or too many
 connections for the user.
@@ -24,8 +26,9 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from planforge.errors import PlannerError
 from planforge.logs import get_logger
 from planforge.runtime.events import RuntimeEvent
-from planforge.server.auth import user_for_websocket, websocket_subprotocol
+from planforge.server.auth import websocket_subprotocol, websocket_token
 from planforge.server.state import ServiceState
+from planforge.server.tokens import TokenCache
 
 __all__ = ["CLOSE_BAD_REQUEST", "CLOSE_TOO_SLOW", "CLOSE_UNAUTHORIZED", "router"]
 
@@ -39,6 +42,8 @@ CLOSE_TOO_SLOW = 1013  # "try again later"
 #: on the service state overrides the whole bound.
 EXTRA_PENDING = 1024
 _OVERFLOW = object()
+#: How often an open stream looks whether its token may have been revoked (no query).
+_REVOCATION_CHECK_S = 0.5
 # a close reason has at most 123 bytes
 _UNAUTHORIZED_REASON = (
     "missing or invalid API token: send Authorization: Bearer <token> or subprotocols "
@@ -71,10 +76,11 @@ async def stream_events(websocket: WebSocket) -> None:
     add `?since=<user_sequence>` to receive the buffered events after that one first.
     """
     state: ServiceState = websocket.app.state.service
-    user = await asyncio.to_thread(user_for_websocket, websocket, state.tokens)
+    token = websocket_token(websocket)
+    user = None if token is None else await asyncio.to_thread(state.tokens.user_for, token)
     # accepted first, so every client sees the close code; never with the token's subprotocol
     await websocket.accept(subprotocol=websocket_subprotocol(websocket))
-    if user is None:
+    if token is None or user is None:
         await websocket.close(CLOSE_UNAUTHORIZED, _UNAUTHORIZED_REASON)
         return
     try:
@@ -84,10 +90,12 @@ async def stream_events(websocket: WebSocket) -> None:
             CLOSE_BAD_REQUEST, "since must be the last user_sequence you saw (an integer >= 0)"
         )
         return
-    await _stream(websocket, state, user.name, since)
+    await _stream(websocket, state, user.name, since, token)
 
 
-async def _stream(websocket: WebSocket, state: ServiceState, user: str, since: int | None) -> None:
+async def _stream(
+    websocket: WebSocket, state: ServiceState, user: str, since: int | None, token: str
+) -> None:
     loop = asyncio.get_running_loop()
     limit = _max_pending(state)
     queue: asyncio.Queue[object] = asyncio.Queue()
@@ -115,7 +123,10 @@ async def _stream(websocket: WebSocket, state: ServiceState, user: str, since: i
     try:
         sender = asyncio.create_task(_send(websocket, queue, limit))
         receiver = asyncio.create_task(_drain_client(websocket))
-        done, pending = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+        watcher = asyncio.create_task(_close_when_revoked(websocket, state.tokens, token))
+        done, pending = await asyncio.wait(
+            {sender, receiver, watcher}, return_when=asyncio.FIRST_COMPLETED
+        )
         for task in pending:
             task.cancel()
         for task in pending:
@@ -141,6 +152,29 @@ async def _send(websocket: WebSocket, queue: asyncio.Queue[object], limit: int) 
             return
         assert isinstance(item, RuntimeEvent)
         await websocket.send_text(item.to_json())
+
+
+async def _close_when_revoked(websocket: WebSocket, tokens: TokenCache, token: str) -> None:
+    """Close the stream with 4401 once its token stops working (revoked or rotated away)."""
+    seen: int | None = None  # checked once first: a drop may have come since the handshake
+    failing = False
+    while True:
+        await asyncio.sleep(_REVOCATION_CHECK_S)
+        try:
+            if tokens.epoch_is_stale():  # at most one read per process and interval
+                await asyncio.to_thread(tokens.refresh_epoch)
+            generation = tokens.generation
+            if generation != seen:
+                if await asyncio.to_thread(tokens.user_for, token) is None:
+                    break
+                seen = generation  # only once checked: a failed check is tried again
+            failing = False
+        except PlannerError as exc:
+            # the database is unreachable: new connections are refused, this one goes on
+            if not failing:
+                _log.warning("cannot re-check a stream's token", error=type(exc).__name__)
+            failing = True
+    await websocket.close(CLOSE_UNAUTHORIZED, "the API token was revoked or replaced")
 
 
 async def _drain_client(websocket: WebSocket) -> None:
