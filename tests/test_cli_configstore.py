@@ -287,3 +287,76 @@ def test_db_upgrade_creates_the_database(runner: CliRunner, home: Path) -> None:
     with ConfigStore(home=home) as store:
         assert len(store.list_presets()) == 3
     assert "up to date" in _ok(runner, "db", "upgrade")  # idempotent
+
+
+# -- users ----------------------------------------------------------------------------------
+
+
+def _token(runner: CliRunner, *args: str) -> str:
+    """The token a command prints alone on its first stdout line."""
+    lines = _ok(runner, *args).splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def _users(runner: CliRunner) -> dict[str, dict[str, Any]]:
+    return {user["name"]: user for user in _json(runner, "user", "list")}
+
+
+def test_user_revoke_rotate_and_list(runner: CliRunner, home: Path) -> None:
+    first = _token(runner, "user", "create", "ops", "--role", "operator")
+    listed = _users(runner)["ops"]
+    assert (listed["status"], listed["revoked_at"], listed["last_used_at"]) == (
+        "active",
+        None,
+        None,
+    )
+    out = _ok(runner, "user", "revoke", "ops", "--actor", "root")
+    assert "'ops' is revoked" in out
+    assert "planforge user rotate ops" in out
+    with ConfigStore(home=home) as store:
+        assert store.user_for_token(first) is None
+        assert store.audit_log(limit=1)[0].actor == "root"
+    revoked = _users(runner)["ops"]
+    assert revoked["status"] == "revoked"
+    assert revoked["revoked_at"] is not None
+    assert "revoked" in _ok(runner, "user", "list")
+    second = _token(runner, "user", "rotate", "ops")
+    assert second.startswith("pf_")
+    assert second != first
+    with ConfigStore(home=home) as store:
+        user = store.user_for_token(second)
+        assert user is not None
+        store.touch_user(user.id)
+    used = _users(runner)["ops"]
+    assert (used["status"], used["revoked_at"]) == ("active", None)
+    assert used["last_used_at"] is not None
+    table = _ok(runner, "user", "list")
+    assert "never" not in table
+    assert used["last_used_at"][:10] in table
+    rotated = _json(runner, "user", "rotate", "ops")
+    assert rotated["name"] == "ops"
+    assert rotated["token"] not in (first, second)
+    listing = _ok(runner, "user", "list", "--json")
+    assert first not in listing
+    assert rotated["token"] not in listing
+
+
+@pytest.mark.parametrize("command", ["revoke", "rotate"])
+def test_user_commands_name_an_unknown_user(runner: CliRunner, command: str) -> None:
+    _ok(runner, "user", "create", "ops")
+    line = _error(runner, "user", command, "opz")
+    assert "No API user named 'opz'" in line
+    assert "planforge user list" in line
+    assert [user["status"] for user in _users(runner).values()] == ["active"]
+
+
+@pytest.mark.parametrize("name", ["op sp", "x:*", "n" * 150])
+def test_user_create_refuses_a_name_the_runtime_would_refuse(
+    runner: CliRunner, home: Path, name: str
+) -> None:
+    line = _error(runner, "user", "create", name, "--role", "operator")
+    assert "1 to 128 characters" in line
+    assert "for example 'alice.ops-1'" in line
+    assert "Nothing was changed" in line
+    assert not (home / "planforge.db").exists()  # refused before the database was opened

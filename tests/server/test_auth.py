@@ -1,8 +1,12 @@
-"""API tokens: who may call what; every route refuses a missing, wrong or too-weak token."""
+"""API tokens: who may call what; every route refuses a missing, wrong or too-weak token, and
+a WebSocket authenticates by header or, as browsers must, by subprotocol."""
 
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,15 +16,20 @@ import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.testclient import TestClient
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection, connect
+from websockets.typing import Subprotocol
 
 from planforge.configstore import ConfigStore
 from planforge.factory.core import PlannerFactory
 from planforge.portfolio.planner import HolisticPortfolioPlanner
 from planforge.runtime.bus import InProcessEventBus
 from planforge.server.app import create_app
-from planforge.server.auth import bearer_token
+from planforge.server.auth import WS_PROTOCOL, WS_TOKEN_PROTOCOL_PREFIX, bearer_token
 from planforge.server.routes import configs, ops, planners
 from planforge.settings import load_settings
+from tests.server._served import http, serving
+from tests.server.test_plans import PLUGINS
 
 OPEN_ROUTES = {"/livez", "/readyz", "/metrics"}
 ROLE_RANK = {"viewer": 0, "operator": 1, "admin": 2}
@@ -189,3 +198,96 @@ def test_open_routes_need_no_token(service: Service) -> None:
 def test_higher_roles_pass_a_viewer_route(service: Service) -> None:
     for role in ROLE_RANK:
         assert service.client.get("/planners", headers=service.auth(role)).status_code == 200
+
+
+# -- WebSocket authentication, on a real `planforge serve` -----------------------------------
+
+
+@dataclass
+class Served:
+    base: str
+    ws: str
+    token: str
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    tmp_path = tmp_path_factory.mktemp("served-auth")
+    plugin_dir = tmp_path / "plugins"
+    plugin_dir.mkdir()
+    (plugin_dir / "srv_echo.py").write_text(textwrap.dedent(PLUGINS["srv_echo"]))
+    database = f"sqlite:///{tmp_path / 'store.db'}"
+    with ConfigStore(database) as store:
+        _, token = store.create_user("alice", "operator")
+    env = {
+        **os.environ,
+        "PLANFORGE_DATABASE_URL": database,
+        "FACTORY_PLUGIN_DIRS": str(plugin_dir),
+        "FACTORY_CACHE_DIR": str(tmp_path / "cache"),
+        "FACTORY_STATE_DIR": str(tmp_path / "state"),
+        "FACTORY_SANDBOX_TIMEOUT_S": "10",
+    }
+    env.pop("PLANFORGE_REDIS_URL", None)
+    with serving(env, tmp_path / "server.log") as base:
+        yield Served(base, base.replace("http://", "ws://"), token)
+
+
+def protocols(*names: str) -> list[Subprotocol]:
+    return [Subprotocol(name) for name in names]
+
+
+def close_code(events: ClientConnection) -> int:
+    """The code the server closes the socket with (it sends nothing before)."""
+    with pytest.raises(ConnectionClosed) as closed:
+        events.recv(timeout=10)
+    assert closed.value.rcvd is not None
+    return closed.value.rcvd.code
+
+
+def assert_streams_alices_run(served: Served, events: ClientConnection) -> None:
+    """A run started over HTTP reaches the socket: it is open and authenticated as alice."""
+    status, body = http(
+        "POST",
+        f"{served.base}/plans",
+        served.token,
+        {"objective": "echo", "planner": "echo", "context": {"n": 1}},
+    )
+    assert status == 202, body
+    received = [json.loads(events.recv(timeout=20))]
+    while (received[-1]["run_id"], received[-1]["type"]) != (body["run_id"], "agent_completed"):
+        assert received[-1]["type"] != "agent_error", received
+        received.append(json.loads(events.recv(timeout=20)))
+    assert {event["user_id"] for event in received} == {"alice"}
+
+
+def test_a_browser_authenticates_a_websocket_by_subprotocol_and_the_token_is_not_echoed(
+    served: Served,
+) -> None:
+    offered = protocols(WS_PROTOCOL, f"{WS_TOKEN_PROTOCOL_PREFIX}{served.token}")
+    with connect(f"{served.ws}/ws/events", subprotocols=offered) as events:
+        assert events.subprotocol == "planforge.v1"
+        assert events.response is not None
+        handshake = events.response.headers
+        assert handshake.get_all("Sec-WebSocket-Protocol") == ["planforge.v1"]
+        assert served.token not in str(handshake)
+        assert_streams_alices_run(served, events)
+
+
+def test_a_wrong_or_misoffered_subprotocol_token_closes_with_4401(served: Served) -> None:
+    wrong = protocols(WS_PROTOCOL, f"{WS_TOKEN_PROTOCOL_PREFIX}pf_wrong")
+    with connect(f"{served.ws}/ws/events", subprotocols=wrong) as events:
+        assert events.subprotocol == "planforge.v1"
+        assert close_code(events) == 4401
+    # the token protocol alone: the server could only accept with the token, so it refuses
+    alone = protocols(f"{WS_TOKEN_PROTOCOL_PREFIX}{served.token}")
+    with connect(f"{served.ws}/ws/events", subprotocols=alone) as events:
+        assert events.subprotocol is None
+        assert close_code(events) == 4401
+    with connect(f"{served.ws}/ws/events") as events:
+        assert close_code(events) == 4401
+
+
+def test_the_query_token_still_works_for_existing_clients(served: Served) -> None:
+    with connect(f"{served.ws}/ws/events?token={served.token}") as events:
+        assert events.subprotocol is None
+        assert_streams_alices_run(served, events)

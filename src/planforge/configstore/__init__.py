@@ -1,5 +1,5 @@
-"""Versioned planner configurations: history, buckets, rollback, presets and an audit trail,
-on SQLite (embedded default) or PostgreSQL (`PLANFORGE_DATABASE_URL`)."""
+"""Versioned planner configurations: history, buckets, rollback, presets, API users and an
+audit trail, on SQLite (embedded default) or PostgreSQL (`PLANFORGE_DATABASE_URL`)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from planforge.configstore.errors import (
     PresetExists,
     PresetNotFound,
     StoreError,
+    UserExists,
+    UserNotFound,
     VersionConflict,
 )
 from planforge.configstore.records import (
@@ -21,6 +23,7 @@ from planforge.configstore.records import (
     ConfigVersion,
     CreateResult,
     Preset,
+    User,
 )
 from planforge.configstore.store import MAX_DOCUMENT_BYTES, ConfigStore, content_digest
 
@@ -41,6 +44,9 @@ __all__ = [
     "PresetExists",
     "PresetNotFound",
     "StoreError",
+    "User",
+    "UserExists",
+    "UserNotFound",
     "VersionConflict",
     "content_digest",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from planforge.errors import PlannerError
+from planforge.errors import PlannerError, shown_value
 from planforge.holistic.config import ConfigError
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "PresetNotFound",
     "StoreError",
     "UserExists",
+    "UserNotFound",
     "VersionConflict",
 ]
 
@@ -118,9 +119,9 @@ class InvalidInput(StoreError):
 
     def __init__(self, field: str, value: object, problem: str) -> None:
         super().__init__(
-            f"{field}={value!r} is not valid: {problem}. Nothing was changed.",
+            f"{field}={shown_value(value)} is not valid: {problem}. Nothing was changed.",
             field=field,
-            value=repr(value),
+            value=shown_value(value),
         )
         self.field = field
         self.value = value
@@ -148,5 +149,13 @@ class UserExists(StoreError):
     def __init__(self, name: str) -> None:
         super().__init__(
             f"An API user named {name!r} already exists; choose another name.", user=name
+        )
+        self.name = name
+
+
+class UserNotFound(StoreError):
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"No API user named {name!r}; list users with `planforge user list`.", user=name
         )
         self.name = name

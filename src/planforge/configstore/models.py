@@ -32,6 +32,7 @@ __all__ = [
     "NAME_LENGTH",
     "ApiUserRow",
     "AuditRow",
+    "AuthEpochRow",
     "Base",
     "BucketAssignmentRow",
     "NameCounterRow",
@@ -178,7 +179,12 @@ class AuditRow(Base):
 
 
 class ApiUserRow(Base):
-    """An API user; only the sha256 of its token is kept, so a leaked database leaks no token."""
+    """An API user; only the sha256 of its token is kept, so a leaked database leaks no token.
+
+    A revoked user keeps its row (and the audit trail its id points to); `revoked_at` set means
+    no token of it is accepted. `last_used_at` is approximate: servers write it at most once a
+    minute per user.
+    """
 
     __tablename__ = "api_users"
 
@@ -187,3 +193,18 @@ class ApiUserRow(Base):
     role: Mapped[str] = mapped_column(String(20))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AuthEpochRow(Base):
+    """A single row whose counter goes up in the transaction of every revocation and rotation.
+
+    Servers that cache token lookups re-read it a few times a second and drop their cache when
+    it moved, so a revoked token stops working everywhere without a query per request.
+    """
+
+    __tablename__ = "auth_epoch"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    epoch: Mapped[int] = mapped_column(Integer)

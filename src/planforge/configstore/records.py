@@ -108,9 +108,20 @@ class ConfigChange:
 
 @dataclass(frozen=True, slots=True)
 class User:
-    """An API user: `role` is viewer, operator or admin (each may do what the previous may)."""
+    """An API user: `role` is viewer, operator or admin (each may do what the previous may).
+
+    A revoked user (`revoked_at` set) is kept for the audit trail and holds no working token
+    until its token is rotated. `last_used_at` is approximate (written at most once a minute)
+    and None before the first use.
+    """
 
     id: int
     name: str
     role: str
     created_at: datetime
+    revoked_at: datetime | None = None
+    last_used_at: datetime | None = None
+
+    @property
+    def status(self) -> Literal["active", "revoked"]:
+        return "active" if self.revoked_at is None else "revoked"

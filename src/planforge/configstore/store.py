@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import secrets
 import threading
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
@@ -29,6 +28,8 @@ from sqlalchemy import Connection, Engine, bindparam, func, insert, select, upda
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
+from planforge.configstore import users
+from planforge.configstore.audit import write_audit
 from planforge.configstore.db import (
     WRITE_OPTION,
     create_store_engine,
@@ -51,7 +52,6 @@ from planforge.configstore.models import (
     NAME_LENGTH,
     TAG_LENGTH,
     TITLE_LENGTH,
-    ApiUserRow,
     AuditRow,
     BucketAssignmentRow,
     NameCounterRow,
@@ -68,6 +68,7 @@ from planforge.configstore.records import (
     Preset,
     User,
 )
+from planforge.configstore.users import ROLES, token_digest
 from planforge.holistic.config import ConfigError, parse_config
 from planforge.logs import get_logger
 from planforge.redact import redact_text
@@ -96,10 +97,6 @@ SEED_TAGS: Final[dict[str, tuple[str, ...]]] = {
     "default": ("balanced", "shipped"),
 }
 
-# Least to most privileged: a role may do everything the roles before it may.
-ROLES: Final = ("viewer", "operator", "admin")
-TOKEN_PREFIX: Final = "pf_"
-
 Subscriber = Callable[[ConfigChange], None]
 
 # Alembic keeps its running environment in module globals: one upgrade per process at a time.
@@ -110,7 +107,6 @@ _log = get_logger("configstore")
 C = PlannerConfigRow
 A = BucketAssignmentRow
 P = PresetRow
-U = ApiUserRow
 
 _CONFIG_COLUMNS = (
     C.id,
@@ -173,17 +169,11 @@ _BUMP_COUNTER = (
 _DEACTIVATE = update(C).where(C.id == bindparam("b_id")).values(is_active=False)
 _INSERT_CONFIG = insert(C).returning(C.id)
 _INSERT_ASSIGNMENT = insert(A).returning(A.id)
-_INSERT_AUDIT = insert(AuditRow)
 
 
 def content_digest(text: str) -> str:
     """sha256 of the TOML exactly as stored (UTF-8), hex."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def token_digest(token: str) -> str:
-    """sha256 of an API token, hex: the only form in which tokens reach the database."""
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
 def _now() -> datetime:
@@ -406,26 +396,7 @@ class ConfigStore:
         with self._write_lock, self._db_errors(action), self._write_engine.begin() as connection:
             yield connection
 
-    @staticmethod
-    def _audit(
-        connection: Connection,
-        actor: str,
-        action: str,
-        entity: str,
-        entity_id: object,
-        detail: dict[str, Any],
-    ) -> None:
-        connection.execute(
-            _INSERT_AUDIT,
-            {
-                "at": _now(),
-                "actor": actor,
-                "action": action,
-                "entity": entity,
-                "entity_id": str(entity_id),
-                "detail": detail,
-            },
-        )
+    _audit = staticmethod(write_audit)
 
     # -- validation -------------------------------------------------------------------------
 
@@ -934,55 +905,63 @@ class ConfigStore:
             self._audit(connection, "cli", "preset.rate", "preset", preset_id, {"rating": rating})
             return self._preset_by_id(connection, preset_id)
 
-    # -- API users --------------------------------------------------------------------------
+    # -- API users (users.py holds their rules and SQL) --------------------------------------
 
     def create_user(self, name: str, role: str, created_by: str = "cli") -> tuple[User, str]:
-        """A new API user and its token; the token is returned once and only its hash kept."""
-        _check_text("name", name, NAME_LENGTH)
-        if role not in ROLES:
-            raise InvalidInput("role", role, f"give one of {', '.join(ROLES)}")
-        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        created_at = _now()
+        """A new API user and its token; the token is returned once and only its hash kept.
+
+        The name must be a valid runtime id (`planforge.ids`): it becomes each run's user id.
+        """
+        users.check_new_user(name, role)
+        _check_text("created_by", created_by, NAME_LENGTH)
         try:
             with self._writing("create an API user") as connection:
-                if connection.execute(select(U.id).where(U.name == name)).first() is not None:
-                    raise UserExists(name)
-                user_id = connection.execute(
-                    insert(U)
-                    .values(
-                        name=name,
-                        role=role,
-                        token_hash=token_digest(token),
-                        created_at=created_at,
-                    )
-                    .returning(U.id)
-                ).scalar_one()
-                self._audit(connection, created_by, "user.create", "user", user_id, {"role": role})
+                return users.create(connection, name, role, created_by)
         except StoreError as exc:
-            if isinstance(exc.__cause__, IntegrityError):
+            if isinstance(exc.__cause__, IntegrityError):  # lost a race for the name
                 raise UserExists(name) from exc
             raise
-        return User(id=user_id, name=name, role=role, created_at=created_at), token
+
+    def revoke_user(self, name: str, actor: str = "cli") -> User:
+        """Refuse `name`'s token from now on, on every server; the user is kept, marked revoked.
+
+        Revoking a revoked user changes nothing. `rotate_user` gives it a working token again.
+        """
+        _check_text("actor", actor, NAME_LENGTH)
+        with self._writing("revoke an API user") as connection:
+            return users.revoke(connection, name, actor)
+
+    def rotate_user(self, name: str, actor: str = "cli") -> tuple[User, str]:
+        """A new token for `name`, returned once; the old one stops working at once, and a
+        revoked user is re-enabled with the new one."""
+        _check_text("actor", actor, NAME_LENGTH)
+        with self._writing("rotate an API user's token") as connection:
+            return users.rotate(connection, name, actor)
 
     def user_for_token(self, token: str) -> User | None:
-        """The user holding `token`, or None; the lookup is by hash, one indexed query."""
+        """The active user holding `token`, or None; by hash, one indexed query."""
         if not isinstance(token, str) or not token:
             return None
         with self._reading("look up an API token") as connection:
-            row = connection.execute(
-                select(U.id, U.name, U.role, U.created_at).where(
-                    U.token_hash == token_digest(token)
-                )
-            ).first()
-        return User(*row) if row is not None else None
+            return users.user_for_token(connection, token)
+
+    def touch_user(self, user_id: int) -> bool:
+        """Record a use of the user's token now, unless one within a minute is recorded.
+
+        Servers call it at most once a minute per user, so requests do not become writes.
+        """
+        with self._writing("record an API user's last use") as connection:
+            return users.touch(connection, user_id)
+
+    def auth_epoch(self) -> int:
+        """A counter every revocation and rotation moves on: token caches watch it."""
+        with self._reading("read the auth epoch") as connection:
+            return users.read_epoch(connection)
 
     def list_users(self) -> list[User]:
-        """Every API user by name (never their token hashes)."""
+        """Every API user by name, revoked ones too (never their token hashes)."""
         with self._reading("list API users") as connection:
-            rows = connection.execute(
-                select(U.id, U.name, U.role, U.created_at).order_by(U.name)
-            ).all()
-        return [User(*row) for row in rows]
+            return users.list_users(connection)
 
     # -- audit ------------------------------------------------------------------------------
 

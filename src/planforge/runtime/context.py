@@ -10,7 +10,6 @@ millisecond), and across processes the random part keeps them apart.
 from __future__ import annotations
 
 import os
-import re
 import threading
 import time
 from collections.abc import Mapping
@@ -19,6 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 from planforge.errors import PlannerError, shown_value
+from planforge.ids import ID_PATTERN, MAX_ID_LENGTH, id_problem
 
 __all__ = [
     "ID_PATTERN",
@@ -31,9 +31,7 @@ __all__ = [
     "run_id_time",
 ]
 
-MAX_ID_LENGTH = 128
 MAX_CONTEXT_DEPTH = 64
-ID_PATTERN = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
 RUN_ID_LENGTH = 32
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -55,20 +53,11 @@ class InvalidContextError(PlannerError):
 
 
 def check_id(field_name: str, value: object) -> str:
-    """Return `value` if it is a well-formed id, else raise `InvalidContextError` naming it."""
-    if not isinstance(value, str):
-        raise InvalidContextError(
-            field_name, value, f"must be a string, not {type(value).__name__}"
-        )
-    if ID_PATTERN.fullmatch(value) is None:
-        if not value:
-            problem = "must not be empty"
-        elif len(value) > MAX_ID_LENGTH:
-            problem = f"is {len(value)} characters long; the limit is {MAX_ID_LENGTH}"
-        else:
-            problem = "may only contain letters, digits and _ . : @ -"
-        raise InvalidContextError(field_name, value, problem)
-    return value
+    """Return `value` if it is a well-formed id (`planforge.ids`), else raise naming it."""
+    problem = id_problem(value)
+    if problem is None and isinstance(value, str):
+        return value
+    raise InvalidContextError(field_name, value, problem or "must be a string")
 
 
 class _RunIdClock:

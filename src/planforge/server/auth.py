@@ -1,8 +1,15 @@
 """API-token authentication and role checks, as FastAPI dependencies.
 
 A request names its user with `Authorization: Bearer <token>`; the store keeps only the
-token's sha256. Roles are ordered (viewer < operator < admin), so a route states the least
-role it needs: `user: Annotated[User, Depends(operator)]` (or the `Operator` alias).
+token's sha256, and each process caches recent lookups (`server.tokens`, emptied within a
+second of any revocation). Roles are ordered (viewer < operator < admin), so a route states
+the least role it needs: `user: Annotated[User, Depends(operator)]` (or the `Operator` alias).
+
+A browser cannot set headers on a WebSocket, so the handshake of `/ws/events` may carry the
+token as a subprotocol instead: the client offers `planforge.v1` and `planforge.token.<token>`
+(tokens are URL-safe base64, legal in a subprotocol name), and the server accepts with
+`planforge.v1` alone, so the token is never echoed back. `?token=` still works but is
+discouraged: query strings end up in access logs.
 """
 
 from __future__ import annotations
@@ -12,12 +19,15 @@ from typing import Annotated, Final
 from fastapi import Depends, Request, WebSocket
 
 from planforge.configstore.records import User
-from planforge.configstore.store import ROLES, ConfigStore
+from planforge.configstore.users import ROLES
 from planforge.errors import PlannerError
 from planforge.server.state import ServiceState
+from planforge.server.tokens import TokenCache
 
 __all__ = [
     "ROLES",
+    "WS_PROTOCOL",
+    "WS_TOKEN_PROTOCOL_PREFIX",
     "Admin",
     "AuthenticationError",
     "Operator",
@@ -28,12 +38,17 @@ __all__ = [
     "bearer_token",
     "operator",
     "service",
-    "user_for_websocket",
     "viewer",
+    "websocket_subprotocol",
+    "websocket_token",
 ]
 
 _RANK: Final = {role: rank for rank, role in enumerate(ROLES)}
 _MAX_TOKEN_CHARS: Final = 512
+#: The WebSocket subprotocol of the event stream; the server accepts with this one only.
+WS_PROTOCOL: Final = "planforge.v1"
+#: Offered alongside `WS_PROTOCOL`, a subprotocol that carries the API token.
+WS_TOKEN_PROTOCOL_PREFIX: Final = "planforge.token."
 
 
 class AuthenticationError(PlannerError):
@@ -61,34 +76,37 @@ def service(request: Request) -> ServiceState:
     return state
 
 
+def _checked(token: str | None) -> str | None:
+    """A non-empty token of a sane length, else None (a huge one is not even hashed)."""
+    return token if token and len(token) <= _MAX_TOKEN_CHARS else None
+
+
 def bearer_token(authorization: str | None) -> str | None:
     """The token of an `Authorization: Bearer <token>` header value, else None."""
     if not authorization:
         return None
     scheme, _, token = authorization.strip().partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token or len(token) > _MAX_TOKEN_CHARS:
-        return None
-    return token
+    return _checked(token.strip()) if scheme.lower() == "bearer" else None
 
 
-def _authenticate(store: ConfigStore, token: str | None) -> User:
+def _authenticate(tokens: TokenCache, token: str | None) -> User:
     if token is None:
         raise AuthenticationError(
             "This endpoint needs an API token: send 'Authorization: Bearer <token>' "
             "(create one with `planforge user create NAME --role viewer`)."
         )
-    user = store.user_for_token(token)
+    user = tokens.user_for(token)
     if user is None:
         raise AuthenticationError(
-            "The API token is not valid; check it, or create a new one with "
-            "`planforge user create`."
+            "The API token is not valid (unknown, revoked or replaced by a rotation); check "
+            "it, or ask an administrator for a new one (`planforge user rotate NAME`)."
         )
     return user
 
 
 def _require(request: Request, needed: str) -> User:
-    user = _authenticate(service(request).store, bearer_token(request.headers.get("authorization")))
+    token = bearer_token(request.headers.get("authorization"))
+    user = _authenticate(service(request).tokens, token)
     if _RANK.get(user.role, -1) < _RANK[needed]:
         raise PermissionDenied(user, needed)
     return user
@@ -116,15 +134,21 @@ Operator = Annotated[User, Depends(operator)]
 Admin = Annotated[User, Depends(admin)]
 
 
-def user_for_websocket(websocket: WebSocket, store: ConfigStore) -> User | None:
-    """The user of a WebSocket handshake (Bearer header, else `?token=`); None when unknown.
+def websocket_subprotocol(websocket: WebSocket) -> str | None:
+    """The subprotocol to accept the handshake with: `WS_PROTOCOL` if offered, never a token."""
+    offered = websocket.scope.get("subprotocols") or ()
+    return WS_PROTOCOL if WS_PROTOCOL in offered else None
 
-    Blocking (a database lookup): call it through `run_in_threadpool` from async code.
-    """
+
+def websocket_token(websocket: WebSocket) -> str | None:
+    """The token of a handshake: the Bearer header, else a `planforge.token.<token>`
+    subprotocol offered with `planforge.v1`, else `?token=` (discouraged)."""
     token = bearer_token(websocket.headers.get("authorization"))
-    if token is None:
-        query_token = websocket.query_params.get("token")
-        token = query_token if query_token and len(query_token) <= _MAX_TOKEN_CHARS else None
-    if token is None:
-        return None
-    return store.user_for_token(token)
+    if token is not None:
+        return token
+    offered = websocket.scope.get("subprotocols") or ()
+    if WS_PROTOCOL in offered:
+        for protocol in offered:
+            if protocol.startswith(WS_TOKEN_PROTOCOL_PREFIX):
+                return _checked(protocol.removeprefix(WS_TOKEN_PROTOCOL_PREFIX))
+    return _checked(websocket.query_params.get("token"))

@@ -9,13 +9,15 @@ from planforge.configstore.store import ConfigStore
 from planforge.factory.core import PlannerFactory
 from planforge.runtime.bus import EventBus
 from planforge.runtime.engine import ExecutionEngineFactory
+from planforge.server.tokens import TokenCache
 
 __all__ = ["ServiceState"]
 
 
 @dataclass(slots=True)
 class ServiceState:
-    """The service's collaborators; `runs` is the bounded per-user run registry."""
+    """The service's collaborators; `runs` is the bounded per-user run registry and `tokens`
+    this process's cache of token lookups over `store`."""
 
     factory: PlannerFactory
     store: ConfigStore
@@ -23,3 +25,7 @@ class ServiceState:
     engines: ExecutionEngineFactory
     runs: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
+    tokens: TokenCache = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tokens = TokenCache(self.store)

@@ -8,6 +8,13 @@ A `since` ahead of the user's stream (a client that saw another incarnation of i
 nothing: the first message is then a `stream_position` notice with the current
 `user_sequence`, and live events follow.
 
+Authentication: the `Authorization: Bearer` header, or (for browsers, which cannot set
+headers on a WebSocket) the subprotocols `planforge.v1` and `planforge.token.<token>`; the
+handshake is accepted with `planforge.v1` only, never echoing the token. `?token=` still works
+but is discouraged: query strings end up in access logs. A stream whose token is revoked or
+rotated away is closed with 4401 within a second: it re-checks its token (from the cache)
+only when this process's token cache was dropped, so an open stream adds no query of its own.
+
 Close codes: 4401 missing or wrong token, 4400 malformed `since`, 1008 a user the runtime
 cannot serve (permanent: do not retry), 1013 too slow or too many connections for the user
 (try again later).
@@ -25,8 +32,9 @@ from planforge.errors import PlannerError
 from planforge.logs import get_logger
 from planforge.runtime.bus import EventBusError
 from planforge.runtime.events import RuntimeEvent
-from planforge.server.auth import user_for_websocket
+from planforge.server.auth import websocket_subprotocol, websocket_token
 from planforge.server.state import ServiceState
+from planforge.server.tokens import TokenCache
 
 __all__ = [
     "CLOSE_BAD_REQUEST",
@@ -50,6 +58,13 @@ STREAM_POSITION = "stream_position"
 #: on the service state overrides the whole bound.
 EXTRA_PENDING = 1024
 _OVERFLOW = object()
+#: How often an open stream looks whether its token may have been revoked (no query).
+_REVOCATION_CHECK_S = 0.5
+# a close reason has at most 123 bytes
+_UNAUTHORIZED_REASON = (
+    "missing or invalid API token: send Authorization: Bearer <token> or subprotocols "
+    "planforge.v1, planforge.token.<token>"
+)
 
 
 def _max_pending(state: ServiceState) -> int:
@@ -72,16 +87,17 @@ def _parse_since(raw: str | None) -> int | None:
 async def stream_events(websocket: WebSocket) -> None:
     """Stream the caller's events as JSON objects (`RuntimeEvent.to_dict()`), oldest first.
 
-    Authenticate with `Authorization: Bearer <token>` or `?token=<token>`; add
-    `?since=<user_sequence>` to receive the buffered events after that one first.
+    Authenticate with `Authorization: Bearer <token>`, or offer the subprotocols
+    `planforge.v1` and `planforge.token.<token>` (`?token=<token>` works but is discouraged);
+    add `?since=<user_sequence>` to receive the buffered events after that one first.
     """
     state: ServiceState = websocket.app.state.service
-    user = await asyncio.to_thread(user_for_websocket, websocket, state.store)
-    await websocket.accept()  # accepted first, so every client sees the close code
-    if user is None:
-        await websocket.close(
-            CLOSE_UNAUTHORIZED, "missing or invalid API token: send Authorization: Bearer <token>"
-        )
+    token = websocket_token(websocket)
+    user = None if token is None else await asyncio.to_thread(state.tokens.user_for, token)
+    # accepted first, so every client sees the close code; never with the token's subprotocol
+    await websocket.accept(subprotocol=websocket_subprotocol(websocket))
+    if token is None or user is None:
+        await websocket.close(CLOSE_UNAUTHORIZED, _UNAUTHORIZED_REASON)
         return
     try:
         since = _parse_since(websocket.query_params.get("since"))
@@ -90,10 +106,12 @@ async def stream_events(websocket: WebSocket) -> None:
             CLOSE_BAD_REQUEST, "since must be the last user_sequence you saw (an integer >= 0)"
         )
         return
-    await _stream(websocket, state, user.name, since)
+    await _stream(websocket, state, user.name, since, token)
 
 
-async def _stream(websocket: WebSocket, state: ServiceState, user: str, since: int | None) -> None:
+async def _stream(
+    websocket: WebSocket, state: ServiceState, user: str, since: int | None, token: str
+) -> None:
     loop = asyncio.get_running_loop()
     limit = _max_pending(state)
     queue: asyncio.Queue[object] = asyncio.Queue()
@@ -126,7 +144,10 @@ async def _stream(websocket: WebSocket, state: ServiceState, user: str, since: i
     try:
         sender = asyncio.create_task(_send(websocket, queue, limit))
         receiver = asyncio.create_task(_drain_client(websocket))
-        done, pending = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+        watcher = asyncio.create_task(_close_when_revoked(websocket, state.tokens, token))
+        done, pending = await asyncio.wait(
+            {sender, receiver, watcher}, return_when=asyncio.FIRST_COMPLETED
+        )
         for task in pending:
             task.cancel()
         for task in pending:
@@ -169,6 +190,29 @@ async def _send(websocket: WebSocket, queue: asyncio.Queue[object], limit: int) 
             return
         assert isinstance(item, RuntimeEvent)
         await websocket.send_text(item.to_json())
+
+
+async def _close_when_revoked(websocket: WebSocket, tokens: TokenCache, token: str) -> None:
+    """Close the stream with 4401 once its token stops working (revoked or rotated away)."""
+    seen: int | None = None  # checked once first: a drop may have come since the handshake
+    failing = False
+    while True:
+        await asyncio.sleep(_REVOCATION_CHECK_S)
+        try:
+            if tokens.epoch_is_stale():  # at most one read per process and interval
+                await asyncio.to_thread(tokens.refresh_epoch)
+            generation = tokens.generation
+            if generation != seen:
+                if await asyncio.to_thread(tokens.user_for, token) is None:
+                    break
+                seen = generation  # only once checked: a failed check is tried again
+            failing = False
+        except PlannerError as exc:
+            # the database is unreachable: new connections are refused, this one goes on
+            if not failing:
+                _log.warning("cannot re-check a stream's token", error=type(exc).__name__)
+            failing = True
+    await websocket.close(CLOSE_UNAUTHORIZED, "the API token was revoked or replaced")
 
 
 async def _drain_client(websocket: WebSocket) -> None:
