@@ -19,3 +19,19 @@ def test_settings_error_names_the_variable_and_the_fix() -> None:
     assert "FACTORY_SANDBOX_TIMEOUT_S='soon' is not valid" in error.message
     assert "Fix or unset FACTORY_SANDBOX_TIMEOUT_S" in error.message
     assert error.to_dict()["context"] == {"variable": "FACTORY_SANDBOX_TIMEOUT_S", "value": "soon"}
+
+
+def test_invalid_context_names_the_field_the_kind_and_the_fix() -> None:
+    from planforge.errors import InvalidContext, PlannerError
+
+    error = InvalidContext("positions[0].current_price", "must be greater than 0", kind="portfolio")
+    assert isinstance(error, PlannerError)
+    assert error.message == (
+        "context: positions[0].current_price: must be greater than 0. Fix that field and try again."
+    )
+    assert (error.field, error.problem, error.kind) == (
+        "positions[0].current_price",
+        "must be greater than 0",
+        "portfolio",
+    )
+    assert error.to_dict()["context"]["field"] == "positions[0].current_price"

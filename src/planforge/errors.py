@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
+    "InvalidContext",
     "InvalidPlannerMetadata",
     "NoActivePlannersError",
     "PlanExecutionError",
@@ -213,6 +214,29 @@ class PlanExecutionError(PlannerError):
         )
         self.planner_name = planner_name
         self.cause = cause
+
+
+class InvalidContext(PlannerError):
+    """A context its planner cannot read: the caller's error, never a fault of the planner.
+
+    Raised by a context kind's validator (and by a planner's own deeper checks); `field` names
+    the part of the context at fault, `kind` the context kind it was checked as. Every layer
+    tells it apart from a planner failure: it never counts against a planner's reliability or
+    circuit breaker, and the service answers it with 422.
+    """
+
+    def __init__(
+        self, field: str, problem: str, *, kind: str | None = None, source: str = "context"
+    ) -> None:
+        super().__init__(
+            f"{source}: {field}: {problem}. Fix that field and try again.",
+            where="context",
+            context={"field": field, "kind": kind, "source": source},
+        )
+        self.field = field
+        self.problem = problem
+        self.kind = kind
+        self.source = source
 
 
 class PlannerSelectionError(PlannerError):
