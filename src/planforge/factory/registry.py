@@ -85,6 +85,8 @@ class Generation:
     discovery: DiscoveryResult | None
     instances: dict[str, Planner] = field(default_factory=dict)
     created_at: float = 0.0
+    #: the context kinds the active planners declare, sorted ("any" left out)
+    context_kinds: tuple[str, ...] = ()
 
     def active_names(self) -> list[str]:
         return sorted(
