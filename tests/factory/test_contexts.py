@@ -352,3 +352,19 @@ def test_describe_says_which_kind_a_planner_reads_and_who_validates_it(
         "acme_kinds:validate_weights",
     )
     assert (anything["context_kind"], anything["context_validator"]) == ("any", None)
+
+
+def test_when_no_kind_reads_the_context_the_objective_says_which_planner_was_meant(
+    factory: PlannerFactory,
+) -> None:
+    # weights_rebalancer (vip) wins selection for any objective; but "holdings" names the
+    # portfolio planner, so the bad portfolio is reported as a portfolio, field and all
+    objective = "check all my holdings today, now"
+    assert factory.select_best_planner_name(objective) == "weights_rebalancer"
+    with pytest.raises(InvalidContext) as caught:
+        factory.run_plan(objective, BAD_PORTFOLIO)
+    assert (caught.value.field, caught.value.kind) == ("positions[0].current_price", "portfolio")
+    # with no word of the objective known to any planner, the selection order decides
+    with pytest.raises(InvalidContext) as caught:
+        factory.run_plan("zzz", BAD_PORTFOLIO)
+    assert caught.value.kind == "weights"

@@ -35,7 +35,12 @@ from planforge.errors import (
     PlannerSelectionError,
 )
 from planforge.factory.entrypoints import scan_entry_points
-from planforge.factory.ranking import SelectionRequest, kind_mismatch
+from planforge.factory.ranking import (
+    SelectionRequest,
+    kind_mismatch,
+    objective_terms,
+    planner_terms,
+)
 from planforge.factory.registry import Generation, RecordStatus
 from planforge.logs import get_logger
 
@@ -230,7 +235,12 @@ def admit_context(
 ) -> str | None:
     """The kind of `context` for this request over `generation`, validated.
 
-    None when `planner` names no usable planner: the run then reports that itself.
+    None when `planner` names no usable planner: the run then reports that itself. The
+    planner the caller meant, when the context alone cannot tell, is the selectable planner
+    whose terms share most with the objective, ties (and no shared term at all) going to the
+    selection order ignoring kinds: the objective's words say what the caller is after better
+    than the bonuses of the ranking do (a gold portfolio planner outranks a beta risk
+    reviewer for "review the riskiest modules", but the caller meant the reviewer).
     """
     planner_kind = None
     if planner is not None:
@@ -240,8 +250,14 @@ def admit_context(
         planner_kind = record.spec.context_kind
 
     def intended_kind() -> str | None:
-        best = generation.index.best(dataclasses.replace(request, context_kind=None))
-        return None if best is None else generation.records[best[0]].spec.context_kind
+        unkinded = dataclasses.replace(request, context_kind=None)
+        ranked = generation.index.top(unkinded, len(generation.records))
+        if not ranked:
+            return None
+        wanted = objective_terms(request.objective)
+        records = generation.records
+        name, _ = max(ranked, key=lambda item: len(wanted & planner_terms(records[item[0]].spec)))
+        return records[name].spec.context_kind
 
     return decide_context_kind(
         kinds,
@@ -265,8 +281,8 @@ def decide_context_kind(
     """The kind of `context`, validated; raises `InvalidContext` for a context that is bad.
 
     `declared` lists (sorted) the kinds the active planners declare; `planner_kind` is the
-    kind of the planner the caller named; `intended_kind` gives the kind of the planner
-    selection would pick ignoring kinds. In order:
+    kind of the planner the caller named; `intended_kind` gives the kind of the planner the
+    caller most likely meant (see `admit_context`). In order:
 
     - an explicit `context_kind` is validated as that kind ("any": no particular kind);
     - a named planner's context is validated as the planner's kind;
