@@ -368,3 +368,40 @@ def test_when_no_kind_reads_the_context_the_objective_says_which_planner_was_mea
     with pytest.raises(InvalidContext) as caught:
         factory.run_plan("zzz", BAD_PORTFOLIO)
     assert caught.value.kind == "weights"
+
+
+def test_a_computed_context_kind_is_read_in_the_sandbox(tmp_path: Path) -> None:
+    plugins = tmp_path / "computed"
+    plugins.mkdir()
+    (plugins / "computed_kind.py").write_text(
+        "from planforge.contract import Planner\n\n"
+        "KIND = 'week' + 'ly'\n\n\n"
+        "class Computed(Planner):\n"
+        "    name = 'computed'\n"
+        "    context_kind = KIND\n\n"
+        "    def plan(self, objective, context):\n"
+        "        return self.new_plan(objective, [])\n"
+    )
+    settings = load_settings(plugin_dirs=(plugins,), sandbox_timeout_s=10.0)
+    with PlannerFactory(
+        settings, search_path=[], cache_dir=tmp_path / "cache", state_dir=tmp_path / "state"
+    ) as factory:
+        (spec,) = factory.discover()
+    assert (spec.name, spec.metadata_from, spec.context_kind) == ("computed", "sandbox", "weekly")
+    assert "computed_kind" not in sys.modules  # read in the sandbox, never imported here
+
+
+def test_diagnostics_list_the_context_kinds_and_their_problems(
+    factory: PlannerFactory, site: Path
+) -> None:
+    discovery = factory.diagnostics_json()["discovery"]
+    assert discovery["context_kinds"] == {
+        "portfolio": "code",
+        "weights": "acme_kinds:validate_weights",
+    }
+    assert discovery["context_kind_problems"] == []
+    add_dist(site, "zz-broken", KINDS_EP + "any = zz_broken:check\n")
+    factory.discover(force=True)  # a forced rediscovery reads the kinds again
+    problems = factory.diagnostics_json()["discovery"]["context_kind_problems"]
+    assert len(problems) == 1
+    assert "'any' cannot name a context kind" in problems[0]

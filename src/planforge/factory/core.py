@@ -738,7 +738,8 @@ class PlannerFactory:
             if not isinstance(plan, Plan):
                 raise TypeError(f"plan() returned {type(plan).__name__}, not a Plan")
         except InvalidContext as exc:
-            self.release_admission(name, input_error=exc)
+            record.breaker.release_permission()  # the caller's input: no outcome to record
+            _log.info("planner rejected its context", planner=name, field=exc.field)
             raise
         except Exception as exc:
             elapsed = time.perf_counter() - started
@@ -1008,6 +1009,8 @@ class PlannerFactory:
                     {"source": p.source, "origin": p.origin, "target": p.target, "reason": p.reason}
                     for p in (discovery.problems if discovery else ())
                 ],
+                "context_kinds": {k: self.contexts.target(k) for k in self.contexts.names()},
+                "context_kind_problems": list(self.contexts.problems()),
                 "shadowed": [
                     {
                         "name": s.name,

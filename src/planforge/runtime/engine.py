@@ -892,7 +892,10 @@ class ExecutionEngineFactory:
                 raise TypeError(f"plan() returned {type(plan).__name__}, not a Plan")
         except InvalidContext as exc:  # the caller's input: neither a failure nor a success
             reporter.plan_duration_s = time.perf_counter() - started
-            self.factory.release_admission(name, input_error=exc)
+            try:
+                self.factory.release_admission(name, input_error=exc)
+            except PlannerError as gone:  # the planner vanished (reload) meanwhile
+                _log.warning("admission not released", planner=name, error=gone.message)
             raise
         except Exception as exc:
             reporter.plan_duration_s = time.perf_counter() - started
