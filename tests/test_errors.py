@@ -35,3 +35,12 @@ def test_invalid_context_names_the_field_the_kind_and_the_fix() -> None:
         "portfolio",
     )
     assert error.to_dict()["context"]["field"] == "positions[0].current_price"
+
+
+def test_invalid_context_cuts_a_huge_field_or_problem() -> None:
+    from planforge.errors import InvalidContext
+
+    error = InvalidContext("hotspots." + "k" * 100_000, "bad " * 100_000)
+    assert len(error.field) == InvalidContext.LIMIT
+    assert error.field.endswith("...")
+    assert len(error.message) < 1000

@@ -35,6 +35,10 @@ def shown_value(value: object, limit: int = 80) -> str:
     return shown if len(shown) <= limit else shown[: limit - 3] + "..."
 
 
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class PlannerError(Exception):
     """Root of every planforge error.
 
@@ -225,9 +229,14 @@ class InvalidContext(PlannerError):
     circuit breaker, and the service answers it with 422.
     """
 
+    #: Longest field path and problem kept: a context's keys come from the caller, and a huge
+    #: one must not flood a message, a log line or a response.
+    LIMIT = 200
+
     def __init__(
         self, field: str, problem: str, *, kind: str | None = None, source: str = "context"
     ) -> None:
+        field, problem = _cut(str(field), self.LIMIT), _cut(str(problem), 2 * self.LIMIT)
         super().__init__(
             f"{source}: {field}: {problem}. Fix that field and try again.",
             where="context",
