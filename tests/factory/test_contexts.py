@@ -405,3 +405,38 @@ def test_diagnostics_list_the_context_kinds_and_their_problems(
     problems = factory.diagnostics_json()["discovery"]["context_kind_problems"]
     assert len(problems) == 1
     assert "'any' cannot name a context kind" in problems[0]
+
+
+def test_the_async_entry_points_take_the_context_kind(factory: PlannerFactory) -> None:
+    import asyncio
+
+    async def scenario() -> tuple[str, str | None, str]:
+        name = await factory.aselect_best_planner_name(
+            "Rebalance my portfolio", context_kind="portfolio"
+        )
+        selection = await factory.aexplain_selection(
+            "Rebalance my portfolio", context_kind="weights"
+        )
+        plan = await factory.arun_plan("Rebalance my portfolio", PORTFOLIO)
+        return name, selection.winner, plan.planner.name
+
+    assert asyncio.run(scenario()) == ("holdings", "weights_rebalancer", "holdings")
+
+
+def test_the_module_level_api_takes_the_context_kind(factory: PlannerFactory) -> None:
+    import planforge
+
+    previous = planforge.set_default_factory(factory)
+    try:
+        assert planforge.admit_context("Rebalance my portfolio", PORTFOLIO) == "portfolio"
+        assert (
+            planforge.select_best_planner_name("Rebalance my portfolio", context_kind="portfolio")
+            == "holdings"
+        )
+        assert planforge.run_plan("Rebalance", {"weights": {"A": 1}}).planner.name == (
+            "weights_rebalancer"
+        )
+        with pytest.raises(planforge.InvalidContext):
+            planforge.run_plan("Rebalance my portfolio", BAD_PORTFOLIO)
+    finally:
+        planforge.set_default_factory(previous)

@@ -7,7 +7,6 @@ reverse; reads take the current generation without locking.
 from __future__ import annotations
 
 import asyncio
-import functools
 import importlib
 import importlib.util
 import json
@@ -1109,15 +1108,13 @@ class PlannerFactory:
         context_kind: str | None = None,
     ) -> str:
         return await asyncio.to_thread(
-            functools.partial(
-                self.select_best_planner_name,
-                objective,
-                required_capabilities,
-                prefer_production,
-                self_heal_on_empty,
-                deep_context,
-                context_kind=context_kind,
-            )
+            self.select_best_planner_name,
+            objective,
+            required_capabilities,
+            prefer_production,
+            self_heal_on_empty,
+            deep_context,
+            context_kind=context_kind,
         )
 
     async def aexplain_selection(
@@ -1130,14 +1127,12 @@ class PlannerFactory:
         context_kind: str | None = None,
     ) -> Selection:
         return await asyncio.to_thread(
-            functools.partial(
-                self.explain_selection,
-                objective,
-                required_capabilities,
-                prefer_production,
-                deep_context,
-                context_kind=context_kind,
-            )
+            self.explain_selection,
+            objective,
+            required_capabilities,
+            prefer_production,
+            deep_context,
+            context_kind=context_kind,
         )
 
     async def arun_plan(
