@@ -103,6 +103,15 @@ def test_a_validator_that_cannot_be_loaded_is_an_error_naming_it(tmp_path: Path)
     kinds = ContextKinds([str(root)])
     with pytest.raises(PlannerError, match="no_such_module_here:check, from gone"):
         kinds.validate("ghost", {})
+    (root / "no_such_module_here.py").write_text("def check(context):\n    pass\n")
+    with pytest.raises(PlannerError, match="cannot be loaded"):  # remembered, not retried
+        kinds.validate("ghost", {})
+    kinds.refresh()  # after a fix: read and imported again
+    try:
+        assert kinds.validate("ghost", {})
+    finally:
+        sys.modules.pop("no_such_module_here", None)
+        sys.path.remove(str(root))
 
 
 def test_code_registration_wins_and_refuses_bad_names(site: Path) -> None:

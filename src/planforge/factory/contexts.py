@@ -69,6 +69,7 @@ class ContextKinds:
         self._sources: dict[str, _Source] | None = None
         self._problems: tuple[str, ...] = ()
         self._loaded: dict[str, ContextValidator] = {}
+        self._broken: dict[str, PlannerDiscoveryError] = {}  # not imported again until refresh
         self._code: dict[str, ContextValidator] = {}
 
     # -- registry ---------------------------------------------------------------------------
@@ -90,6 +91,7 @@ class ContextKinds:
         with self._lock:
             self._sources = None
             self._loaded = {}
+            self._broken = {}
 
     def names(self) -> tuple[str, ...]:
         """Every kind with a validator, sorted."""
@@ -115,10 +117,19 @@ class ContextKinds:
         source = self._scanned().get(kind)
         if source is None:
             return None
+        broken = self._broken.get(kind)
+        if broken is not None:
+            raise broken
         for entry in reversed(self._search_path or ()):  # as the factory imports planners
             if entry not in sys.path:
                 sys.path.append(entry)
-        loaded = _load(kind, source)
+        try:
+            loaded = _load(kind, source)
+        except PlannerDiscoveryError as exc:
+            _log.warning("context validator cannot be loaded", kind=kind, error=exc.message)
+            with self._lock:
+                self._broken[kind] = exc
+            raise
         with self._lock:
             self._loaded.setdefault(kind, loaded)
         return loaded
