@@ -98,9 +98,15 @@ def test_plan_config_reaches_the_planner(
     with_key = tmp_path / "context.json"
     with_key.write_text(json.dumps(context))
     overridden = _json(
-        runner, "plan", OBJECTIVE, "--context", str(with_key), "--config", str(small_config),
+        runner,
+        "plan",
+        OBJECTIVE,
+        "--context",
+        str(with_key),
+        "--config",
+        str(small_config),
         "--json",
-    )  # fmt: skip
+    )
     assert overridden["steps"] == small["steps"]
 
 
@@ -177,6 +183,95 @@ def test_plan_errors_are_one_line_naming_the_problem(runner: CliRunner, tmp_path
     broken.write_text(json.dumps({"cash": -5, "positions": []}))
     line = _one_line_error(runner.invoke(app, ["plan", OBJECTIVE, "--context", str(broken)]))
     assert "cash" in line
+
+
+def _portfolio_file(tmp_path: Path, **position: Any) -> Path:
+    data = json.loads(EXAMPLE.read_text())
+    data["positions"][0].update(position)
+    path = tmp_path / "portfolio.json"
+    path.write_text(json.dumps(data))  # inf and nan are written as Infinity and NaN
+    return path
+
+
+@pytest.mark.parametrize(
+    ("position", "expected"),
+    [
+        ({"current_price": -5}, "positions[0].current_price: Input should be greater than 0"),
+        ({"quantity": 1e308}, "positions[0].quantity: must be a finite number at most 1e12"),
+        ({"current_price": float("inf")}, "positions[0].current_price: must be a finite number"),
+        ({"quantity": 1e12, "current_price": 1e9}, "positions[0]: its value in EUR"),
+    ],
+)
+@pytest.mark.parametrize("planner", [[], ["--planner", "holistic"]])
+def test_plan_refuses_a_bad_portfolio_before_planning_naming_the_field(
+    runner: CliRunner, tmp_path: Path, position: dict[str, Any], expected: str, planner: list[str]
+) -> None:
+    context = _portfolio_file(tmp_path, **position)
+    result = runner.invoke(app, ["plan", OBJECTIVE, "--context", str(context), *planner])
+    line = _one_line_error(result)
+    assert expected in line
+    assert "Fix that field" in line
+    assert "failed to plan" not in line  # the caller's input, not a planner failure
+
+
+def test_threshold_rebalance_plans_the_sample_portfolio(runner: CliRunner) -> None:
+    args = ["plan", OBJECTIVE, "--planner", "threshold_rebalance", "--context", str(EXAMPLE)]
+    plan = _json(runner, *args, "--json")
+    assert plan["planner"]["name"] == "threshold_rebalance"
+    # IWDA, MSFT and NVDA sit 2.6 to 4 points over their targets (8, 5 and 4 %)
+    assert [(s["action"], s["params"]["symbol"]) for s in plan["steps"]] == [
+        ("sell", "IWDA"),
+        ("sell", "MSFT"),
+        ("sell", "NVDA"),
+    ]
+    assert all(step["params"]["quantity"] > 0 for step in plan["steps"])
+    assert plan["metrics"]["max_drift_before"] > 0.03
+    assert plan["metrics"]["max_drift_after"] < 0.005
+    table = runner.invoke(app, args)
+    assert table.exit_code == 0, table.output
+    assert "sell-IWDA" in table.stdout
+
+
+def test_select_and_plan_leave_out_planners_of_another_context_kind(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    selection = _json(
+        runner, "select", OBJECTIVE, "--context-kind", "hotspots", "--explain", "--json"
+    )
+    reasons = {item["name"]: item["reason"] for item in selection["exclusions"]}
+    assert reasons["holistic"] == "reads 'portfolio' contexts, not 'hotspots'"
+    assert reasons["threshold_rebalance"] == "reads 'portfolio' contexts, not 'hotspots'"
+    hotspots = tmp_path / "hotspots.json"
+    hotspots.write_text(json.dumps({"hotspots": {"billing": 0.7, "auth": 0.9}}))
+    plan = _json(runner, "plan", OBJECTIVE, "--context", str(hotspots), "--json")
+    assert plan["planner"]["name"] not in {"holistic", "threshold_rebalance"}
+    review = _json(
+        runner,
+        "plan",
+        "review the riskiest modules",
+        "--planner",
+        "risk_review",
+        "--context",
+        str(hotspots),
+        "--json",
+    )
+    assert [step["params"]["target"] for step in review["steps"]] == ["auth", "billing"]
+    line = _one_line_error(
+        runner.invoke(
+            app,
+            [
+                "plan",
+                OBJECTIVE,
+                "--context",
+                str(EXAMPLE),
+                "--planner",
+                "risk_review",
+                "--context-kind",
+                "portfolio",
+            ],
+        )
+    )
+    assert "reads 'hotspots' contexts, not 'portfolio'" in line
 
 
 # -- config -------------------------------------------------------------------------------------

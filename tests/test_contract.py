@@ -124,6 +124,10 @@ def test_class_spec_sorts_and_deduplicates_and_round_trips() -> None:
         ({"name": "x", "production_ready": "yes"}, "production_ready"),
         ({"name": "has space"}, "name"),
         ({}, "name"),
+        ({"name": "x", "context_kind": ""}, "context_kind"),
+        ({"name": "x", "context_kind": "two words"}, "context_kind"),
+        ({"name": "x", "context_kind": ("portfolio",)}, "context_kind"),
+        ({"name": "x", "context_kind": "portf\u00f6lio"}, "context_kind"),
     ],
 )
 def test_invalid_metadata_names_the_attribute(attrs: dict[str, Any], attribute: str) -> None:
@@ -141,6 +145,21 @@ def test_missing_attributes_take_defaults() -> None:
         None,
         False,
     )
+    assert spec.context_kind == "any"  # reads any mapping and checks it itself
+
+
+def test_a_declared_context_kind_reaches_the_spec_and_round_trips() -> None:
+    class Reader(Planner):
+        name = "reader"
+        context_kind = "portfolio"
+
+    spec = Reader.spec()
+    assert spec.context_kind == "portfolio"
+    assert spec.to_dict()["context_kind"] == "portfolio"
+    assert PlannerSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+    # a record written before context kinds existed reads as "any", never as garbage
+    legacy = {k: v for k, v in spec.to_dict().items() if k != "context_kind"}
+    assert PlannerSpec.from_dict(legacy).context_kind == "any"
 
 
 def test_aplan_runs_plan_off_the_loop() -> None:
@@ -155,7 +174,7 @@ attribute_values = st.one_of(
     st.booleans(),
     st.integers(-2, 2),
     st.floats(-0.5, 1.5),
-    st.sampled_from(["", "x", "a b", "n\u00a0m", "stable", "vip", "a,b", "rebalance"]),
+    st.sampled_from(["", "x", "a b", "n\u00a0m", "stable", "vip", "a,b", "rebalance", "any", "1x"]),
     st.lists(st.sampled_from(["", "a", "b", "c", 3]), max_size=3).map(tuple),
     st.lists(st.sampled_from(["a", "b"]), max_size=2),
 )
@@ -175,6 +194,7 @@ attribute_values = st.one_of(
                 "description",
                 "keywords",
                 "stateful",
+                "context_kind",
             ]
         ),
         attribute_values,

@@ -28,3 +28,28 @@ def test_a_settings_error_about_a_url_or_token_variable_never_shows_its_value() 
     assert "hunter2" not in error.message
     assert "hunter2" not in str(error.to_dict())
     assert "PLANFORGE_REDIS_URL=<hidden>" in error.message
+
+
+def test_invalid_context_names_the_field_the_kind_and_the_fix() -> None:
+    from planforge.errors import InvalidContext, PlannerError
+
+    error = InvalidContext("positions[0].current_price", "must be greater than 0", kind="portfolio")
+    assert isinstance(error, PlannerError)
+    assert error.message == (
+        "context: positions[0].current_price: must be greater than 0. Fix that field and try again."
+    )
+    assert (error.field, error.problem, error.kind) == (
+        "positions[0].current_price",
+        "must be greater than 0",
+        "portfolio",
+    )
+    assert error.to_dict()["context"]["field"] == "positions[0].current_price"
+
+
+def test_invalid_context_cuts_a_huge_field_or_problem() -> None:
+    from planforge.errors import InvalidContext
+
+    error = InvalidContext("hotspots." + "k" * 100_000, "bad " * 100_000)
+    assert len(error.field) == InvalidContext.LIMIT
+    assert error.field.endswith("...")
+    assert len(error.message) < 1000

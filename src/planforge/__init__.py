@@ -23,6 +23,7 @@ _EXPORTS: dict[str, str] = {
     "FactorySettings": "planforge.settings",
     "load_settings": "planforge.settings",
     "PlannerError": "planforge.errors",
+    "InvalidContext": "planforge.errors",
     "PlannerNotFound": "planforge.errors",
     "PlannerNotAllowed": "planforge.errors",
     "PlannerQuarantined": "planforge.errors",
@@ -42,6 +43,7 @@ _EXPORTS: dict[str, str] = {
     "CircuitOpenError": "planforge.factory.breaker",
 }
 _API = (
+    "admit_context",
     "aexplain_selection",
     "arun_plan",
     "aselect_best_planner_name",
@@ -63,6 +65,7 @@ _API = (
     "planner_stats",
     "refresh_metadata",
     "register",
+    "register_context_kind",
     "release_quarantine",
     "reload_planners",
     "run_plan",
@@ -93,6 +96,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from planforge.contract import Plan, Planner, PlannerRef, PlannerSpec, PlanStep
     from planforge.errors import (
+        InvalidContext,
         NoActivePlannersError,
         PlanExecutionError,
         PlannerDiscoveryError,
@@ -109,6 +113,7 @@ if TYPE_CHECKING:
     from planforge.factory.breaker import CircuitOpenError
     from planforge.factory.core import PlannerFactory
     from planforge.factory.default import (
+        admit_context,
         aexplain_selection,
         arun_plan,
         aselect_best_planner_name,
@@ -130,6 +135,7 @@ if TYPE_CHECKING:
         planner_stats,
         refresh_metadata,
         register,
+        register_context_kind,
         release_quarantine,
         reload_planners,
         run_plan,

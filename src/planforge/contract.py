@@ -1,7 +1,9 @@
 """The contract between planforge and a planner: `Planner`, `PlannerSpec`, `Plan`, `PlanStep`.
 
 A planner's metadata lives in plain literal class attributes so discovery can read it from
-the source with `ast`, without running the plugin.
+the source with `ast`, without running the plugin. Among them, `context_kind` names the kind
+of context the planner reads (`"portfolio"`, ...); `"any"` (the default) means it reads any
+mapping and checks it itself. Kinds are plugins too (see `planforge.factory.contexts`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 from planforge.errors import InvalidPlannerMetadata
 
 __all__ = [
+    "ANY_CONTEXT",
     "METADATA_ATTRIBUTES",
+    "RESERVED_CONTEXT_KEYS",
     "TIERS",
     "Plan",
     "PlanStep",
@@ -27,11 +31,18 @@ __all__ = [
     "PlannerRef",
     "PlannerSpec",
     "Tier",
+    "is_context_kind",
     "spec_from_attributes",
 ]
 
 Tier = Literal["alpha", "beta", "stable", "gold", "vip"]
 TIERS: tuple[str, ...] = ("alpha", "beta", "stable", "gold", "vip")
+
+#: The context kind of a planner that reads any mapping (and checks it itself).
+ANY_CONTEXT = "any"
+#: Context keys the run protocol reserves for itself (the configuration a bucket run or
+#: `--config` chose): never part of the input a context kind's validator checks.
+RESERVED_CONTEXT_KEYS: tuple[str, ...] = ("planner_config",)
 
 #: Class attributes that make up a planner's metadata, with their defaults.
 METADATA_ATTRIBUTES: dict[str, Any] = {
@@ -45,7 +56,13 @@ METADATA_ATTRIBUTES: dict[str, Any] = {
     "description": "",
     "keywords": (),
     "stateful": False,
+    "context_kind": ANY_CONTEXT,
 }
+
+
+def is_context_kind(value: object) -> bool:
+    """Whether `value` can name a context kind: a non-empty ASCII identifier."""
+    return type(value) is str and value.isascii() and value.isidentifier()
 
 
 class PlanStep(BaseModel):
@@ -142,6 +159,7 @@ class PlannerSpec(NamedTuple):
     path: str | None = None
     fingerprint: str = ""
     metadata_from: str = "ast"
+    context_kind: str = ANY_CONTEXT
 
     @property
     def module(self) -> str:
@@ -169,6 +187,7 @@ class PlannerSpec(NamedTuple):
             "path": self.path,
             "fingerprint": self.fingerprint,
             "metadata_from": self.metadata_from,
+            "context_kind": self.context_kind,
         }
 
     @classmethod
@@ -190,6 +209,7 @@ class PlannerSpec(NamedTuple):
             path=data.get("path"),
             fingerprint=data.get("fingerprint", ""),
             metadata_from=data.get("metadata_from", "ast"),
+            context_kind=data.get("context_kind", ANY_CONTEXT),
         )
 
 
@@ -262,6 +282,7 @@ def _spec_if_plain(
     description = get("description", "")
     production_ready = get("production_ready", False)
     stateful = get("stateful", False)
+    context_kind = get("context_kind", ANY_CONTEXT)
     reliability = get("reliability_score")
     if (
         type(name) is not str
@@ -274,6 +295,7 @@ def _spec_if_plain(
         or type(description) is not str
         or type(production_ready) is not bool
         or type(stateful) is not bool
+        or not is_context_kind(context_kind)
     ):
         return None
     if reliability is not None and (
@@ -302,6 +324,7 @@ def _spec_if_plain(
         path,
         fingerprint,
         metadata_from,
+        context_kind,
     )
 
 
@@ -370,6 +393,14 @@ def _spec_checked(
             raise InvalidPlannerMetadata(
                 target, "reliability_score", f"{reliability} is outside [0, 1]"
             )
+    context_kind = _string(target, "context_kind", values["context_kind"])
+    if not is_context_kind(context_kind):
+        raise InvalidPlannerMetadata(
+            target,
+            "context_kind",
+            f"{context_kind!r} is not a context kind; write an identifier such as "
+            f"'portfolio', or {ANY_CONTEXT!r} for a planner that reads any mapping",
+        )
     return PlannerSpec(
         name=name,
         version=_string(target, "version", values["version"]),
@@ -387,6 +418,7 @@ def _spec_checked(
         path=path,
         fingerprint=fingerprint,
         metadata_from=metadata_from,
+        context_kind=context_kind,
     )
 
 
@@ -395,7 +427,9 @@ class Planner:
 
     Subclasses declare their metadata as plain literal class attributes (strings, numbers,
     booleans, tuples of strings) and implement `plan`. A stateful planner gets one instance
-    per user; a stateless one is shared.
+    per user; a stateless one is shared. `context_kind` names the kind of context `plan`
+    reads: selection never picks a planner for a context of another kind, and the context is
+    validated as that kind before `plan` runs.
     """
 
     name: ClassVar[str] = ""
@@ -408,6 +442,7 @@ class Planner:
     description: ClassVar[str] = ""
     keywords: ClassVar[tuple[str, ...]] = ()
     stateful: ClassVar[bool] = False
+    context_kind: ClassVar[str] = ANY_CONTEXT
 
     def plan(self, objective: str, context: Mapping[str, Any]) -> Plan:
         raise NotImplementedError(f"{type(self).__qualname__} must implement plan()")

@@ -13,6 +13,7 @@ from planforge.redact import is_secret_key, redact_text
 
 __all__ = [
     "SANDBOX_PHASES",
+    "InvalidContext",
     "InvalidPlannerMetadata",
     "NoActivePlannersError",
     "PlanExecutionError",
@@ -35,6 +36,10 @@ def shown_value(value: object, limit: int = 80) -> str:
     """`repr(value)` cut to `limit` characters, so a huge bad input cannot flood a message."""
     shown = repr(value)
     return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class PlannerError(Exception):
@@ -275,6 +280,34 @@ class PlanExecutionError(PlannerError):
         )
         self.planner_name = planner_name
         self.cause = cause
+
+
+class InvalidContext(PlannerError):
+    """A context its planner cannot read: the caller's error, never a fault of the planner.
+
+    Raised by a context kind's validator (and by a planner's own deeper checks); `field` names
+    the part of the context at fault, `kind` the context kind it was checked as. Every layer
+    tells it apart from a planner failure: it never counts against a planner's reliability or
+    circuit breaker, and the service answers it with 422.
+    """
+
+    #: Longest field path and problem kept: a context's keys come from the caller, and a huge
+    #: one must not flood a message, a log line or a response.
+    LIMIT = 200
+
+    def __init__(
+        self, field: str, problem: str, *, kind: str | None = None, source: str = "context"
+    ) -> None:
+        field, problem = _cut(str(field), self.LIMIT), _cut(str(problem), 2 * self.LIMIT)
+        super().__init__(
+            f"{source}: {field}: {problem}. Fix that field and try again.",
+            where="context",
+            context={"field": field, "kind": kind, "source": source},
+        )
+        self.field = field
+        self.problem = problem
+        self.kind = kind
+        self.source = source
 
 
 class PlannerSelectionError(PlannerError):

@@ -397,3 +397,68 @@ def test_truncated_cache_is_a_miss(tmp_path: Path) -> None:
         again = make(tmp_path, site).discover()
         assert (again.from_cache, again.fingerprint) == (False, first.fingerprint)
     assert make(tmp_path, site).discover().from_cache
+
+
+def test_a_declared_context_kind_survives_the_cache(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    source = planner_source("K", name="k", context_kind="portfolio")
+    add_dist(site, "k", EP + "k = k_mod:K\n", modules={"k_mod.py": source})
+    cold = make(tmp_path, site).discover()
+    warm = make(tmp_path, site).discover()
+    assert [(s.name, s.context_kind) for s in cold.specs] == [("k", "portfolio")]
+    assert (warm.from_cache, warm.specs) == (True, cold.specs)
+
+
+def _as_previous_format(cache: Path) -> None:
+    """Rewrite a cache file as the format before context kinds: its magic and format number,
+    spec rows without the last field, and per-file attributes read without `context_kind`."""
+    import marshal
+
+    from planforge.factory import discovery as module
+
+    data = cache.read_bytes()
+    header = len(module._MAGIC) + 16 + 8
+    fingerprint = data[len(module._MAGIC) : len(module._MAGIC) + 16]
+    size = int.from_bytes(data[header - 8 : header], "little")
+    _fmt, check, rows, problems, shadowed, scanned = marshal.loads(data[header : header + size])
+    files, introspected = marshal.loads(data[header + size :])
+    old_rows = tuple(row[:-1] for row in rows)
+    old_files = {
+        path: (
+            stamp,
+            tuple(
+                (
+                    name,
+                    is_planner,
+                    is_base,
+                    {k: v for k, v in (attrs or {}).items() if k != "context_kind"} or attrs,
+                    reason,
+                )
+                for name, is_planner, is_base, attrs, reason in classes
+            ),
+        )
+        for path, (stamp, classes) in files.items()
+    }
+    core = marshal.dumps((2, check, old_rows, problems, shadowed, scanned), 4)
+    cache.write_bytes(
+        b"planforge-discovery-2\n"
+        + fingerprint
+        + len(core).to_bytes(8, "little")
+        + core
+        + marshal.dumps((old_files, introspected))
+    )
+
+
+def test_a_cache_of_the_previous_format_is_read_again_never_misread(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    source = planner_source("K", name="k", context_kind="portfolio")
+    add_dist(site, "k", EP + "k = k_mod:K\n", modules={"k_mod.py": source})
+    discovery = make(tmp_path, site)
+    discovery.discover()
+    _as_previous_format(discovery.cache_file())
+    again = make(tmp_path, site).discover()
+    # neither the old spec rows nor the old per-file attributes (which never held the
+    # context kind) are trusted: the module is read again
+    assert (again.from_cache, again.modules_read) == (False, 1)
+    assert [(s.name, s.context_kind) for s in again.specs] == [("k", "portfolio")]
+    assert make(tmp_path, site).discover().from_cache

@@ -54,6 +54,7 @@ def test_every_attribute_plain_and_annotated() -> None:
         line"""
             keywords = ["k"]
             stateful = None
+            context_kind: str = "portfolio"
             other = compute()
 
             def plan(self, objective, context):
@@ -75,7 +76,65 @@ def test_every_attribute_plain_and_annotated() -> None:
         "description": "multi\nline",
         "keywords": ["k"],
         "stateful": None,
+        "context_kind": "portfolio",
     }
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '    name = "p"\n    context_kind = "portfolio"\n',  # the class-head step
+        '    name = "p"\n    context_kind: str = "portfolio"\n',  # the general first-tier step
+        '    name = "p"\n    context_kind = (\n        "portfolio"\n    )\n',
+        '    name = "p"\n    context_kind = "portfolio"\n    x = 1 + \\\n        2\n',
+    ],
+)
+def test_context_kind_is_read_alike_on_every_path(body: str) -> None:
+    """Every reader and every tier of the fast one reads the new attribute the same way."""
+    source = f"from x import Planner\n\n\nclass P(Planner):\n{body}"
+    slow = read_module_ast(source)
+    assert slow.classes[0].attributes == {"name": "p", "context_kind": "portfolio"}
+    fast = read_module_fast(source)
+    assert fast is None or fast == slow
+    for scanner in (metadata._scan_quick, metadata._scan):
+        try:
+            tier = scanner(metadata._Text("\n" + source + "\n"))
+        except metadata._Unsure:
+            continue
+        assert tier == slow, scanner.__name__
+
+
+def test_an_inherited_context_kind_follows_the_mro() -> None:
+    meta = both(
+        """
+        class Base(Planner):
+            context_kind = "portfolio"
+
+        class Child(Base):
+            name = "child"
+
+        class Other(Base):
+            name = "other"
+            context_kind = "weights"
+        """
+    )
+    assert meta.get("Child").attributes == {"name": "child", "context_kind": "portfolio"}  # type: ignore[union-attr]
+    assert meta.get("Other").attributes["context_kind"] == "weights"  # type: ignore[union-attr,index]
+
+
+def test_a_computed_context_kind_is_not_literal() -> None:
+    meta = both(
+        """
+        KIND = "portfolio"
+
+        class P(Planner):
+            name = "p"
+            context_kind = KIND
+        """
+    )
+    (cls,) = meta.classes
+    assert cls.attributes is None
+    assert "context_kind" in cls.reason
 
 
 def test_same_module_inheritance_in_c3_order() -> None:

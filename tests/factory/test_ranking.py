@@ -40,6 +40,7 @@ def spec(
     production_ready: bool = False,
     keywords: tuple[str, ...] = (),
     description: str = "",
+    context_kind: str = "any",
 ) -> PlannerSpec:
     return PlannerSpec(
         name=name,
@@ -54,6 +55,7 @@ def spec(
         stateful=False,
         target=f"plugins.{name}:Planner",
         source="code",
+        context_kind=context_kind,
     )
 
 
@@ -293,6 +295,53 @@ def test_caller_exclusions_come_first_and_are_all_reported() -> None:
     assert [(e.name, e.reason) for e in selection.exclusions] == sorted(excluded.items())
 
 
+def test_a_planner_of_another_context_kind_is_excluded_with_the_reason() -> None:
+    candidates = [
+        cand("holistic", 0.9, context_kind="portfolio", keywords=("rebalance",)),
+        cand("weights", 0.95, context_kind="weights", keywords=("rebalance",)),
+        cand("checklist", 0.5),  # reads any mapping
+    ]
+    index = RankingIndex(candidates, W)
+    request = SelectionRequest("rebalance", context_kind="portfolio")
+    assert index.best(request)[0] == "holistic"  # type: ignore[index]
+    assert [name for name, _ in index.top(request, 5)] == ["holistic", "checklist"]
+    selection = index.explain(request)
+    assert [(e.name, e.reason) for e in selection.exclusions] == [
+        ("weights", "reads 'weights' contexts, not 'portfolio'")
+    ]
+    # without a kind every planner competes, as before
+    assert index.best(SelectionRequest("rebalance"))[0] == "weights"  # type: ignore[index]
+    # a kind no planner declares leaves the planners that read any mapping
+    assert index.top(SelectionRequest("rebalance", context_kind="hotspots"), 5)[0][0] == (
+        "checklist"
+    )
+    unknown = index.explain(SelectionRequest("rebalance", context_kind="any"))
+    assert unknown.winner == "checklist"
+    assert dict((e.name, e.reason) for e in unknown.exclusions)["holistic"] == (
+        "reads 'portfolio' contexts; this context is of no known kind"
+    )
+
+
+def test_the_kind_views_follow_reliability_and_exclusions() -> None:
+    index = RankingIndex(
+        [
+            cand("p", 0.9, context_kind="portfolio"),
+            cand("a", 0.5),
+            cand("w", 0.99, context_kind="w"),
+        ],
+        W,
+    )
+    request = SelectionRequest("", context_kind="portfolio")
+    index.set_reliability("a", 0.95)  # in place, in every view that holds "a"
+    assert index.best(request)[0] == "a"  # type: ignore[index]
+    assert index.best(SelectionRequest("", context_kind="w"))[0] == "w"  # type: ignore[index]
+    index.set_excluded("a", "breaker open")
+    assert index.best(request)[0] == "p"  # type: ignore[index]
+    index.set_reliability("p", 0.1)  # below the minimum: out of the view
+    assert index.best(request) is None
+    assert_agrees(index, request)
+
+
 # --- bad input ------------------------------------------------------------------------------------
 
 
@@ -307,6 +356,9 @@ def test_caller_exclusions_come_first_and_are_all_reported() -> None:
         ({"objective": "x", "prefer_production": "yes"}, "prefer_production"),
         ({"objective": "x", "strict": 1}, "strict"),
         ({"objective": "x", "deep_context": [("hotspots_count", 9)]}, "deep_context"),
+        ({"objective": "x", "context_kind": ""}, "context_kind"),
+        ({"objective": "x", "context_kind": "two words"}, "context_kind"),
+        ({"objective": "x", "context_kind": 3}, "context_kind"),
     ],
 )
 def test_malformed_requests_are_refused(kwargs: dict[str, Any], fragment: str) -> None:
@@ -396,6 +448,7 @@ def candidate_lists(draw: st.DrawFn) -> list[Candidate]:
                     production_ready=draw(st.booleans()),
                     keywords=tuple(draw(st.sets(st.sampled_from(WORDS), max_size=2))),
                     description=" ".join(draw(st.lists(st.sampled_from(WORDS), max_size=3))),
+                    context_kind=draw(st.sampled_from(("any", "any", "portfolio", "weights"))),
                 ),
                 draw(st.sampled_from(RELIABILITIES)),
             )
@@ -421,6 +474,7 @@ requests = st.builds(
         ),
     ),
     strict=st.booleans(),
+    context_kind=st.sampled_from((None, None, "any", "portfolio", "weights", "hotspots")),
 )
 weight_sets = st.sampled_from(
     (W, RankingWeights(min_reliability=0.0, objective_weight=0.35), RankingWeights(0.5, 1.0))

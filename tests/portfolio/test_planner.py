@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from planforge.contract import Plan
-from planforge.errors import PlanExecutionError
 from planforge.factory.core import PlannerFactory
 from planforge.holistic.config import ConfigError, parse_config
 from planforge.holistic.engine import HolisticEngine
@@ -279,19 +278,20 @@ def test_a_bad_context_file_field_is_a_context_error_naming_it(
     assert from_plan.value.field == field
 
 
-def test_a_bad_context_through_the_factory_keeps_the_context_error_as_cause() -> None:
+def test_a_bad_context_through_the_factory_is_the_callers_error_not_the_planners() -> None:
     data = sample()
     data["positions"][0]["current_price"] = 0
     factory = PlannerFactory()
     try:
-        with pytest.raises(PlanExecutionError) as caught:
+        with pytest.raises(ContextError) as caught:
             factory.run_plan(OBJECTIVE, data, planner="holistic")
+        record = factory.describe_planner("holistic")
     finally:
         factory.close()
-    cause = caught.value.__cause__
-    assert isinstance(cause, ContextError)
-    assert cause.field == "positions[0].current_price"
+    assert caught.value.field == "positions[0].current_price"
     assert "positions[0].current_price" in str(caught.value)
+    assert record["stats"]["invocations"] == 0
+    assert record["breaker"]["calls_in_window"] == 0
 
 
 def test_the_sample_context_is_valid_and_realistic() -> None:

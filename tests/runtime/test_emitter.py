@@ -71,6 +71,7 @@ def test_the_six_events_carry_their_payloads_and_per_run_sequence() -> None:
     assert error["error_type"] == "PlanExecutionError"
     assert "no data" in error["error"]
     assert error["execution_time_ms"] == 251.0
+    assert error["input_error"] is False  # a planner's failure, not the caller's input
     for e in received:
         assert RuntimeEvent.from_json(e.to_json()) == e
     assert (emitter.sent, emitter.failed, emitter.sequence) == (6, 0, 6)

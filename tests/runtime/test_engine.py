@@ -815,3 +815,103 @@ def test_a_named_run_is_refused_while_the_planners_breaker_is_open(tmp_path: Pat
     asyncio.run(scenario())
     assert seen[-1] == "agent_error"
     factory.close()
+
+
+# ---------------------------------------------------------------------- input errors
+
+
+def test_a_bad_context_is_refused_before_the_planner_is_admitted(
+    factory: PlannerFactory, bus: InProcessEventBus
+) -> None:
+    from planforge.errors import InvalidContext
+    from planforge.portfolio.context import validate_context
+
+    factory.register_context_kind("portfolio", validate_context)
+    engines = ExecutionEngineFactory(factory, bus=bus, settings=settings())
+    seen = events_of(bus, "erin")
+    bad = json.loads(json.dumps(PORTFOLIO))
+    bad["positions"][0]["current_price"] = -5
+    for planner in ("holistic", None):  # named, and chosen by objective
+        with pytest.raises(InvalidContext) as caught:
+            run(one_run(engines, "erin", "Rebalance my portfolio", planner=planner, context=bad))
+        assert caught.value.field == "positions[0].current_price"
+    assert types(seen) == [AGENT_ERROR, AGENT_ERROR]  # nothing started
+    assert {(e.payload["input_error"], e.payload["field"]) for e in seen} == {
+        (True, "positions[0].current_price")
+    }
+    holistic = factory.describe_planner("holistic")
+    assert holistic["stats"]["invocations"] == 0
+    assert holistic["breaker"]["calls_in_window"] == 0
+    # the reserved planner_config key (a bucket's or --config's choice) is not the portfolio's
+    chosen = {**PORTFOLIO, "planner_config": "conservative"}
+    plan, _ = run(one_run(engines, "erin", "Rebalance my portfolio", context=chosen))
+    assert plan.planner.name == "holistic"
+    assert engines.metrics()["engines_active"] == 0
+
+
+def test_a_bucket_run_is_validated_as_the_holistic_planners_kind(
+    factory: PlannerFactory, bus: InProcessEventBus, tmp_path: Path
+) -> None:
+    from planforge.errors import InvalidContext
+    from planforge.portfolio.context import validate_context
+
+    factory.register_context_kind("portfolio", validate_context)
+    bad = {**PORTFOLIO, "cash": float("inf")}
+    with ConfigStore(home=tmp_path / "store") as store:
+        version = store.create_new_version("shallow", "Shallow", BUCKET_TOML).config
+        store.assign_config_to_bucket("beta-users", version.id)
+        engines = ExecutionEngineFactory(factory, bus=bus, store=store, settings=settings())
+        with pytest.raises(InvalidContext, match="cash: must be a finite number"):
+            run(one_run(engines, "carol", "Rebalance", bucket="beta-users", context=bad))
+        plan, _ = run(
+            one_run(engines, "carol", "Rebalance", bucket="beta-users", context=PORTFOLIO)
+        )
+        run(engines.aclose())
+    assert plan.planner.name == "holistic"
+    assert factory.planner_stats("holistic")["holistic"]["failures"] == 0
+
+
+def test_a_context_the_planner_rejects_itself_never_counts_against_it(tmp_path: Path) -> None:
+    plugins = tmp_path / "picky_plugins"
+    plugins.mkdir()
+    (plugins / "rt_picky.py").write_text(
+        "from planforge.contract import Planner\n"
+        "from planforge.errors import InvalidContext\n\n\n"
+        "class Picky(Planner):\n"
+        "    name = 'picky'\n"
+        "    reliability_score = 0.9\n\n"
+        "    def plan(self, objective, context):\n"
+        "        if context.get('depth', 0) > 3:\n"
+        "            raise InvalidContext('depth', 'must be at most 3')\n"
+        "        return self.new_plan(objective, [])\n"
+    )
+    factory = PlannerFactory(
+        load_settings(plugin_dirs=(plugins,)),
+        search_path=[],
+        cache_dir=tmp_path / "cache",
+        state_dir=tmp_path / "state",
+    )
+    from planforge.errors import InvalidContext
+
+    bus = InProcessEventBus()
+    engines = ExecutionEngineFactory(factory, bus=bus, settings=settings())
+    seen = events_of(bus, "frank")
+    try:
+        before = factory.describe_planner("picky")
+        for _ in range(3 * factory.settings.breaker_min_calls):
+            with pytest.raises(InvalidContext, match="depth"):
+                run(one_run(engines, "frank", "anything", planner="picky", context={"depth": 9}))
+        after = factory.describe_planner("picky")
+        plan, _ = run(one_run(engines, "frank", "anything", context={"depth": 1}))
+    finally:
+        bus.close()
+        factory.close()
+        sys.modules.pop("rt_picky", None)
+    assert after["breaker"]["state"] == "closed"
+    assert after["breaker"]["calls_in_window"] == 0
+    assert after["reliability"] == before["reliability"]
+    assert (after["stats"]["invocations"], after["stats"]["failures"]) == (0, 0)
+    errors = [e.payload for e in seen if e.type == AGENT_ERROR]
+    assert len(errors) == 3 * factory.settings.breaker_min_calls
+    assert all(e["input_error"] and e["field"] == "depth" for e in errors)
+    assert plan.planner.name == "picky"

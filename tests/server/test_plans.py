@@ -52,6 +52,25 @@ PLUGINS = {
             def plan(self, objective, context):
                 raise ValueError("no luck today")
     """,
+    "srv_picky": """
+        from planforge.contract import Planner
+        from planforge.errors import InvalidContext
+
+        class Picky(Planner):
+            name = "picky"
+            version = "1.0.0"
+            capabilities = ("general",)
+            keywords = ("fussy",)
+            tier = "stable"
+            production_ready = True
+            reliability_score = 0.8
+            description = "rejects a depth above 3 itself"
+
+            def plan(self, objective, context):
+                if context.get("depth", 0) > 3:
+                    raise InvalidContext("depth", "must be at most 3")
+                return self.new_plan(objective, [])
+    """,
     "srv_gated": """
         import pathlib
         import time
@@ -181,6 +200,23 @@ def test_a_failing_planner_fails_the_run_with_its_error(service: Service) -> Non
     assert record["plan"] is None
     assert record["error"]["error"] == "PlanExecutionError"
     assert "no luck today" in record["error"]["message"]
+
+
+def test_a_context_the_planner_rejects_fails_the_run_as_an_input_error(
+    service: Service,
+) -> None:
+    for _ in range(8):  # more than the breaker's minimum number of calls
+        run_id = service.start("alice", objective="fussy", planner="picky", context={"depth": 9})
+        record = service.wait("alice", run_id)
+        assert record["status"] == "failed"
+        assert record["error"]["error"] == "InvalidContext"
+        assert record["error"]["input_error"] is True
+        assert "depth: must be at most 3" in record["error"]["message"]
+    picky = service.client.get("/planners/picky", headers=service.auth("alice")).json()
+    assert picky["breaker"]["state"] == "closed"
+    assert (picky["stats"]["invocations"], picky["stats"]["failures"]) == (0, 0)
+    run_id = service.start("bob", objective="fussy", context={"depth": 1})
+    assert service.wait("bob", run_id)["plan"]["planner"]["name"] == "picky"
 
 
 def test_an_unknown_planner_fails_the_run_saying_so(service: Service) -> None:

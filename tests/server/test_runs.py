@@ -38,8 +38,21 @@ def test_a_failed_run_keeps_its_error() -> None:
     record = registry.get("alice", "r1")
     assert record is not None
     assert record.status == FAILED
-    assert record.to_dict()["error"] == {"error": "RunTimeout", "message": "too slow"}
+    assert record.to_dict()["error"] == {
+        "error": "RunTimeout",
+        "message": "too slow",
+        "input_error": False,
+    }
     assert record.to_dict()["plan"] is None
+
+
+def test_a_run_failed_by_its_input_says_so() -> None:
+    registry = RunRegistry()
+    registry.start("alice", "r1", "echo")
+    registry.fail("alice", "r1", "ContextError", "context: cash: bad", input_error=True)
+    record = registry.get("alice", "r1")
+    assert record is not None
+    assert record.to_dict()["error"]["input_error"] is True
 
 
 def test_another_user_never_sees_or_finishes_a_run() -> None:

@@ -144,11 +144,21 @@ def plan(
             "(see `planforge bucket show`).",
         ),
     ] = None,
+    context_kind: Annotated[
+        str | None,
+        typer.Option(
+            "--context-kind",
+            help="The kind of context given (for example portfolio); inferred from the context "
+            "when absent. Only planners that read that kind are considered.",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Select a planner (or take --planner) and make a plan for OBJECTIVE.
 
-    A progress bar follows the evaluation when stdout is a terminal (not with --json).
+    The context is validated as its kind before any planner runs: a bad field is reported
+    as itself. A progress bar follows the evaluation when stdout is a terminal (not with
+    --json).
     """
     if bucket is not None and config is not None:
         _fail("give either --bucket or --config, not both")
@@ -162,7 +172,10 @@ def plan(
     progress: Any = None
     watcher: _PlanWatcher | None = None
     try:
-        name = planner or factory.select_best_planner_name(objective)
+        kind = factory.admit_context(
+            objective, context_data, planner=planner, context_kind=context_kind
+        )
+        name = planner or factory.select_best_planner_name(objective, context_kind=kind)
         instance = _shared_instance(factory, name)
         if reference is not None:
             # Parse up front so a bad file is reported as itself, not as a planner failure.
@@ -171,16 +184,12 @@ def plan(
                 context_data["planner_config"] = load(reference)
             else:
                 context_data["planner_config"] = bucket_toml or str(reference)
-        parse = getattr(getattr(instance, "domain", None), "parse_context", None)
-        if callable(parse):
-            # A bad field is reported as itself, not as a planner failure.
-            parse({k: v for k, v in context_data.items() if k != "planner_config"})
         subscribe = getattr(getattr(instance, "events", None), "subscribe", None)
         if not as_json and callable(subscribe):
             progress = _progress_bar() if sys.stdout.isatty() else None
             watcher = _PlanWatcher(progress)
             unsubscribe = subscribe(watcher)
-        result = factory.run_plan(objective, context_data, planner=name)
+        result = factory.run_plan(objective, context_data, planner=name, context_kind=kind)
     finally:
         if unsubscribe is not None:
             unsubscribe()

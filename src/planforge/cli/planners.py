@@ -132,12 +132,21 @@ def select(
     no_prefer_production: Annotated[
         bool, typer.Option("--no-prefer-production", help="Do not favour production planners.")
     ] = False,
+    context_kind: Annotated[
+        str | None,
+        typer.Option("--context-kind", help="Exclude planners that read another context kind."),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Pick the best planner for OBJECTIVE."""
     factory = _factory()
     selection = factory.explain_selection(
-        objective, cap or [], not no_prefer_production, None, strict=strict
+        objective,
+        cap or [],
+        not no_prefer_production,
+        None,
+        strict=strict,
+        context_kind=context_kind,
     )
     if selection.winner is None:
         from planforge.errors import NoActivePlannersError

@@ -18,8 +18,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from planforge.contract import Plan, Planner, PlannerSpec
+from planforge.contract import ANY_CONTEXT, Plan, Planner, PlannerSpec
 from planforge.errors import (
+    InvalidContext,
     NoActivePlannersError,
     PlanExecutionError,
     PlannerError,
@@ -35,6 +36,7 @@ from planforge.factory.breaker import (
     CircuitBreaker,
     CircuitOpenError,
 )
+from planforge.factory.contexts import ContextKinds, ContextValidator, admit_context
 from planforge.factory.discovery import Discovery, DiscoveryResult, IntrospectionTarget
 from planforge.factory.passes import (
     SANDBOX_OFF_CHECK,
@@ -125,6 +127,7 @@ class PlannerFactory:
             cache_dir=self.cache_dir,
             introspect=self._introspect,
         )
+        self.contexts = ContextKinds(self._search_path)
 
     # ------------------------------------------------------------------ discovery
 
@@ -142,6 +145,10 @@ class PlannerFactory:
         generation = self._refresh(force=True, new_generation=True)
         return generation.selectable_names()
 
+    def register_context_kind(self, kind: str, validator: ContextValidator) -> None:
+        """Register a context kind's validator from code (it beats an entry point)."""
+        self.contexts.register(kind, validator)
+
     def register(self, cls: type[Planner]) -> PlannerSpec:
         """Register a class from code; it wins over a plugin of the same name."""
         spec = cls.spec()
@@ -158,6 +165,8 @@ class PlannerFactory:
         return generation
 
     def _refresh(self, *, force: bool, new_generation: bool = False) -> Generation:
+        if force:
+            self.contexts.refresh()  # a forced rediscovery reads the context kinds again too
         with self._state_lock:
             code_specs = [self._code_specs[name] for name in sorted(self._code_specs)]
             result = self._discovery.discover(force=force, code_specs=code_specs)
@@ -257,6 +266,7 @@ class PlannerFactory:
                 self._breaker_blocked.add(spec.name)
             candidates.append(Candidate(spec=spec, reliability=record.reliability.value()))
         index = RankingIndex(candidates, self._weights, excluded)
+        kinds = {r.spec.context_kind for r in records.values() if r.status is RecordStatus.ACTIVE}
         self._generation_counter += 1
         instances = (
             {name: r.instance for name, r in records.items() if r.instance is not None}
@@ -270,6 +280,7 @@ class PlannerFactory:
             discovery=result,
             instances=instances,
             created_at=time.time(),
+            context_kinds=tuple(sorted(kinds - {ANY_CONTEXT})),
         )
 
     def _introspect(self, target: IntrospectionTarget) -> Mapping[str, Any]:
@@ -624,6 +635,7 @@ class PlannerFactory:
         prefer_production: bool,
         deep_context: Mapping[str, Any] | None,
         strict: bool,
+        context_kind: str | None = None,
     ) -> SelectionRequest:
         return SelectionRequest(
             objective=objective,
@@ -631,6 +643,7 @@ class PlannerFactory:
             prefer_production=prefer_production,
             deep_context=deep_context,
             strict=strict,
+            context_kind=context_kind,
         )
 
     def _sync_runtime_state(self, generation: Generation) -> None:
@@ -666,10 +679,14 @@ class PlannerFactory:
         deep_context: Mapping[str, Any] | None = None,
         *,
         strict: bool = False,
+        context_kind: str | None = None,
     ) -> str:
-        """The name of the best planner for the request; raises `NoActivePlannersError`."""
+        """The name of the best planner for the request; raises `NoActivePlannersError`.
+
+        With `context_kind`, planners that read another kind of context are left out.
+        """
         request = self._request(
-            objective, required_capabilities, prefer_production, deep_context, strict
+            objective, required_capabilities, prefer_production, deep_context, strict, context_kind
         )
         started = time.perf_counter_ns()
         generation = self._current()
@@ -715,6 +732,7 @@ class PlannerFactory:
         deep_context: Mapping[str, Any] | None = None,
         *,
         strict: bool = False,
+        context_kind: str | None = None,
     ) -> Planner:
         """The best planner's shared instance (see `select_best_planner_name`)."""
         name = self.select_best_planner_name(
@@ -724,6 +742,7 @@ class PlannerFactory:
             self_heal_on_empty,
             deep_context,
             strict=strict,
+            context_kind=context_kind,
         )
         return self.get_planner(name)
 
@@ -736,12 +755,13 @@ class PlannerFactory:
         deep_context: Mapping[str, Any] | None = None,
         *,
         strict: bool = False,
+        context_kind: str | None = None,
     ) -> list[str]:
         """The names of the `n` best planners, best first."""
         if n < 1:
             raise ValueError("n must be at least 1")
         request = self._request(
-            objective, required_capabilities, prefer_production, deep_context, strict
+            objective, required_capabilities, prefer_production, deep_context, strict, context_kind
         )
         generation = self._current()
         self._sync_runtime_state(generation)
@@ -755,10 +775,11 @@ class PlannerFactory:
         deep_context: Mapping[str, Any] | None = None,
         *,
         strict: bool = False,
+        context_kind: str | None = None,
     ) -> Selection:
         """The winner, every candidate's score breakdown and every exclusion with its reason."""
         request = self._request(
-            objective, required_capabilities, prefer_production, deep_context, strict
+            objective, required_capabilities, prefer_production, deep_context, strict, context_kind
         )
         generation = self._current()
         self._sync_runtime_state(generation)
@@ -775,10 +796,32 @@ class PlannerFactory:
         required_capabilities: Sequence[str] | None = None,
         prefer_production: bool = True,
         deep_context: Mapping[str, Any] | None = None,
+        context_kind: str | None = None,
     ) -> Plan:
-        """Select (or take `planner`), plan, and record the outcome for reliability."""
+        """Admit the context, select (or take `planner`), plan, and record the outcome.
+
+        The context's kind is decided and the context validated first (`admit_context`): a
+        bad context raises `InvalidContext` before any planner runs, and selection only
+        considers planners that read its kind. An `InvalidContext` raised by the planner
+        itself is the caller's error too: it counts neither as a failure nor as a success.
+        """
+        data = dict(context or {})
+        kind = self.admit_context(
+            objective,
+            data,
+            planner=planner,
+            context_kind=context_kind,
+            required_capabilities=required_capabilities,
+            prefer_production=prefer_production,
+            deep_context=deep_context,
+        )
         name = planner or self.select_best_planner_name(
-            objective, required_capabilities, prefer_production, None, deep_context
+            objective,
+            required_capabilities,
+            prefer_production,
+            None,
+            deep_context,
+            context_kind=kind,
         )
         record = self.admit(name)
         try:
@@ -789,9 +832,13 @@ class PlannerFactory:
         record.last_access = time.time()
         started = time.perf_counter()
         try:
-            plan = instance.plan(objective, dict(context or {}))
+            plan = instance.plan(objective, data)
             if not isinstance(plan, Plan):
                 raise TypeError(f"plan() returned {type(plan).__name__}, not a Plan")
+        except InvalidContext as exc:
+            record.breaker.release_permission()  # the caller's input: no outcome to record
+            _log.info("planner rejected its context", planner=name, field=exc.field)
+            raise
         except Exception as exc:
             elapsed = time.perf_counter() - started
             cause = f"{type(exc).__name__}: {exc}"
@@ -810,9 +857,37 @@ class PlannerFactory:
             raise CircuitOpenError(name, record.breaker.retry_after_s(), record.breaker.state)
         return record
 
-    def release_admission(self, name: str) -> None:
-        """Give back a permission taken by `admit` for a call that never happened."""
+    def release_admission(self, name: str, *, input_error: InvalidContext | None = None) -> None:
+        """Give back a permission taken by `admit` for a call that never happened, or whose
+        planner rejected its context (`input_error`): neither counts for or against it."""
         self._lookup(name).breaker.release_permission()
+        if input_error is not None:
+            _log.info("planner rejected its context", planner=name, field=input_error.field)
+
+    def admit_context(
+        self,
+        objective: str,
+        context: Mapping[str, Any],
+        *,
+        planner: str | None = None,
+        context_kind: str | None = None,
+        required_capabilities: Sequence[str] | None = None,
+        prefer_production: bool = True,
+        deep_context: Mapping[str, Any] | None = None,
+    ) -> str | None:
+        """Decide the context's kind and validate it, before anything runs.
+
+        Raises `InvalidContext` naming the field for a bad context. Returns the kind to
+        select with (`select_best_planner_name(..., context_kind=...)`), or None when
+        `planner` names no usable planner (running it reports why). The rule is
+        `planforge.factory.contexts.decide_context_kind`.
+        """
+        request = self._request(
+            objective, required_capabilities, prefer_production, deep_context, False, context_kind
+        )
+        generation = self._current()
+        self._sync_runtime_state(generation)
+        return admit_context(generation, self.contexts, request, context, planner=planner)
 
     def record_outcome(
         self, name: str, duration_s: float, *, ok: bool, error: str | None = None
@@ -958,6 +1033,7 @@ class PlannerFactory:
             raise PlannerNotFound(name, tuple(generation.selectable_names()))
         self._note_passes([record])
         description = record.describe()
+        description["context_validator"] = self.contexts.target(record.spec.context_kind)
         entry = self._quarantine.get(name)
         description["quarantine"] = (
             {"reason": entry.reason, "since": entry.since, "error_type": entry.error_type}
@@ -1050,6 +1126,8 @@ class PlannerFactory:
                     {"source": p.source, "origin": p.origin, "target": p.target, "reason": p.reason}
                     for p in (discovery.problems if discovery else ())
                 ],
+                "context_kinds": {k: self.contexts.target(k) for k in self.contexts.names()},
+                "context_kind_problems": list(self.contexts.problems()),
                 "shadowed": [
                     {
                         "name": s.name,
@@ -1145,6 +1223,8 @@ class PlannerFactory:
         prefer_production: bool = True,
         self_heal_on_empty: bool | None = None,
         deep_context: Mapping[str, Any] | None = None,
+        *,
+        context_kind: str | None = None,
     ) -> str:
         return await asyncio.to_thread(
             self.select_best_planner_name,
@@ -1153,6 +1233,7 @@ class PlannerFactory:
             prefer_production,
             self_heal_on_empty,
             deep_context,
+            context_kind=context_kind,
         )
 
     async def aexplain_selection(
@@ -1161,6 +1242,8 @@ class PlannerFactory:
         required_capabilities: Sequence[str] | None = None,
         prefer_production: bool = True,
         deep_context: Mapping[str, Any] | None = None,
+        *,
+        context_kind: str | None = None,
     ) -> Selection:
         return await asyncio.to_thread(
             self.explain_selection,
@@ -1168,6 +1251,7 @@ class PlannerFactory:
             required_capabilities,
             prefer_production,
             deep_context,
+            context_kind=context_kind,
         )
 
     async def arun_plan(
@@ -1177,6 +1261,7 @@ class PlannerFactory:
         *,
         planner: str | None = None,
         required_capabilities: Sequence[str] | None = None,
+        context_kind: str | None = None,
     ) -> Plan:
         return await asyncio.to_thread(
             self.run_plan,
@@ -1184,6 +1269,7 @@ class PlannerFactory:
             context,
             planner=planner,
             required_capabilities=required_capabilities,
+            context_kind=context_kind,
         )
 
     async def aself_heal(self, max_attempts: int = 3) -> dict[str, Any]:

@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from planforge.contract import Plan, Planner, PlannerSpec
+from planforge.factory.contexts import ContextValidator
 from planforge.factory.core import PlannerFactory
 from planforge.factory.ranking import Selection
 
 __all__ = [
+    "admit_context",
     "aexplain_selection",
     "arun_plan",
     "aselect_best_planner_name",
@@ -37,6 +39,7 @@ __all__ = [
     "planner_stats",
     "refresh_metadata",
     "register",
+    "register_context_kind",
     "release_quarantine",
     "reload_planners",
     "run_plan",
@@ -87,6 +90,22 @@ def register(cls: type[Planner]) -> PlannerSpec:
     return default_factory().register(cls)
 
 
+def register_context_kind(kind: str, validator: ContextValidator) -> None:
+    default_factory().register_context_kind(kind, validator)
+
+
+def admit_context(
+    objective: str,
+    context: Mapping[str, Any],
+    *,
+    planner: str | None = None,
+    context_kind: str | None = None,
+) -> str | None:
+    return default_factory().admit_context(
+        objective, context, planner=planner, context_kind=context_kind
+    )
+
+
 def get_planner(name: str) -> Planner:
     return default_factory().get_planner(name)
 
@@ -109,9 +128,16 @@ def select_best_planner(
     prefer_production: bool = True,
     self_heal_on_empty: bool | None = None,
     deep_context: Mapping[str, Any] | None = None,
+    *,
+    context_kind: str | None = None,
 ) -> Planner:
     return default_factory().select_best_planner(
-        objective, required_capabilities, prefer_production, self_heal_on_empty, deep_context
+        objective,
+        required_capabilities,
+        prefer_production,
+        self_heal_on_empty,
+        deep_context,
+        context_kind=context_kind,
     )
 
 
@@ -121,9 +147,16 @@ def select_best_planner_name(
     prefer_production: bool = True,
     self_heal_on_empty: bool | None = None,
     deep_context: Mapping[str, Any] | None = None,
+    *,
+    context_kind: str | None = None,
 ) -> str:
     return default_factory().select_best_planner_name(
-        objective, required_capabilities, prefer_production, self_heal_on_empty, deep_context
+        objective,
+        required_capabilities,
+        prefer_production,
+        self_heal_on_empty,
+        deep_context,
+        context_kind=context_kind,
     )
 
 
@@ -133,9 +166,16 @@ def batch_select_best_planners(
     required_capabilities: Sequence[str] | None = None,
     prefer_production: bool = True,
     deep_context: Mapping[str, Any] | None = None,
+    *,
+    context_kind: str | None = None,
 ) -> list[str]:
     return default_factory().batch_select_best_planners(
-        objective, n, required_capabilities, prefer_production, deep_context
+        objective,
+        n,
+        required_capabilities,
+        prefer_production,
+        deep_context,
+        context_kind=context_kind,
     )
 
 
@@ -146,9 +186,15 @@ def explain_selection(
     deep_context: Mapping[str, Any] | None = None,
     *,
     strict: bool = False,
+    context_kind: str | None = None,
 ) -> Selection:
     return default_factory().explain_selection(
-        objective, required_capabilities, prefer_production, deep_context, strict=strict
+        objective,
+        required_capabilities,
+        prefer_production,
+        deep_context,
+        strict=strict,
+        context_kind=context_kind,
     )
 
 
@@ -158,9 +204,14 @@ def run_plan(
     *,
     planner: str | None = None,
     required_capabilities: Sequence[str] | None = None,
+    context_kind: str | None = None,
 ) -> Plan:
     return default_factory().run_plan(
-        objective, context, planner=planner, required_capabilities=required_capabilities
+        objective,
+        context,
+        planner=planner,
+        required_capabilities=required_capabilities,
+        context_kind=context_kind,
     )
 
 
@@ -214,9 +265,16 @@ async def aselect_best_planner_name(
     prefer_production: bool = True,
     self_heal_on_empty: bool | None = None,
     deep_context: Mapping[str, Any] | None = None,
+    *,
+    context_kind: str | None = None,
 ) -> str:
     return await default_factory().aselect_best_planner_name(
-        objective, required_capabilities, prefer_production, self_heal_on_empty, deep_context
+        objective,
+        required_capabilities,
+        prefer_production,
+        self_heal_on_empty,
+        deep_context,
+        context_kind=context_kind,
     )
 
 
@@ -225,9 +283,11 @@ async def aexplain_selection(
     required_capabilities: Sequence[str] | None = None,
     prefer_production: bool = True,
     deep_context: Mapping[str, Any] | None = None,
+    *,
+    context_kind: str | None = None,
 ) -> Selection:
     return await default_factory().aexplain_selection(
-        objective, required_capabilities, prefer_production, deep_context
+        objective, required_capabilities, prefer_production, deep_context, context_kind=context_kind
     )
 
 
@@ -237,7 +297,12 @@ async def arun_plan(
     *,
     planner: str | None = None,
     required_capabilities: Sequence[str] | None = None,
+    context_kind: str | None = None,
 ) -> Plan:
     return await default_factory().arun_plan(
-        objective, context, planner=planner, required_capabilities=required_capabilities
+        objective,
+        context,
+        planner=planner,
+        required_capabilities=required_capabilities,
+        context_kind=context_kind,
     )

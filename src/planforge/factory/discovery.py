@@ -68,8 +68,8 @@ __all__ = [
 ]
 
 GROUP: Final = "planforge.planners"
-CACHE_FORMAT: Final = 2
-_MAGIC: Final = b"planforge-discovery-2\n"
+CACHE_FORMAT: Final = 3  # 3: specs carry context_kind; older caches are never read
+_MAGIC: Final = b"planforge-discovery-3\n"
 _HEADER: Final = len(_MAGIC) + 16 + 8  # magic, fingerprint, length of the core record
 MAX_CACHE_FILES: Final = 32
 NEEDS_SANDBOX: Final = "metadata is not literal; needs the sandbox"
@@ -134,7 +134,16 @@ _spec_from_row: Final = partial(tuple.__new__, PlannerSpec)  # no per-field Pyth
 _SPEC_FIELDS: Final = len(PlannerSpec._fields)
 _SHAREABLE: Final = tuple(
     PlannerSpec._fields.index(name)
-    for name in ("version", "capabilities", "tags", "tier", "keywords", "origin", "path")
+    for name in (
+        "version",
+        "capabilities",
+        "tags",
+        "tier",
+        "keywords",
+        "origin",
+        "path",
+        "context_kind",
+    )
 )
 
 

@@ -8,7 +8,7 @@ Two readers produce the same `ModuleMetadata`:
   functions, undecorated classes whose bodies hold assignments and methods). Whenever it
   meets anything else it returns `None` instead of guessing. Its first tier reads the usual
   plugin class (docstring, plain metadata assignments, methods) with one match whose groups
-  are the ten values (`_CLASS_HEAD`); any other class body it checks whole with one pattern
+  are the metadata values (`_CLASS_HEAD`); any other class body it checks whole with one pattern
   (`_CLASS_BODY`) and reads the common value shapes straight from the match. Its second tier
   walks statements one by one.
 - `read_module_ast` parses with `ast`: slower (about 10x), but complete.
@@ -914,7 +914,7 @@ _COLLECTION_TOKENS: Final = frozenset((_TUPLE_TOKEN, _LIST_TOKEN))
 # The quickest step of the first tier reads a class whose body holds only its docstring,
 # metadata assignments of the expected shape (a string, a tuple or list of strings, a flag, a
 # number), other one-line assignments that cannot bind a second name, and then methods. One
-# match leaves the ten values in its groups, in `_ATTRIBUTES` order (a repeated group keeps
+# match leaves the metadata values in its groups, in `_ATTRIBUTES` order (a repeated group keeps
 # its last capture, as the class keeps its last assignment). Each line must be taken whole:
 # the pattern checks no line ends, so a line it reads only in part (`name = "a" + b`) leaves
 # the match in mid-line, and the caller, finding no method or class end there, steps aside.

@@ -19,6 +19,10 @@ terms (words of its name, keywords, capabilities and description). A term is a l
 of letters and digits, minus a small stopword list, reduced by `stem()`, a deliberately light
 suffix stripper (not a linguistic stemmer) applied identically on both sides.
 
+A request may name the kind of its context (`context_kind`): a planner that declares another
+kind (neither that one nor "any") is excluded, with the reason. The index keeps one row list
+per declared kind, so this costs a dictionary lookup per request, not work per candidate.
+
 `hotspots_count` in the deep context counts when it is an int, a finite float, or a string
 holding a base-10 integer (``"12"``); anything else (None, ``"abc"``, a list, NaN, a bool) is
 treated as absent: no boost, never an error.
@@ -35,7 +39,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from planforge.contract import PlannerSpec
+from planforge.contract import ANY_CONTEXT, PlannerSpec, is_context_kind
 from planforge.errors import PlannerNotFound, PlannerSelectionError
 
 if TYPE_CHECKING:
@@ -57,6 +61,7 @@ __all__ = [
     "Selection",
     "SelectionRequest",
     "hotspots_count_of",
+    "kind_mismatch",
     "objective_terms",
     "planner_terms",
     "rank",
@@ -171,6 +176,7 @@ class SelectionRequest:
     prefer_production: bool = True
     deep_context: Mapping[str, Any] | None = None
     strict: bool = False
+    context_kind: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.objective, str):
@@ -191,6 +197,12 @@ class SelectionRequest:
         if self.deep_context is not None and not isinstance(self.deep_context, Mapping):
             raise PlannerSelectionError(
                 f"deep_context must be a mapping or None, got {type(self.deep_context).__name__}.",
+                where="selection",
+            )
+        if self.context_kind is not None and not is_context_kind(self.context_kind):
+            raise PlannerSelectionError(
+                f"context_kind must be a context kind such as 'portfolio' (an identifier), "
+                f"or None, got {self.context_kind!r}.",
                 where="selection",
             )
 
@@ -410,6 +422,15 @@ def _missing(required: Sequence[str], offered: Iterable[str]) -> str:
     return "missing capabilities: " + ", ".join(cap for cap in required if cap not in have)
 
 
+def kind_mismatch(declared: str, wanted: str) -> str | None:
+    """Why a planner that reads `declared` contexts cannot take a `wanted` one, or None."""
+    if declared in (wanted, ANY_CONTEXT):
+        return None
+    if wanted == ANY_CONTEXT:
+        return f"reads {declared!r} contexts; this context is of no known kind"
+    return f"reads {declared!r} contexts, not {wanted!r}"
+
+
 def _check_unique(names: Iterable[str]) -> None:
     seen: set[str] = set()
     for name in names:
@@ -431,19 +452,25 @@ def rank(
     """Score every candidate the caller did not exclude; pure and deterministic.
 
     One reason per excluded planner, first that applies: the caller's reason (quarantined, not
-    allowed, breaker open, ...), then below minimum reliability, then (strict only) missing
-    capabilities. The caller's exclusions are reported even for names not among candidates.
+    allowed, breaker open, ...), then a context of another kind, then below minimum
+    reliability, then (strict only) missing capabilities. The caller's exclusions are
+    reported even for names not among candidates.
     """
     excluded = excluded or {}
     _check_unique(candidate.spec.name for candidate in candidates)
     deep = _deep_flags(request, weights)
     wanted = objective_terms(request.objective)
     required = request.required_capabilities
+    kind = request.context_kind
     reasons: dict[str, str] = dict(excluded)
     scores: list[ScoreBreakdown] = []
     for candidate in candidates:
         name = candidate.spec.name
         if name in reasons:
+            continue
+        mismatch = None if kind is None else kind_mismatch(candidate.spec.context_kind, kind)
+        if mismatch is not None:
+            reasons[name] = mismatch
             continue
         if candidate.reliability < weights.min_reliability:
             reasons[name] = _below_minimum(candidate.reliability, weights)
@@ -546,6 +573,9 @@ class RankingIndex:
             self._entries[spec.name] = entry
         self._rows: list[_Row] = []
         self._positions: dict[str, int] = {}
+        # per context kind: the rows of planners that read it (theirs and "any"), positions
+        self._views: dict[str, list[_Row]] = {}
+        self._view_positions: dict[str, dict[str, int]] = {}
         self._rebuild_rows()
         self._objective_mask: Callable[[str], tuple[int, int]] = lru_cache(
             maxsize=objective_cache_size
@@ -574,8 +604,34 @@ class RankingIndex:
 
     def _rebuild_rows(self) -> None:
         rows = [_row(e) for e in self._entries.values() if self._eligible(e)]
+        kinds = sorted({e.spec.context_kind for e in self._entries.values()} | {ANY_CONTEXT})
+        views: dict[str, list[_Row]] = {kind: [] for kind in kinds}
+        for row in rows:
+            kind = self._entries[row[0]].spec.context_kind
+            for view in views.values() if kind == ANY_CONTEXT else (views[kind],):
+                view.append(row)
+        self._view_positions = {
+            kind: {row[0]: i for i, row in enumerate(view)} for kind, view in views.items()
+        }
+        self._views = views
         self._positions = {row[0]: i for i, row in enumerate(rows)}
         self._rows = rows
+
+    def _replace_row(self, entry: _Entry) -> None:
+        """Publish an eligible entry's new row in place, in every view that holds it."""
+        row = _row(entry)
+        name = row[0]
+        self._rows[self._positions[name]] = row
+        kind = entry.spec.context_kind
+        for view_kind in self._views if kind == ANY_CONTEXT else (kind,):
+            self._views[view_kind][self._view_positions[view_kind][name]] = row
+
+    def _rows_for(self, kind: str | None) -> list[_Row]:
+        """The eligible rows, or only those of planners that read `kind` contexts."""
+        if kind is None:
+            return self._rows
+        rows = self._views.get(kind)
+        return self._views[ANY_CONTEXT] if rows is None else rows
 
     def _entry(self, name: str) -> _Entry:
         entry = self._entries.get(name)
@@ -611,7 +667,7 @@ class RankingIndex:
             if was != self._eligible(entry):
                 self._rebuild_rows()
             elif was:
-                self._rows[self._positions[name]] = _row(entry)
+                self._replace_row(entry)
 
     def set_excluded(self, name: str, reason: str | None) -> None:
         """Exclude a planner with a reason (breaker open, quarantined...), or None to readmit.
@@ -646,7 +702,7 @@ class RankingIndex:
         w = weights.objective_weight
         out: list[tuple[float, float, str]] = []
         append = out.append
-        rows = self._rows
+        rows = self._rows_for(request.context_kind)
         if not required and not deep.deep_index and not deep.hotspots:
             if not object_mask:
                 # No objective term is known to any candidate: relevance is 0 everywhere.

@@ -100,6 +100,8 @@ class Generation:
     discovery: DiscoveryResult | None
     instances: dict[str, Planner] = field(default_factory=dict)
     created_at: float = 0.0
+    #: the context kinds the active planners declare, sorted ("any" left out)
+    context_kinds: tuple[str, ...] = ()
 
     def selectable_names(self) -> list[str]:
         """Active and unchecked planners: the ones selection may pick."""

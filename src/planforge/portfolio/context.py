@@ -3,23 +3,42 @@
 Values are validated on the way in; a bad file is a `ContextError` naming the field
 (`positions[3].quantity: ...`) and nothing is planned from it. Prices are in each security's
 own currency; `fx_rates` converts them to `base_currency` (units of base per unit).
+
+This is the `portfolio` context kind: `validate_context` is registered as its validator in
+the `planforge.contexts` entry-point group, so a bad portfolio is refused before a planner
+runs. Every number must be finite, and the amounts have sane maxima (`MAX_QUANTITY`,
+`MAX_CASH`, `MAX_PRICE`, `MAX_FX_RATE`, and `MAX_POSITION_VALUE` for a position's value in
+the base currency), so that no product of them overflows during planning.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import tomllib
 from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
-from planforge.errors import PlannerError
+from planforge.errors import InvalidContext
 
 __all__ = [
+    "MAX_CASH",
+    "MAX_FX_RATE",
+    "MAX_POSITION_VALUE",
+    "MAX_PRICE",
+    "MAX_QUANTITY",
     "ContextError",
     "Costs",
     "PortfolioContext",
@@ -29,22 +48,55 @@ __all__ = [
     "Targets",
     "load_context",
     "parse_context",
+    "validate_context",
 ]
 
-_STRICT = ConfigDict(extra="forbid", frozen=True)
+#: Largest number of units of one position, and largest cash amount (base currency).
+MAX_QUANTITY = 1e12
+MAX_CASH = 1e12
+#: Largest price of one unit (its own currency), and largest FX rate (base per unit).
+MAX_PRICE = 1e9
+MAX_FX_RATE = 1e6
+#: Largest value of one position in the base currency (quantity x price x FX rate).
+MAX_POSITION_VALUE = 1e15
+_MAX_VOLATILITY = 10.0
+
+_STRICT = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
-class ContextError(PlannerError):
+class ContextError(InvalidContext):
     """A portfolio context that cannot be used, with the field at fault."""
 
     def __init__(self, field: str, problem: str, source: str = "context") -> None:
-        super().__init__(
-            f"{source}: {field}: {problem}. Fix that field and try again.",
-            where="context",
-            context={"field": field, "source": source},
-        )
-        self.field = field
-        self.problem = problem
+        super().__init__(field, problem, kind="portfolio", source=source)
+
+
+def _shown(limit: float) -> str:
+    """`1e12` rather than `1e+12` or `1000000000000.0`."""
+    mantissa, _, exponent = f"{limit:.0e}".partition("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def _at_most(limit: float) -> BeforeValidator:
+    """Refuse a non-finite number, or one above `limit`, before anything multiplies it."""
+    message = f"must be a finite number at most {_shown(limit)}"
+
+    def check(value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return value  # strings and the rest: pydantic parses (finite only) and bounds them
+        if isinstance(value, int) and value > limit:
+            raise ValueError(message)
+        if isinstance(value, float) and not (math.isfinite(value) and value <= limit):
+            raise ValueError(message)
+        return value
+
+    return BeforeValidator(check)
+
+
+Quantity = Annotated[float, Field(ge=0, le=MAX_QUANTITY), _at_most(MAX_QUANTITY)]
+Cash = Annotated[float, Field(ge=0, le=MAX_CASH), _at_most(MAX_CASH)]
+Price = Annotated[float, Field(gt=0, le=MAX_PRICE), _at_most(MAX_PRICE)]
+Rate = Annotated[float, Field(gt=0, le=MAX_FX_RATE), _at_most(MAX_FX_RATE)]
 
 
 class Security(BaseModel):
@@ -57,12 +109,12 @@ class Security(BaseModel):
     country: str = "unknown"
     industry: str = "unknown"
     currency: str = Field(default="EUR", min_length=3, max_length=3)
-    price: float | None = Field(default=None, gt=0)
+    price: Price | None = None
     #: Named quality scores in [0, 1] (for example quality, growth, stability).
     scores: dict[str, float] = Field(default_factory=dict)
-    volatility: float = Field(default=0.2, ge=0)
+    volatility: float = Field(default=0.2, ge=0, le=_MAX_VOLATILITY)
     dividend_yield: float = Field(default=0.0, ge=0, le=1)
-    lot_size: int = Field(default=1, ge=1)
+    lot_size: int = Field(default=1, ge=1, le=int(MAX_QUANTITY))
 
     @model_validator(mode="after")
     def _check_scores(self) -> Security:
@@ -83,9 +135,9 @@ class Position(BaseModel):
     model_config = _STRICT
 
     symbol: str = Field(min_length=1)
-    quantity: float = Field(ge=0)
-    average_price: float = Field(ge=0)
-    current_price: float = Field(gt=0)
+    quantity: Quantity
+    average_price: Annotated[float, Field(ge=0, le=MAX_PRICE), _at_most(MAX_PRICE)]
+    current_price: Price
     currency: str = Field(default="EUR", min_length=3, max_length=3)
     first_bought: date | None = None
 
@@ -129,7 +181,7 @@ class Costs(BaseModel):
 
     model_config = _STRICT
 
-    fixed: float = Field(default=0.0, ge=0)
+    fixed: Cash = 0.0
     percent: float = Field(default=0.0, ge=0, le=0.1)
 
 
@@ -138,14 +190,14 @@ class PortfolioContext(BaseModel):
 
     base_currency: str = Field(default="EUR", min_length=3, max_length=3)
     as_of: date = Field(default_factory=date.today)
-    cash: float = Field(default=0.0, ge=0)
-    fx_rates: dict[str, float] = Field(default_factory=dict)
+    cash: Cash = 0.0
+    fx_rates: dict[str, Rate] = Field(default_factory=dict)
     positions: list[Position] = Field(default_factory=list)
     securities: list[Security] = Field(default_factory=list)
     targets: Targets = Field(default_factory=Targets)
     restrictions: Restrictions = Field(default_factory=Restrictions)
     costs: Costs = Field(default_factory=Costs)
-    min_trade_value: float = Field(default=0.0, ge=0)
+    min_trade_value: Cash = 0.0
 
     @model_validator(mode="after")
     def _check_references(self) -> PortfolioContext:
@@ -170,6 +222,14 @@ class PortfolioContext(BaseModel):
         for symbol in sorted(self.targets.by_security):
             if symbol not in known:
                 raise ValueError(f"targets.by_security.{symbol}: unknown security")
+        for index, position in enumerate(self.positions):
+            value = position.quantity * position.current_price * self.fx(position.currency)
+            if not value <= MAX_POSITION_VALUE:
+                raise ValueError(
+                    f"positions[{index}]: its value in {self.base_currency} (quantity x "
+                    f"current_price x fx rate = {value:.3g}) must be a finite number at most "
+                    f"{_shown(MAX_POSITION_VALUE)}"
+                )
         return self
 
     def fx(self, currency: str) -> float:
@@ -208,10 +268,17 @@ def parse_context(
     except ValidationError as exc:
         first = exc.errors()[0]
         message = str(first["msg"]).removeprefix("Value error, ")
+        if first["type"] == "finite_number":
+            message = "must be a finite number"
         field = _location(tuple(first["loc"]))
         if field == "context" and ": " in message:
             field, _, message = message.partition(": ")
         raise ContextError(field, message, source) from None
+
+
+def validate_context(context: Mapping[str, Any]) -> None:
+    """The `portfolio` kind's validator: raises `ContextError` naming the first bad field."""
+    parse_context(context)
 
 
 def load_context(path: str | Path) -> PortfolioContext:

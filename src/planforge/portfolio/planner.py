@@ -61,6 +61,7 @@ class HolisticPortfolioPlanner(Planner):
     description = "Holistic portfolio rebalancing planner with modular, vectorised evaluation"
     keywords = ("rebalance", "portfolio", "allocation", "trades", "holdings", "invest")
     stateful = False
+    context_kind = "portfolio"
 
     def __init__(
         self,

@@ -15,6 +15,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from planforge.errors import InvalidContext
 from planforge.logs import get_logger
 from planforge.runtime.bus import EventBus
 from planforge.runtime.context import UserExecutionContext
@@ -236,20 +237,23 @@ class UserEventEmitter:
         error: BaseException | str,
         execution_time_ms: float | None = None,
     ) -> RuntimeEvent | None:
+        """The run failed. `input_error` says whether the caller's input was at fault (a
+        context its planner cannot read, with `field` naming where) rather than the planner."""
         if isinstance(error, BaseException):
             message = getattr(error, "message", None) or str(error) or type(error).__name__
             error_type = type(error).__name__
         else:
             message, error_type = str(error), "Error"
-        return self.emit(
-            AGENT_ERROR,
-            {
-                "agent_name": _clip(str(agent_name)),
-                "error": _clip(str(message)),
-                "error_type": error_type,
-                "execution_time_ms": _milliseconds(execution_time_ms),
-            },
-        )
+        payload: dict[str, Any] = {
+            "agent_name": _clip(str(agent_name)),
+            "error": _clip(str(message)),
+            "error_type": error_type,
+            "execution_time_ms": _milliseconds(execution_time_ms),
+            "input_error": isinstance(error, InvalidContext),
+        }
+        if isinstance(error, InvalidContext):
+            payload["field"] = _clip(str(error.field))
+        return self.emit(AGENT_ERROR, payload)
 
 
 def _milliseconds(value: float | None) -> float | None:

@@ -35,7 +35,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from planforge.contract import Plan, Planner
-from planforge.errors import PlanExecutionError, PlannerError
+from planforge.errors import InvalidContext, PlanExecutionError, PlannerError
 from planforge.factory.core import PlannerFactory
 from planforge.holistic.events import (
     EVALUATION_PROGRESS,
@@ -411,13 +411,16 @@ class ExecutionEngine:
         planner: str | None = None,
         bucket: str | None = None,
         timeout_s: float | None = None,
+        context_kind: str | None = None,
     ) -> Plan:
         """Plan `objective`: by factory selection, with `planner`, or with `bucket`'s active
         configuration (run by `planner`, default the holistic planner).
 
-        Raises `RunTimeout`, `PlanExecutionError` (the planner failed; recorded in the
-        factory's reliability), or the selection error; each also ends the run's events with
-        `agent_error`.
+        The context is admitted first (`ExecutionEngineFactory.admit_context`): a bad one
+        raises `InvalidContext` before any planner is admitted. Raises `RunTimeout`,
+        `PlanExecutionError` (the planner failed; recorded in the factory's reliability),
+        `InvalidContext` (the caller's input; never recorded against the planner), or the
+        selection error; each also ends the run's events with `agent_error`.
         """
         if self._closed:
             raise EngineClosed(self.context.run_id)
@@ -442,7 +445,9 @@ class ExecutionEngine:
         started = time.perf_counter()
         try:
             plan = await asyncio.wait_for(
-                asyncio.to_thread(self._work, reporter, objective, context, planner, bucket),
+                asyncio.to_thread(
+                    self._work, reporter, objective, context, planner, bucket, context_kind
+                ),
                 timeout,
             )
         except TimeoutError:
@@ -499,11 +504,14 @@ class ExecutionEngine:
         context: Mapping[str, Any] | None,
         planner: str | None,
         bucket: str | None,
+        context_kind: str | None,
     ) -> Plan:
         """The planning thread. After a timeout the engine stays busy until this returns,
         so a new run can never share the run id with a thread still reporting on it."""
         try:
-            return self._owner._execute(self, reporter, objective, context, planner, bucket)
+            return self._owner._execute(
+                self, reporter, objective, context, planner, bucket, context_kind
+            )
         finally:
             if reporter.thread_done():
                 self._running = False
@@ -748,6 +756,26 @@ class ExecutionEngineFactory:
         except PlannerError as exc:  # the planner vanished (reload) between run and record
             _log.warning("outcome not recorded", planner=name, error=exc.message)
 
+    def admit_context(
+        self,
+        objective: str,
+        context: Mapping[str, Any] | None,
+        *,
+        planner: str | None = None,
+        bucket: str | None = None,
+        context_kind: str | None = None,
+    ) -> str | None:
+        """Decide the run's context kind and validate the context, before anything starts.
+
+        Raises `InvalidContext` naming the field for a bad context. A bucket run is run by
+        the holistic planner unless `planner` names another, so it is validated as that
+        planner's kind. Blocking (a validator may take milliseconds): call it off the loop.
+        """
+        name = planner if bucket is None else planner or BUCKET_PLANNER
+        return self.factory.admit_context(
+            objective, context or {}, planner=name, context_kind=context_kind
+        )
+
     def _instance(self, user_id: str, name: str) -> Planner:
         """Stateless planners are shared; a stateful one gets an instance per user."""
         shared = self.factory.get_planner(name)
@@ -804,10 +832,14 @@ class ExecutionEngineFactory:
         context: Mapping[str, Any] | None,
         planner: str | None,
         bucket: str | None,
+        context_kind: str | None,
     ) -> Plan:
         """Resolve the planner and plan; runs on a worker thread, reports through `reporter`."""
         user = engine.context
         planning_context = dict(context or {})
+        kind = self.admit_context(
+            objective, planning_context, planner=planner, bucket=bucket, context_kind=context_kind
+        )
         details: dict[str, Any] = {
             "objective": objective,
             "run_id": user.run_id,
@@ -827,8 +859,9 @@ class ExecutionEngineFactory:
             name = planner
             details["selected_by"] = "planner"
         else:
-            name = self.factory.select_best_planner_name(objective)
+            name = self.factory.select_best_planner_name(objective, context_kind=kind)
             details["selected_by"] = "objective"
+        details["context_kind"] = kind
         self.factory.admit(name)  # the planner's circuit breaker may refuse this run
         try:
             instance = self._instance(user.user_id, name)
@@ -857,6 +890,13 @@ class ExecutionEngineFactory:
                 plan = instance.plan(objective, planning_context)
             if not isinstance(plan, Plan):
                 raise TypeError(f"plan() returned {type(plan).__name__}, not a Plan")
+        except InvalidContext as exc:  # the caller's input: neither a failure nor a success
+            reporter.plan_duration_s = time.perf_counter() - started
+            try:
+                self.factory.release_admission(name, input_error=exc)
+            except PlannerError as gone:  # the planner vanished (reload) meanwhile
+                _log.warning("admission not released", planner=name, error=gone.message)
+            raise
         except Exception as exc:
             reporter.plan_duration_s = time.perf_counter() - started
             raise PlanExecutionError(name, f"{type(exc).__name__}: {exc}") from exc

@@ -38,7 +38,7 @@ class RunRecord:
     created_at: float
     finished_at: float | None = None
     plan: dict[str, Any] | None = None
-    error: dict[str, str] | None = None
+    error: dict[str, Any] | None = None
 
     def to_dict(self, *, with_plan: bool = True) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -123,9 +123,17 @@ class RunRegistry:
         """Mark a run completed with its plan; None if it was dropped meanwhile."""
         return self._finish(user, run_id, status=COMPLETED, plan=plan)
 
-    def fail(self, user: str, run_id: str, error: str, message: str) -> RunRecord | None:
-        """Mark a run failed with the error's class name and message."""
-        return self._finish(user, run_id, status=FAILED, error={"error": error, "message": message})
+    def fail(
+        self, user: str, run_id: str, error: str, message: str, *, input_error: bool = False
+    ) -> RunRecord | None:
+        """Mark a run failed with the error's class name and message; `input_error` says the
+        caller's input was at fault (a context its planner could not read), not the planner."""
+        return self._finish(
+            user,
+            run_id,
+            status=FAILED,
+            error={"error": error, "message": message, "input_error": input_error},
+        )
 
     def _finish(self, user: str, run_id: str, **changes: Any) -> RunRecord | None:
         with self._lock:

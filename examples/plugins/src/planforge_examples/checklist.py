@@ -23,6 +23,7 @@ class ChecklistPlanner(Planner):
     reliability_score = 0.8
     description = "Breaks any objective into an ordered checklist of steps"
     keywords = ("checklist", "steps", "todo", "tasks")
+    context_kind = "any"  # the objective is all it reads; any context is fine
 
     def plan(self, objective: str, context: Mapping[str, Any]) -> Plan:
         parts = [part for part in _SPLIT.split(objective.strip()) if part]
@@ -48,6 +49,7 @@ class ScratchPlanner(Planner):
     tier = "alpha"
     description = "Experimental planner that returns a single step"
     keywords = ("experiment",)
+    context_kind = "any"
 
     def plan(self, objective: str, context: Mapping[str, Any]) -> Plan:
         return self.new_plan(objective, [PlanStep(id="only", action="try", description=objective)])

@@ -34,6 +34,13 @@ class SelectRequest(BaseModel):
     )
     prefer_production: bool = True
     strict: bool = False
+    context_kind: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="Leave out planners that read another kind of context (for example "
+        "portfolio); 'any' keeps only planners that read any mapping.",
+    )
 
 
 @router.get("/planners", summary="Discovered planners with their metadata and status.")
@@ -63,6 +70,7 @@ def select_planner(body: SelectRequest, _: Viewer, state: State) -> dict[str, An
         body.capabilities,
         prefer_production=body.prefer_production,
         strict=body.strict,
+        context_kind=body.context_kind,
     )
     return selection.to_dict()
 

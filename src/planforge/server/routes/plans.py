@@ -1,9 +1,11 @@
 """Routes: plans. Operators start runs in the background; each user reads only their own.
 
-`POST /plans` answers 202 with the run id as soon as the run's engine exists (so the per-user
-run limit answers 429 right away); the run goes on in an asyncio task and its outcome lands in
-the run registry. The run id is the execution context's, the one every event of the run
-carries, so a client can match `GET /ws/events` traffic to its runs.
+`POST /plans` first admits the context (its kind decided and the context validated, off the
+event loop): a context its planner cannot read is the caller's error, answered 422 naming the
+field, with nothing started. Then it answers 202 with the run id as soon as the run's engine
+exists (so the per-user run limit answers 429 right away); the run goes on in an asyncio task
+and its outcome lands in the run registry. The run id is the execution context's, the one
+every event of the run carries, so a client can match `GET /ws/events` traffic to its runs.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
-from planforge.errors import PlannerError
+from planforge.errors import InvalidContext, PlannerError
 from planforge.logs import get_logger
 from planforge.runtime.context import UserExecutionContext
 from planforge.runtime.engine import ExecutionEngine
@@ -47,6 +50,12 @@ class PlanRequest(BaseModel):
     planner: str | None = Field(default=None, min_length=1, max_length=128)
     bucket: str | None = Field(default=None, min_length=1, max_length=128)
     timeout_s: float | None = Field(default=None, gt=0.0, le=3600.0)
+    context_kind: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="The kind of the context (for example portfolio); inferred when absent.",
+    )
 
 
 def runs_of(state: ServiceState) -> RunRegistry:
@@ -67,8 +76,24 @@ def _not_found(run_id: str) -> JSONResponse:
     )
 
 
+def _invalid_context(error: InvalidContext) -> JSONResponse:
+    return JSONResponse(
+        status_code=422,
+        content={
+            "error": type(error).__name__,
+            "message": error.message,
+            "field": error.field,
+            "kind": error.kind,
+        },
+    )
+
+
 async def _run_in_background(
-    state: ServiceState, registry: RunRegistry, engine: ExecutionEngine, body: PlanRequest
+    state: ServiceState,
+    registry: RunRegistry,
+    engine: ExecutionEngine,
+    body: PlanRequest,
+    context_kind: str | None,
 ) -> None:
     user, run_id = engine.user_id, engine.run_id
     try:
@@ -78,9 +103,16 @@ async def _run_in_background(
             planner=body.planner,
             bucket=body.bucket,
             timeout_s=body.timeout_s,
+            context_kind=context_kind,
         )
     except PlannerError as exc:
-        registry.fail(user, run_id, type(exc).__name__, exc.message[:_ERROR_TEXT_LIMIT])
+        registry.fail(
+            user,
+            run_id,
+            type(exc).__name__,
+            exc.message[:_ERROR_TEXT_LIMIT],
+            input_error=isinstance(exc, InvalidContext),
+        )
     except asyncio.CancelledError:
         registry.fail(user, run_id, "RunCancelled", "the run was cancelled (server shutdown)")
         raise
@@ -100,6 +132,10 @@ async def _run_in_background(
     responses={
         **_ERROR_RESPONSES,
         403: {"description": "The caller is not an operator."},
+        422: {
+            "description": "A malformed request, or a context its planner cannot read (the "
+            "field is named); nothing was started."
+        },
         429: {"description": "The caller already has as many runs going as allowed."},
     },
 )
@@ -108,8 +144,20 @@ async def start_plan(
     user: Operator,
     state: Annotated[ServiceState, Depends(service)],
     request: Request,
-) -> dict[str, str]:
+) -> Any:
     """Start planning in the background; poll `GET /plans/{run_id}` or stream `/ws/events`."""
+    try:  # validators may take milliseconds on a large context: off the event loop
+        context_kind = await run_in_threadpool(
+            state.engines.admit_context,
+            body.objective,
+            body.context,
+            planner=body.planner,
+            bucket=body.bucket,
+            context_kind=body.context_kind,
+        )
+    except InvalidContext as exc:
+        _log.info("context refused", user=user.name, field=exc.field, kind=exc.kind)
+        return _invalid_context(exc)
     registry = runs_of(state)
     request_id = getattr(request.state, "request_id", None)
     context = UserExecutionContext.create(user.name, request_id=request_id)
@@ -123,7 +171,8 @@ async def start_plan(
             bucket=body.bucket,
         )
         task = asyncio.get_running_loop().create_task(
-            _run_in_background(state, registry, engine, body), name=f"plan-{context.run_id}"
+            _run_in_background(state, registry, engine, body, context_kind),
+            name=f"plan-{context.run_id}",
         )
     except BaseException:
         state.engines.cleanup(engine)
