@@ -266,7 +266,7 @@ class PlannerFactory:
                 self._breaker_blocked.add(spec.name)
             candidates.append(Candidate(spec=spec, reliability=record.reliability.value()))
         index = RankingIndex(candidates, self._weights, excluded)
-        kinds = {r.spec.context_kind for r in records.values() if r.status is RecordStatus.ACTIVE}
+        kinds = {r.spec.context_kind for r in records.values() if r.status.selectable}
         self._generation_counter += 1
         instances = (
             {name: r.instance for name, r in records.items() if r.instance is not None}
