@@ -75,8 +75,8 @@ class NonFiniteNumber(DocumentError):
     def __init__(self, source: str, field: str, value: float) -> None:
         super().__init__(
             source,
-            f"{field}: must be a finite number, got {value}; send a number within "
-            "+-1.7e308 (NaN and Infinity are not numbers)",
+            f"{field}: must be a finite number, got {value} (NaN, Infinity and numbers "
+            "beyond +-1.7e308 are not). Fix that field and try again.",
             field=field,
         )
         self.field = field

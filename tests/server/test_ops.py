@@ -35,7 +35,7 @@ def test_readyz_reports_each_check(service: Service) -> None:
     assert body["status"] == "ready"
     assert set(body["checks"]) == {"database", "planners"}
     assert all(check["ok"] for check in body["checks"].values())
-    assert body["checks"]["planners"]["detail"] == "1 active"
+    assert body["checks"]["planners"]["detail"] == "1 selectable"
 
 
 def test_readyz_is_503_without_an_active_planner(tmp_path: Path) -> None:
@@ -45,7 +45,7 @@ def test_readyz_is_503_without_an_active_planner(tmp_path: Path) -> None:
     checks = response.json()["checks"]
     assert checks["database"]["ok"] is True
     assert checks["planners"]["ok"] is False
-    assert "no active planner" in checks["planners"]["detail"]
+    assert "no selectable planner" in checks["planners"]["detail"]
 
 
 def test_readyz_is_503_when_the_database_is_unreachable(tmp_path: Path) -> None:

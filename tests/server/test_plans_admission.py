@@ -143,8 +143,10 @@ def test_bad_contexts_of_one_user_never_break_planning_for_another(served: Serve
     ("position", "field", "problem"),
     [
         ({"quantity": 1e308}, "positions[0].quantity", "must be a finite number at most 1e12"),
-        ({"current_price": float("inf")}, "positions[0].current_price", "at most 1e9"),
-        ({"average_price": float("nan")}, "positions[0].average_price", "finite number"),
+        # JSON has no inf or nan: `Infinity` and `NaN` are refused as the body is read, naming
+        # the field by its place in the body
+        ({"current_price": float("inf")}, "context.positions[0].current_price", "finite number"),
+        ({"average_price": float("nan")}, "context.positions[0].average_price", "finite number"),
         ({"quantity": 1e12, "current_price": 1e9}, "positions[0]", "at most 1e15"),
     ],
 )

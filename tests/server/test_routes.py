@@ -264,13 +264,13 @@ def test_abtest_compares_two_configurations(service: Service) -> None:
     response = service.client.post(
         "/abtest",
         json={"config_a": "default", "config_b": "conservative", "context": small_context()},
-        headers=service.auth("viewer"),
+        headers=service.auth("operator"),
     )
     assert response.status_code == 200, response.text
     assert response.json()["winner"] in {"a", "b", "tie"}
     path_like = service.client.post(
         "/abtest",
         json={"config_a": "/etc/passwd.toml", "config_b": "default", "context": {}},
-        headers=service.auth("viewer"),
+        headers=service.auth("operator"),
     )
     assert_error_json(path_like, 400, "ConfigError")

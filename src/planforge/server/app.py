@@ -24,36 +24,13 @@ from planforge.runtime.bus import EventBus, event_bus_from_settings
 from planforge.runtime.engine import ExecutionEngineFactory
 from planforge.runtime.settings import load_runtime_settings
 from planforge.server.requestlog import RequestLogMiddleware
+from planforge.server.responses import error_content, status_for
 from planforge.server.routes import configs, events, ops, planners, plans
 from planforge.server.state import ServiceState
 
 __all__ = ["create_app"]
 
 _log = get_logger("server")
-
-
-def _status_for(error: PlannerError) -> int:
-    """HTTP status by error family; names keep this module free of every layer's imports."""
-    name = type(error).__name__
-    if name in {"PlannerNotFound", "ConfigNotFound", "BucketNotFound", "PresetNotFound"}:
-        return 404
-    if name in {"VersionConflict", "PresetExists", "EngineBusy", "UserExists"}:
-        return 409
-    if name in {"RunLimitExceeded", "UserCapacityExceeded"}:
-        return 429
-    if name in {"CircuitOpenError", "NoActivePlannersError", "PlannerQuarantined", "StoreError"}:
-        return 503
-    if name in {"RunTimeout"}:
-        return 504
-    if name in {"DocumentTooLarge"}:
-        return 413
-    if name in {"NonFiniteNumber"}:
-        return 422
-    if name in {"AuthenticationError"}:
-        return 401
-    if name in {"PermissionDenied"}:
-        return 403
-    return 400
 
 
 def create_app(
@@ -99,10 +76,7 @@ def create_app(
 
     @app.exception_handler(PlannerError)
     async def planforge_error(_: Request, error: PlannerError) -> JSONResponse:
-        return JSONResponse(
-            status_code=_status_for(error),
-            content={"error": type(error).__name__, "message": error.message},
-        )
+        return JSONResponse(status_code=status_for(error), content=error_content(error))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
@@ -118,9 +92,14 @@ def create_app(
             {"loc": list(item.get("loc", ())), "message": str(item.get("msg", ""))}
             for item in error.errors()
         ]
+        first: dict[str, Any] = problems[0] if problems else {"loc": [], "message": "invalid"}
+        where = ".".join(str(part) for part in first["loc"])
+        message = f"invalid request: {where}: {first['message']}" if where else first["message"]
+        if len(problems) > 1:
+            message += f" (and {len(problems) - 1} more problem(s), listed in `problems`)"
         return JSONResponse(
             status_code=422,
-            content={"error": "InvalidRequest", "message": "invalid request", "problems": problems},
+            content={"error": "InvalidRequest", "message": message, "problems": problems},
         )
 
     @app.exception_handler(Exception)

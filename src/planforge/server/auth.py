@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Annotated, Final
 
 from fastapi import Depends, Request, WebSocket
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from planforge.configstore.records import User
 from planforge.configstore.users import ROLES
@@ -112,19 +113,29 @@ def _require(request: Request, needed: str) -> User:
     return user
 
 
+#: Declares the bearer token in the OpenAPI document (clients and schemathesis see which
+#: routes need it); the token itself is read by `_require`, which also answers its absence.
+_API_TOKEN = HTTPBearer(
+    auto_error=False,
+    scheme_name="APIToken",
+    description="An API token from `planforge user create NAME --role ROLE`.",
+)
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_API_TOKEN)]
+
+
 # Plain (not async) functions: FastAPI runs them in its thread pool, so the database lookup
 # never blocks the event loop.
-def viewer(request: Request) -> User:
+def viewer(request: Request, _: Credentials) -> User:
     """Any authenticated user."""
     return _require(request, "viewer")
 
 
-def operator(request: Request) -> User:
+def operator(request: Request, _: Credentials) -> User:
     """Operators and admins: may run plans."""
     return _require(request, "operator")
 
 
-def admin(request: Request) -> User:
+def admin(request: Request, _: Credentials) -> User:
     """Admins only: may change configurations, buckets and presets."""
     return _require(request, "admin")
 

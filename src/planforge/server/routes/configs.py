@@ -11,9 +11,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
-from fastapi.responses import PlainTextResponse
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from planforge.configstore.diff import config_label, parse_validated, semantic_diff, unified_diff
 from planforge.configstore.errors import DocumentTooLarge
@@ -22,9 +23,13 @@ from planforge.configstore.store import MAX_DOCUMENT_BYTES
 from planforge.configstore.transfer import clone_config, export_config, import_config
 from planforge.holistic.abtest import compare
 from planforge.holistic.config import ConfigError, HolisticConfig
+from planforge.holistic.engine import HolisticEngine
 from planforge.portfolio.planner import PRESETS, HolisticPortfolioPlanner, preset_text
-from planforge.server.auth import Admin, Viewer, service
+from planforge.runtime.engine import BUCKET_PLANNER
+from planforge.server.admission import run_admitted
+from planforge.server.auth import Admin, Operator, Viewer, service
 from planforge.server.bodies import CheckedJSONRoute
+from planforge.server.responses import GUARDED, WITH_BODY, errors
 from planforge.server.state import ServiceState
 
 __all__ = ["router"]
@@ -93,6 +98,7 @@ class ABTest(_Body):
     config_b: Annotated[str, Field(max_length=MAX_DOCUMENT_BYTES)]
     context: dict[str, Any]
     objective: Annotated[str, Field(min_length=1, max_length=10_000)] = "Rebalance my portfolio"
+    timeout_s: Annotated[float | None, Field(default=None, gt=0.0, le=3600.0)] = None
 
 
 def _record(record: Any) -> dict[str, Any]:
@@ -126,7 +132,12 @@ def _resolve(state: ServiceState, reference: str, side: str) -> HolisticConfig:
 # -- configurations ---------------------------------------------------------------------------
 
 
-@router.post("/configs", status_code=201, summary="Store the next version of a configuration.")
+@router.post(
+    "/configs",
+    status_code=201,
+    summary="Store the next version of a configuration.",
+    responses=errors(*GUARDED, *WITH_BODY, 403, 409),
+)
 def create_config(body: CreateConfig, user: Admin, state: State) -> dict[str, Any]:
     return _created(
         state.store.create_new_version(
@@ -140,13 +151,22 @@ def create_config(body: CreateConfig, user: Admin, state: State) -> dict[str, An
     )
 
 
-@router.post("/configs/dry-run", summary="Load what a configuration enables; plan nothing.")
+@router.post(
+    "/configs/dry-run",
+    summary="Load what a configuration enables; plan nothing.",
+    responses=errors(*GUARDED, *WITH_BODY),
+)
 def dry_run(body: DryRun, _: Viewer, state: State) -> dict[str, Any]:
     config = parse_validated(body.toml, source="dry-run")
     return _planner(state).engine(config).dry_run().to_dict()
 
 
-@router.post("/configs/import", status_code=201, summary="Import an uploaded file.")
+@router.post(
+    "/configs/import",
+    status_code=201,
+    summary="Import an uploaded file.",
+    responses=errors(*GUARDED, *WITH_BODY, 403, 409),
+)
 def import_file(
     user: Admin,
     state: State,
@@ -167,17 +187,29 @@ def import_file(
     return _created(import_config(state.store, text, name=name, title=title, created_by=user.name))
 
 
-@router.get("/configs/{name}/history", summary="Every version of a name, oldest first.")
+@router.get(
+    "/configs/{name}/history",
+    summary="Every version of a name, oldest first.",
+    responses=errors(*GUARDED),
+)
 def config_history(name: str, _: Viewer, state: State) -> list[dict[str, Any]]:
     return [_record(version) for version in state.store.get_version_history(name)]
 
 
-@router.get("/configs/{config_id}", summary="One stored configuration version.")
+@router.get(
+    "/configs/{config_id}",
+    summary="One stored configuration version.",
+    responses=errors(*GUARDED, 404, 422),
+)
 def show_config(config_id: int, _: Viewer, state: State) -> dict[str, Any]:
     return _record(state.store.get_config_by_id(config_id))
 
 
-@router.get("/configs/{a}/diff/{b}", summary="Unified or semantic diff of two versions.")
+@router.get(
+    "/configs/{a}/diff/{b}",
+    summary="Unified or semantic diff of two versions.",
+    responses=errors(*GUARDED, 400, 404, 422),
+)
 def diff_configs(
     a: int,
     b: int,
@@ -196,7 +228,14 @@ def diff_configs(
 @router.get(
     "/configs/{config_id}/export",
     summary="A version as a file with its header, for `import`.",
-    response_class=PlainTextResponse,
+    response_class=Response,  # its own media type: errors stay documented as JSON
+    responses={
+        200: {
+            "content": {"application/toml": {"schema": {"type": "string"}}},
+            "description": "The file: TOML with a metadata header.",
+        },
+        **errors(*GUARDED, 404, 422),
+    },
 )
 def export(config_id: int, _: Viewer, state: State) -> PlainTextResponse:
     version = state.store.get_config_by_id(config_id)
@@ -208,7 +247,12 @@ def export(config_id: int, _: Viewer, state: State) -> PlainTextResponse:
     )
 
 
-@router.post("/configs/{config_id}/clone", status_code=201, summary="Copy under a new name.")
+@router.post(
+    "/configs/{config_id}/clone",
+    status_code=201,
+    summary="Copy under a new name.",
+    responses=errors(*GUARDED, *WITH_BODY, 403, 404, 409),
+)
 def clone(config_id: int, body: CloneConfig, user: Admin, state: State) -> dict[str, Any]:
     return _created(
         clone_config(state.store, config_id, name=body.name, title=body.title, created_by=user.name)
@@ -218,7 +262,11 @@ def clone(config_id: int, body: CloneConfig, user: Admin, state: State) -> dict[
 # -- buckets ----------------------------------------------------------------------------------
 
 
-@router.post("/buckets/{bucket}/assign", summary="Point a bucket at a configuration version.")
+@router.post(
+    "/buckets/{bucket}/assign",
+    summary="Point a bucket at a configuration version.",
+    responses=errors(*GUARDED, *WITH_BODY, 403, 404),
+)
 def assign(bucket: str, body: AssignBucket, user: Admin, state: State) -> dict[str, Any]:
     return _record(
         state.store.assign_config_to_bucket(
@@ -227,17 +275,29 @@ def assign(bucket: str, body: AssignBucket, user: Admin, state: State) -> dict[s
     )
 
 
-@router.get("/buckets/{bucket}/config", summary="The configuration a bucket runs now.")
+@router.get(
+    "/buckets/{bucket}/config",
+    summary="The configuration a bucket runs now.",
+    responses=errors(*GUARDED, 404),
+)
 def bucket_config(bucket: str, _: Viewer, state: State) -> dict[str, Any]:
     return _record(state.store.get_bucket_config(bucket))
 
 
-@router.get("/buckets/{bucket}/history", summary="Every assignment of a bucket, oldest first.")
+@router.get(
+    "/buckets/{bucket}/history",
+    summary="Every assignment of a bucket, oldest first.",
+    responses=errors(*GUARDED),
+)
 def bucket_history(bucket: str, _: Viewer, state: State) -> list[dict[str, Any]]:
     return [_record(entry) for entry in state.store.bucket_history(bucket)]
 
 
-@router.post("/buckets/{bucket}/rollback", summary="Point a bucket back at an older version.")
+@router.post(
+    "/buckets/{bucket}/rollback",
+    summary="Point a bucket back at an older version.",
+    responses=errors(*GUARDED, *WITH_BODY, 403, 404),
+)
 def rollback(bucket: str, body: RollbackBucket, user: Admin, state: State) -> dict[str, Any]:
     return _record(
         state.store.rollback_to_version(
@@ -249,6 +309,7 @@ def rollback(bucket: str, body: RollbackBucket, user: Admin, state: State) -> di
 @router.get(
     "/planner/health/{bucket}",
     summary="A bucket's planner: modules loadable, configuration valid, dependency warnings.",
+    responses=errors(*GUARDED, 404),
 )
 def bucket_health(bucket: str, _: Viewer, state: State) -> dict[str, Any]:
     version = state.store.get_bucket_config(bucket)
@@ -283,19 +344,32 @@ def _preset_reference(value: str) -> int | str:
     return int(value) if value.isdigit() else value
 
 
-@router.get("/presets", summary="Shared presets (without their TOML), optionally by tag.")
+@router.get(
+    "/presets",
+    summary="Shared presets (without their TOML), optionally by tag.",
+    responses=errors(*GUARDED, 422),
+)
 def list_presets(
     _: Viewer, state: State, tag: Annotated[str | None, Query(max_length=100)] = None
 ) -> list[dict[str, Any]]:
     return [_preset(item, with_toml=False) for item in state.store.list_presets(tag=tag)]
 
 
-@router.get("/presets/{id_or_name}", summary="One preset with its TOML (counts a download).")
+@router.get(
+    "/presets/{id_or_name}",
+    summary="One preset with its TOML (counts a download).",
+    responses=errors(*GUARDED, 404),
+)
 def get_preset(id_or_name: str, _: Viewer, state: State) -> dict[str, Any]:
     return _preset(state.store.get_preset(_preset_reference(id_or_name)), with_toml=True)
 
 
-@router.post("/presets", status_code=201, summary="Share a new preset.")
+@router.post(
+    "/presets",
+    status_code=201,
+    summary="Share a new preset.",
+    responses=errors(*GUARDED, *WITH_BODY, 403, 409),
+)
 def create_preset(body: CreatePreset, user: Admin, state: State) -> dict[str, Any]:
     preset = state.store.create_preset(
         body.name, body.description, body.toml, author=user.name, tags=body.tags
@@ -303,7 +377,11 @@ def create_preset(body: CreatePreset, user: Admin, state: State) -> dict[str, An
     return _preset(preset, with_toml=True)
 
 
-@router.post("/presets/{id_or_name}/rate", summary="Add one 1..5 star vote.")
+@router.post(
+    "/presets/{id_or_name}/rate",
+    summary="Add one 1..5 star vote.",
+    responses=errors(*GUARDED, *WITH_BODY, 403, 404),
+)
 def rate_preset(id_or_name: str, body: RatePreset, _: Admin, state: State) -> dict[str, Any]:
     preset = state.store.rate_preset(_preset_reference(id_or_name), body.rating)
     return _preset(preset, with_toml=False)
@@ -312,11 +390,33 @@ def rate_preset(id_or_name: str, body: RatePreset, _: Admin, state: State) -> di
 # -- comparison -------------------------------------------------------------------------------
 
 
-@router.post("/abtest", summary="Plan one context with two configurations; say which wins.")
-def abtest(body: ABTest, _: Viewer, state: State) -> dict[str, Any]:
-    planner = _planner(state)
-    engine_a = planner.engine(_resolve(state, body.config_a, "config_a"))
-    engine_b = planner.engine(_resolve(state, body.config_b, "config_b"))
+@router.post(
+    "/abtest",
+    summary="Plan one context with two configurations; say which wins.",
+    responses=errors(*GUARDED, *WITH_BODY, 403, 404, 429, 504),
+)
+async def abtest(body: ABTest, user: Operator, state: State, request: Request) -> dict[str, Any]:
+    """Two plans, so an operator's work: the same admission as `POST /plans` (the context
+    validated, a slot in the caller's run limit, the run timeout)."""
     context = dict(body.context)
     context.pop("planner_config", None)  # the two configurations are the point here
-    return compare(engine_a, engine_b, body.objective, context).to_dict()
+
+    def engines() -> tuple[HolisticEngine, HolisticEngine]:
+        planner = _planner(state)
+        return (
+            planner.engine(_resolve(state, body.config_a, "config_a")),
+            planner.engine(_resolve(state, body.config_b, "config_b")),
+        )
+
+    engine_a, engine_b = await run_in_threadpool(engines)
+    report = await run_admitted(
+        state,
+        request,
+        user,
+        lambda: compare(engine_a, engine_b, body.objective, context),
+        objective=body.objective,
+        context=context,
+        planner=BUCKET_PLANNER,
+        timeout_s=body.timeout_s,
+    )
+    return report.to_dict()

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -251,9 +252,23 @@ async def _check(probe: Callable[[], Any]) -> dict[str, Any]:
     return {"ok": True, "detail": detail}
 
 
+class _Check(BaseModel):
+    ok: bool
+    detail: Any = None
+
+
+class Readiness(BaseModel):
+    """`/readyz`'s answer, ready (200) or not (503): each dependency's check."""
+
+    status: str = Field(description="ready or not ready")
+    checks: dict[str, _Check]
+
+
 @router.get(
     "/readyz",
     summary="Ready to serve: database, Redis (when used) and an active planner; 503 if not.",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "A dependency is not ready."}},
 )
 async def readyz(request: Request) -> JSONResponse:
     state: ServiceState = request.app.state.service
@@ -264,10 +279,10 @@ async def readyz(request: Request) -> JSONResponse:
         return "reachable"
 
     def planners() -> str:
-        count = len(state.factory.list_planners())
+        count = len(state.factory.list_planners())  # active or not yet checked: selectable
         if count < 1:
-            raise RuntimeError("no active planner; see GET /diagnostics")
-        return f"{count} active"
+            raise RuntimeError("no selectable planner; see GET /diagnostics")
+        return f"{count} selectable"
 
     checks = {"database": await _check(database), "planners": await _check(planners)}
     if isinstance(state.bus, RedisEventBus):
@@ -285,7 +300,12 @@ async def readyz(request: Request) -> JSONResponse:
     )
 
 
-@router.get("/metrics", summary="Prometheus metrics.", response_class=Response)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics.",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
 async def metrics(request: Request) -> Response:
     registry = _metrics_for(request.app).registry
     body = await run_in_threadpool(generate_latest, registry)

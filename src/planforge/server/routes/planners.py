@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from planforge.server.auth import Viewer, service
 from planforge.server.bodies import CheckedJSONRoute
+from planforge.server.responses import GUARDED, WITH_BODY, errors
 from planforge.server.state import ServiceState
 
 __all__ = ["SelectRequest", "router"]
@@ -43,7 +44,11 @@ class SelectRequest(BaseModel):
     )
 
 
-@router.get("/planners", summary="Discovered planners with their metadata and status.")
+@router.get(
+    "/planners",
+    summary="Discovered planners with their metadata and status.",
+    responses=errors(*GUARDED, 422),
+)
 def list_planners(
     _: Viewer,
     state: State,
@@ -55,7 +60,11 @@ def list_planners(
     return [state.factory.describe_planner(name) for name in names]
 
 
-@router.get("/planners/{name}", summary="One planner's metadata, status, breaker and stats.")
+@router.get(
+    "/planners/{name}",
+    summary="One planner's metadata, status, breaker and stats.",
+    responses=errors(*GUARDED, 404),
+)
 def describe_planner(name: str, _: Viewer, state: State) -> dict[str, Any]:
     return state.factory.describe_planner(name)
 
@@ -63,6 +72,7 @@ def describe_planner(name: str, _: Viewer, state: State) -> dict[str, Any]:
 @router.post(
     "/planners/select",
     summary="The best planner for an objective, with every candidate's score and exclusion.",
+    responses=errors(*GUARDED, *WITH_BODY),
 )
 def select_planner(body: SelectRequest, _: Viewer, state: State) -> dict[str, Any]:
     selection = state.factory.explain_selection(
@@ -75,6 +85,10 @@ def select_planner(body: SelectRequest, _: Viewer, state: State) -> dict[str, An
     return selection.to_dict()
 
 
-@router.get("/diagnostics", summary="The factory's diagnostics (discovery, quarantine, stats).")
+@router.get(
+    "/diagnostics",
+    summary="The factory's diagnostics (discovery, quarantine, stats).",
+    responses=errors(*GUARDED),
+)
 def diagnostics(_: Viewer, state: State) -> dict[str, Any]:
     return state.factory.diagnostics_json()

@@ -18,12 +18,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from planforge.errors import InvalidContext, PlannerError
+from planforge.errors import InvalidContext, PlannerError, shown_value
 from planforge.logs import get_logger
 from planforge.runtime.context import UserExecutionContext
 from planforge.runtime.engine import ExecutionEngine
 from planforge.server.auth import Operator, Viewer, service
 from planforge.server.bodies import CheckedJSONRoute
+from planforge.server.responses import GUARDED, WITH_BODY, errors
 from planforge.server.runs import RunRegistry
 from planforge.server.state import ServiceState
 
@@ -32,11 +33,6 @@ __all__ = ["PlanRequest", "router", "runs_of"]
 router = APIRouter(tags=["plans"], route_class=CheckedJSONRoute)
 _log = get_logger("server.plans")
 _ERROR_TEXT_LIMIT = 2000
-
-_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Missing or invalid API token."},
-    404: {"description": "No such run among the caller's runs."},
-}
 
 
 class PlanRequest(BaseModel):
@@ -71,19 +67,7 @@ def _not_found(run_id: str) -> JSONResponse:
         status_code=404,
         content={
             "error": "RunNotFound",
-            "message": f"No run {run_id!r} among your runs; list them with GET /plans.",
-        },
-    )
-
-
-def _invalid_context(error: InvalidContext) -> JSONResponse:
-    return JSONResponse(
-        status_code=422,
-        content={
-            "error": type(error).__name__,
-            "message": error.message,
-            "field": error.field,
-            "kind": error.kind,
+            "message": f"No run {shown_value(run_id)} among your runs; list them with GET /plans.",
         },
     )
 
@@ -129,15 +113,7 @@ async def _run_in_background(
     "/plans",
     status_code=202,
     summary="Start a plan run",
-    responses={
-        **_ERROR_RESPONSES,
-        403: {"description": "The caller is not an operator."},
-        422: {
-            "description": "A malformed request, or a context its planner cannot read (the "
-            "field is named); nothing was started."
-        },
-        429: {"description": "The caller already has as many runs going as allowed."},
-    },
+    responses=errors(*GUARDED, *WITH_BODY, 403, 429),
 )
 async def start_plan(
     body: PlanRequest,
@@ -155,9 +131,9 @@ async def start_plan(
             bucket=body.bucket,
             context_kind=body.context_kind,
         )
-    except InvalidContext as exc:
+    except InvalidContext as exc:  # the caller's error (422 naming the field): nothing starts
         _log.info("context refused", user=user.name, field=exc.field, kind=exc.kind)
-        return _invalid_context(exc)
+        raise
     registry = runs_of(state)
     request_id = getattr(request.state, "request_id", None)
     context = UserExecutionContext.create(user.name, request_id=request_id)
@@ -182,7 +158,7 @@ async def start_plan(
     return {"run_id": context.run_id, "status": "running"}
 
 
-@router.get("/plans", summary="The caller's runs, newest first", responses=_ERROR_RESPONSES)
+@router.get("/plans", summary="The caller's runs, newest first", responses=errors(*GUARDED))
 async def list_plans(
     user: Viewer,
     state: Annotated[ServiceState, Depends(service)],
@@ -192,7 +168,7 @@ async def list_plans(
     return {"runs": [record.to_dict(with_plan=False) for record in records]}
 
 
-@router.get("/plans/{run_id}", summary="One of the caller's runs", responses=_ERROR_RESPONSES)
+@router.get("/plans/{run_id}", summary="One of the caller's runs", responses=errors(*GUARDED, 404))
 async def get_plan(
     run_id: str,
     user: Viewer,
