@@ -149,30 +149,13 @@ class PassStore:
             self._trim()
 
     def _load(self) -> dict[str, SandboxPass]:
-        try:
-            data = self._file.load()
-            if data is None:
-                return {}
-            if not isinstance(data, dict) or not isinstance(data.get("passes"), list):
-                raise ValueError("expected an object with a 'passes' list")
-        except (OSError, ValueError) as exc:
-            _log.warning(
-                "sandbox pass file is unreadable; every planner shows unchecked until checked",
-                path=str(self.path),
-                error=str(exc),
-            )
-            return {}
-        passes: dict[str, SandboxPass] = {}
-        for raw in data["passes"]:
-            try:
-                entry = SandboxPass.from_dict(raw)
-            except ValueError as exc:
-                _log.warning(
-                    "skipping a malformed sandbox pass", path=str(self.path), error=str(exc)
-                )
-                continue
-            passes[entry.target] = entry
-        return passes
+        records = self._file.load_records(
+            "passes",
+            SandboxPass.from_dict,
+            what="sandbox pass",
+            if_unreadable="every planner shows unchecked until checked",
+        )
+        return {entry.target: entry for entry in records}
 
 
 def current_pass(

@@ -166,29 +166,13 @@ class QuarantineStore:
             self._entries = self._load()
 
     def _load(self) -> dict[str, QuarantineEntry]:
-        try:
-            data = self._file.load()
-            if data is None:
-                return {}
-            if not isinstance(data, dict) or not isinstance(data.get("entries"), list):
-                raise ValueError("expected an object with an 'entries' list")
-        except (OSError, ValueError) as exc:
-            _log.warning(
-                "quarantine file is unreadable; starting with no quarantined planners",
-                path=str(self.path),
-                error=str(exc),
-            )
-            return {}
-        entries: dict[str, QuarantineEntry] = {}
-        for raw in data["entries"]:
-            try:
-                entry = QuarantineEntry.from_dict(raw)
-            except ValueError as exc:
-                _log.warning(
-                    "skipping a malformed quarantine entry", path=str(self.path), error=str(exc)
-                )
-                continue
-            entries[entry.planner_name] = entry
+        records = self._file.load_records(
+            "entries",
+            QuarantineEntry.from_dict,
+            what="quarantine",
+            if_unreadable="starting with no quarantined planners",
+        )
+        entries = {entry.planner_name: entry for entry in records}
         self._entries = entries
         self._trim()
         return self._entries

@@ -13,11 +13,16 @@ import fcntl
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from planforge.logs import get_logger
 
 __all__ = ["JsonStateFile"]
+
+T = TypeVar("T")
+_log = get_logger("factory.statefile")
 
 _Stamp = tuple[int, int, int, int]
 
@@ -50,6 +55,35 @@ class JsonStateFile:
         if self._stamp is None:
             return None
         return json.loads(self.path.read_text(encoding="utf-8"))
+
+    def load_records(
+        self, key: str, parse: Callable[[Any], T], *, what: str, if_unreadable: str
+    ) -> list[T]:
+        """The records under `key` (`{key: [...]}`), each read by `parse`: an unreadable file
+        counts as empty and a malformed record is skipped, each with a warning, never a crash.
+        """
+        try:
+            data = self.load()
+            if data is None:
+                return []
+            if not isinstance(data, dict) or not isinstance(data.get(key), list):
+                raise ValueError(f"expected an object with a {key!r} list")
+        except (OSError, ValueError) as exc:
+            _log.warning(
+                f"{what} file is unreadable; {if_unreadable}", path=str(self.path), error=str(exc)
+            )
+            return []
+        records: list[T] = []
+        for raw in data[key]:
+            try:
+                records.append(parse(raw))
+            except ValueError as exc:
+                _log.warning(
+                    f"skipping a malformed entry of the {what} file",
+                    path=str(self.path),
+                    error=str(exc),
+                )
+        return records
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
