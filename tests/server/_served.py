@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from planforge.configstore.store import ConfigStore
 
 
 def free_port() -> int:
@@ -84,3 +89,55 @@ def serving(env: Mapping[str, str], log_path: Path, *arguments: str) -> Iterator
         finally:
             with suppress(subprocess.TimeoutExpired):
                 stop(process)
+
+
+@dataclass(frozen=True)
+class Served:
+    """A running `planforge serve`: where it answers, its users' tokens, its log and state."""
+
+    base: str
+    tokens: dict[str, str]
+    log_path: Path
+    database: str
+    tmp_path: Path
+
+    @property
+    def ws(self) -> str:
+        return self.base.replace("http://", "ws://")
+
+
+@contextmanager
+def served_planforge(
+    tmp_path: Path,
+    *,
+    users: Mapping[str, str],
+    plugins: Mapping[str, str] | None = None,
+    database: str | None = None,
+    env: Mapping[str, str] | None = None,
+    arguments: tuple[str, ...] = (),
+) -> Iterator[Served]:
+    """A real server on its own store (a SQLite file unless `database` is given), with the
+    `users` (name -> role) created first and the `plugins` (module -> source) in its plugin
+    directory; Redis and ambient plugin settings are left out unless `env` sets them."""
+    url = database or f"sqlite:///{tmp_path / 'store.db'}"
+    with ConfigStore(url) as store:
+        tokens = {name: store.create_user(name, role)[1] for name, role in users.items()}
+    environment = {**os.environ}
+    for variable in ("PLANFORGE_REDIS_URL", "FACTORY_PLUGIN_DIRS", "ALLOWED_PLANNERS"):
+        environment.pop(variable, None)
+    environment.update(
+        PLANFORGE_DATABASE_URL=url,
+        FACTORY_CACHE_DIR=str(tmp_path / "cache"),
+        FACTORY_STATE_DIR=str(tmp_path / "state"),
+        FACTORY_SANDBOX_TIMEOUT_S="30",
+    )
+    if plugins:
+        plugin_dir = tmp_path / "plugins"
+        plugin_dir.mkdir(exist_ok=True)
+        for module, source in plugins.items():
+            (plugin_dir / f"{module}.py").write_text(textwrap.dedent(source))
+        environment["FACTORY_PLUGIN_DIRS"] = str(plugin_dir)
+    environment.update(env or {})
+    log_path = tmp_path / "server.log"
+    with serving(environment, log_path, *arguments) as base:
+        yield Served(base, tokens, log_path, url, tmp_path)

@@ -7,50 +7,28 @@ context nobody had validated.
 from __future__ import annotations
 
 import json
-import os
-import textwrap
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from planforge.configstore.store import ConfigStore
-from tests.server._served import http, serving
+from tests.server._served import Served, http, served_planforge
 from tests.server.test_plans import PLUGINS
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "portfolio.json"
 
 
-@dataclass
-class Served:
-    base: str
-    tokens: dict[str, str]
-    tmp_path: Path
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    tmp_path = tmp_path_factory.mktemp("admission")
-    plugins = tmp_path / "plugins"
-    plugins.mkdir()
-    (plugins / "srv_gated.py").write_text(textwrap.dedent(PLUGINS["srv_gated"]))
-    database = f"sqlite:///{tmp_path / 'store.db'}"
-    with ConfigStore(database) as store:
-        tokens = {role: store.create_user(f"u-{role}", role)[1] for role in ("viewer", "operator")}
-    env = {
-        **os.environ,
-        "PLANFORGE_DATABASE_URL": database,
-        "FACTORY_PLUGIN_DIRS": str(plugins),
-        "FACTORY_CACHE_DIR": str(tmp_path / "cache"),
-        "FACTORY_STATE_DIR": str(tmp_path / "state"),
-        "PLANFORGE_MAX_RUNS_PER_USER": "1",
-    }
-    env.pop("PLANFORGE_REDIS_URL", None)
-    with serving(env, tmp_path / "server.log") as base:
-        yield Served(base, tokens, tmp_path)
+    with served_planforge(
+        tmp_path_factory.mktemp("admission"),
+        users={"viewer": "viewer", "operator": "operator"},
+        plugins={"srv_gated": PLUGINS["srv_gated"]},
+        env={"PLANFORGE_MAX_RUNS_PER_USER": "1"},
+    ) as running:
+        yield running
 
 
 def abtest(served: Served, role: str, **changes: Any) -> tuple[int, dict[str, Any]]:

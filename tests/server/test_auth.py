@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +26,7 @@ from planforge.server.app import create_app
 from planforge.server.auth import WS_PROTOCOL, WS_TOKEN_PROTOCOL_PREFIX, bearer_token
 from planforge.server.routes import configs, ops, planners
 from planforge.settings import load_settings
-from tests.server._served import http, serving
+from tests.server._served import Served, http, served_planforge
 from tests.server.test_plans import PLUGINS
 
 OPEN_ROUTES = {"/livez", "/readyz", "/metrics"}
@@ -79,6 +77,9 @@ def running_service(tmp_path: Path, *, with_planner: bool = True) -> Iterator[Se
         bus.close()
         factory.close()
         store.close()
+
+
+ALICE = "alice"
 
 
 @pytest.fixture(scope="module")
@@ -203,33 +204,14 @@ def test_higher_roles_pass_a_viewer_route(service: Service) -> None:
 # -- WebSocket authentication, on a real `planforge serve` -----------------------------------
 
 
-@dataclass
-class Served:
-    base: str
-    ws: str
-    token: str
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    tmp_path = tmp_path_factory.mktemp("served-auth")
-    plugin_dir = tmp_path / "plugins"
-    plugin_dir.mkdir()
-    (plugin_dir / "srv_echo.py").write_text(textwrap.dedent(PLUGINS["srv_echo"]))
-    database = f"sqlite:///{tmp_path / 'store.db'}"
-    with ConfigStore(database) as store:
-        _, token = store.create_user("alice", "operator")
-    env = {
-        **os.environ,
-        "PLANFORGE_DATABASE_URL": database,
-        "FACTORY_PLUGIN_DIRS": str(plugin_dir),
-        "FACTORY_CACHE_DIR": str(tmp_path / "cache"),
-        "FACTORY_STATE_DIR": str(tmp_path / "state"),
-        "FACTORY_SANDBOX_TIMEOUT_S": "10",
-    }
-    env.pop("PLANFORGE_REDIS_URL", None)
-    with serving(env, tmp_path / "server.log") as base:
-        yield Served(base, base.replace("http://", "ws://"), token)
+    with served_planforge(
+        tmp_path_factory.mktemp("served-auth"),
+        users={ALICE: "operator"},
+        plugins={"srv_echo": PLUGINS["srv_echo"]},
+    ) as running:
+        yield running
 
 
 def protocols(*names: str) -> list[Subprotocol]:
@@ -249,7 +231,7 @@ def assert_streams_alices_run(served: Served, events: ClientConnection) -> None:
     status, body = http(
         "POST",
         f"{served.base}/plans",
-        served.token,
+        served.tokens[ALICE],
         {"objective": "echo", "planner": "echo", "context": {"n": 1}},
     )
     assert status == 202, body
@@ -263,13 +245,13 @@ def assert_streams_alices_run(served: Served, events: ClientConnection) -> None:
 def test_a_browser_authenticates_a_websocket_by_subprotocol_and_the_token_is_not_echoed(
     served: Served,
 ) -> None:
-    offered = protocols(WS_PROTOCOL, f"{WS_TOKEN_PROTOCOL_PREFIX}{served.token}")
+    offered = protocols(WS_PROTOCOL, f"{WS_TOKEN_PROTOCOL_PREFIX}{served.tokens['alice']}")
     with connect(f"{served.ws}/ws/events", subprotocols=offered) as events:
         assert events.subprotocol == "planforge.v1"
         assert events.response is not None
         handshake = events.response.headers
         assert handshake.get_all("Sec-WebSocket-Protocol") == ["planforge.v1"]
-        assert served.token not in str(handshake)
+        assert served.tokens[ALICE] not in str(handshake)
         assert_streams_alices_run(served, events)
 
 
@@ -279,7 +261,7 @@ def test_a_wrong_or_misoffered_subprotocol_token_closes_with_4401(served: Served
         assert events.subprotocol == "planforge.v1"
         assert close_code(events) == 4401
     # the token protocol alone: the server could only accept with the token, so it refuses
-    alone = protocols(f"{WS_TOKEN_PROTOCOL_PREFIX}{served.token}")
+    alone = protocols(f"{WS_TOKEN_PROTOCOL_PREFIX}{served.tokens['alice']}")
     with connect(f"{served.ws}/ws/events", subprotocols=alone) as events:
         assert events.subprotocol is None
         assert close_code(events) == 4401
@@ -288,6 +270,6 @@ def test_a_wrong_or_misoffered_subprotocol_token_closes_with_4401(served: Served
 
 
 def test_the_query_token_still_works_for_existing_clients(served: Served) -> None:
-    with connect(f"{served.ws}/ws/events?token={served.token}") as events:
+    with connect(f"{served.ws}/ws/events?token={served.tokens['alice']}") as events:
         assert events.subprotocol is None
         assert_streams_alices_run(served, events)

@@ -8,53 +8,34 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from planforge.configstore.store import ConfigStore
-from tests.server._served import serving
+from tests.server._served import Served, served_planforge
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "portfolio.json"
 DEEP_ARRAY = "a = " + "[" * 3000 + "]" * 3000
 DEEP_TABLE = "b = " + "{b = " * 1000 + "1" + "}" * 1000
 
 
-@dataclass
-class Served:
-    host: str
-    port: int
-    tokens: dict[str, str]
-    log_path: Path
-
-    def connection(self) -> http.client.HTTPConnection:
-        return http.client.HTTPConnection(self.host, self.port, timeout=30)
-
-    def headers(self, role: str, content_type: str = "application/json") -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.tokens[role]}", "Content-Type": content_type}
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    tmp_path = tmp_path_factory.mktemp("bodies")
-    database = f"sqlite:///{tmp_path / 'store.db'}"
-    with ConfigStore(database) as store:
-        tokens = {role: store.create_user(f"u-{role}", role)[1] for role in ("admin", "operator")}
-    env = {
-        **os.environ,
-        "PLANFORGE_DATABASE_URL": database,
-        "FACTORY_CACHE_DIR": str(tmp_path / "cache"),
-        "FACTORY_STATE_DIR": str(tmp_path / "state"),
-    }
-    env.pop("PLANFORGE_REDIS_URL", None)
-    log_path = tmp_path / "server.log"
-    with serving(env, log_path) as base:
-        host, _, port = base.removeprefix("http://").partition(":")
-        yield Served(host, int(port), tokens, log_path)
+    with served_planforge(
+        tmp_path_factory.mktemp("bodies"), users={"admin": "admin", "operator": "operator"}
+    ) as running:
+        yield running
+
+
+def connect_to(served: Served) -> http.client.HTTPConnection:
+    host, _, port = served.base.removeprefix("http://").partition(":")
+    return http.client.HTTPConnection(host, int(port), timeout=30)
+
+
+def headers(served: Served, role: str, content_type: str = "application/json") -> dict[str, str]:
+    return {"Authorization": f"Bearer {served.tokens[role]}", "Content-Type": content_type}
 
 
 def exchange(
@@ -86,10 +67,10 @@ def test_a_deeply_nested_toml_document_is_a_400_naming_the_limit(
     served: Served, document: str, route: str, role: str, template: dict[str, Any]
 ) -> None:
     body = json.loads(json.dumps(template).replace('"{}"', json.dumps(document), 1))
-    connection = served.connection()
+    connection = connect_to(served)
     try:
         status, answer = exchange(
-            connection, "POST", route, json.dumps(body).encode(), served.headers(role)
+            connection, "POST", route, json.dumps(body).encode(), headers(served, role)
         )
         assert status == 400, answer
         assert "PLANFORGE_MAX_NESTING" in answer["message"]
@@ -112,14 +93,14 @@ def test_a_deeply_nested_toml_upload_is_a_400_naming_the_limit(served: Served) -
         'Content-Disposition: form-data; name="file"; filename="d.toml"\r\n'
         f"Content-Type: application/toml\r\n\r\n{DEEP_ARRAY}\r\n--{boundary}--\r\n"
     ).encode()
-    connection = served.connection()
+    connection = connect_to(served)
     try:
         status, answer = exchange(
             connection,
             "POST",
             "/configs/import",
             form,
-            served.headers("admin", f"multipart/form-data; boundary={boundary}"),
+            headers(served, "admin", f"multipart/form-data; boundary={boundary}"),
         )
         assert status == 400, answer
         assert "PLANFORGE_MAX_NESTING" in answer["message"]
@@ -131,10 +112,10 @@ def test_a_deeply_nested_json_body_is_a_400_and_the_connection_survives(
     served: Served,
 ) -> None:
     deep = '{"objective": "x", "context": {"a": ' + "[" * 3000 + "]" * 3000 + "}}"
-    connection = served.connection()
+    connection = connect_to(served)
     try:
         status, answer = exchange(
-            connection, "POST", "/plans", deep.encode(), served.headers("operator")
+            connection, "POST", "/plans", deep.encode(), headers(served, "operator")
         )
         assert status == 400, answer
         assert answer["error"] == "DocumentTooDeep"
@@ -156,10 +137,10 @@ def test_a_deeply_nested_json_body_is_a_400_and_the_connection_survives(
 def test_a_non_finite_number_in_a_body_is_a_422_naming_the_field(
     served: Served, spelled: str, field: str
 ) -> None:
-    connection = served.connection()
+    connection = connect_to(served)
     try:
         status, answer = exchange(
-            connection, "POST", "/plans", spelled.encode(), served.headers("operator")
+            connection, "POST", "/plans", spelled.encode(), headers(served, "operator")
         )
     finally:
         connection.close()
@@ -169,12 +150,12 @@ def test_a_non_finite_number_in_a_body_is_a_422_naming_the_field(
 
 
 def test_hostile_documents_leave_short_log_lines_and_no_traceback(served: Served) -> None:
-    connection = served.connection()
+    connection = connect_to(served)
     try:
         for _ in range(3):
             body = json.dumps({"toml": DEEP_ARRAY}).encode()
             status, _ = exchange(
-                connection, "POST", "/configs/dry-run", body, served.headers("operator")
+                connection, "POST", "/configs/dry-run", body, headers(served, "operator")
             )
             assert status == 400
     finally:

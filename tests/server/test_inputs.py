@@ -11,7 +11,6 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -19,17 +18,9 @@ from sqlalchemy import create_engine, text
 from planforge.configstore.db import normalise_url
 from planforge.configstore.store import ConfigStore
 from planforge.portfolio.planner import preset_text
-from tests.server._served import http, serving
+from tests.server._served import Served, http, served_planforge
 
 POSTGRES_ENV = "PLANFORGE_TEST_POSTGRES_URL"
-
-
-@dataclass
-class Served:
-    base: str
-    admin: str
-    operator: str
-    database: str
 
 
 @contextmanager
@@ -65,19 +56,11 @@ def served(
     )
     with database_url as database:
         with ConfigStore(database) as store:
-            admin = store.create_user("admin1", "admin")[1]
-            operator = store.create_user("op1", "operator")[1]
             config = store.create_new_version("core", "Core", preset_text("default")).config
             store.assign_config_to_bucket("core", config.id)
-        env = {
-            **os.environ,
-            "PLANFORGE_DATABASE_URL": database,
-            "FACTORY_CACHE_DIR": str(tmp_path / "cache"),
-            "FACTORY_STATE_DIR": str(tmp_path / "state"),
-        }
-        env.pop("PLANFORGE_REDIS_URL", None)
-        with serving(env, tmp_path / "server.log") as base:
-            yield Served(base, admin, operator, database)
+        users = {"admin": "admin", "operator": "operator"}
+        with served_planforge(tmp_path, users=users, database=database) as running:
+            yield running
 
 
 @pytest.mark.parametrize(
@@ -94,7 +77,7 @@ def served(
 def test_a_nul_character_in_a_path_gets_the_same_answer_on_both_databases(
     served: Served, path: str, status: int, error: str | None
 ) -> None:
-    got, body = http("GET", served.base + path, served.admin)
+    got, body = http("GET", served.base + path, served.tokens["admin"])
     assert got == status, body
     if error is not None:
         assert body["error"] == error
@@ -110,13 +93,13 @@ def test_a_nul_character_in_a_field_is_a_400_naming_it_on_both_databases(
     status, body = http(
         "POST",
         f"{served.base}/buckets/core/rollback",
-        served.admin,
+        served.tokens["admin"],
         {"name": "core", "version": 1, "reason": "why\x00not"},
     )
     assert status == 400, body
     assert "reason" in body["message"]
     assert "NUL" in body["message"]
-    status, body = http("GET", f"{served.base}/buckets/core/config", served.admin)
+    status, body = http("GET", f"{served.base}/buckets/core/config", served.tokens["admin"])
     assert status == 200
     assert body["version"] == 1
 
@@ -134,7 +117,7 @@ def test_a_nul_character_in_a_field_is_a_400_naming_it_on_both_databases(
 def test_a_value_of_the_wrong_type_is_a_422_naming_the_field(
     served: Served, path: str, role: str, payload: dict[str, object], field: str
 ) -> None:
-    token = served.admin if role == "admin" else served.operator
+    token = served.tokens[role]
     status, body = http("POST", served.base + path, token, payload)
     assert status == 422, body
     assert field in [str(part) for problem in body["problems"] for part in problem["loc"]]

@@ -7,19 +7,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import textwrap
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 import websockets
 
-from planforge.configstore.store import ConfigStore
-from tests.server._served import http, serving
+from tests.server._served import Served, http, served_planforge
 from tests.server.test_plans import PLUGINS
 
 USERS = 200
@@ -29,35 +25,15 @@ WAIT_S = 60.0
 QUIET_S = 0.5
 
 
-@dataclass(frozen=True, slots=True)
-class Served:
-    base: str
-    tokens: dict[str, str]
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    tmp_path = tmp_path_factory.mktemp("isolation")
-    plugin_dir = tmp_path / "plugins"
-    plugin_dir.mkdir()
-    (plugin_dir / "srv_echo.py").write_text(textwrap.dedent(PLUGINS["srv_echo"]))
-    database = f"sqlite:///{tmp_path / 'store.db'}"
-    with ConfigStore(database) as store:
-        tokens = {
-            f"user{index:03d}": store.create_user(f"user{index:03d}", "operator")[1]
-            for index in range(USERS)
-        }
-    env = {
-        **os.environ,
-        "PLANFORGE_DATABASE_URL": database,
-        "FACTORY_PLUGIN_DIRS": str(plugin_dir),
-        "FACTORY_CACHE_DIR": str(tmp_path / "cache"),
-        "FACTORY_STATE_DIR": str(tmp_path / "state"),
-        "FACTORY_SANDBOX_TIMEOUT_S": "10",
-    }
-    env.pop("PLANFORGE_REDIS_URL", None)
-    with serving(env, tmp_path / "server.log", "--log-level", "warning") as base:
-        yield Served(base, tokens)
+    with served_planforge(
+        tmp_path_factory.mktemp("isolation"),
+        users={f"user{index:03d}": "operator" for index in range(USERS)},
+        plugins={"srv_echo": PLUGINS["srv_echo"]},
+        arguments=("--log-level", "warning"),
+    ) as running:
+        yield running
 
 
 async def _one_user(

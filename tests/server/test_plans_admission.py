@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import websockets
 
-from planforge.configstore.store import ConfigStore
-from tests.server._served import http, serving
+from tests.server._served import Served, http, served_planforge
 
 ROOT = Path(__file__).resolve().parents[2]
 PORTFOLIO: dict[str, Any] = json.loads((ROOT / "examples" / "portfolio.json").read_text())
@@ -29,29 +26,14 @@ OBJECTIVE = "Rebalance my portfolio"
 WAIT_S = 90.0
 
 
-@dataclass(frozen=True, slots=True)
-class Served:
-    base: str
-    tokens: dict[str, str]
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    tmp_path = tmp_path_factory.mktemp("admission")
-    database = f"sqlite:///{tmp_path / 'store.db'}"
-    with ConfigStore(database) as store:
-        tokens = {name: store.create_user(name, "operator")[1] for name in ("alice", "bob")}
-    env = {
-        **os.environ,
-        "PLANFORGE_DATABASE_URL": database,
-        "FACTORY_CACHE_DIR": str(tmp_path / "cache"),
-        "FACTORY_STATE_DIR": str(tmp_path / "state"),
-        "FACTORY_SANDBOX_TIMEOUT_S": "30",
-    }
-    for variable in ("PLANFORGE_REDIS_URL", "FACTORY_PLUGIN_DIRS", "ALLOWED_PLANNERS"):
-        env.pop(variable, None)
-    with serving(env, tmp_path / "server.log", "--log-level", "warning") as base:
-        yield Served(base, tokens)
+    with served_planforge(
+        tmp_path_factory.mktemp("admission"),
+        users={"alice": "operator", "bob": "operator"},
+        arguments=("--log-level", "warning"),
+    ) as running:
+        yield running
 
 
 def portfolio(**position: Any) -> dict[str, Any]:

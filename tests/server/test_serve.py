@@ -3,66 +3,45 @@
 from __future__ import annotations
 
 import json
-import os
-import textwrap
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from planforge.configstore.store import ConfigStore
-from tests.server._served import http, serving
+from tests.server._served import Served, http, served_planforge
 from tests.server.test_plans import PLUGINS
 
-
-class Server:
-    def __init__(self, base: str, token: str, log_path: Path, database: str) -> None:
-        self.base = base
-        self.token = token
-        self.log_path = log_path
-        self.database = database
+ALICE = "alice"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    tmp_path = tmp_path_factory.mktemp("serve")
-    plugin_dir = tmp_path / "plugins"
-    plugin_dir.mkdir()
-    (plugin_dir / "srv_echo.py").write_text(textwrap.dedent(PLUGINS["srv_echo"]))
-    database = f"sqlite:///{tmp_path / 'store.db'}"
-    with ConfigStore(database) as store:
-        _, token = store.create_user("alice", "operator")
-    env = {
-        **os.environ,
-        "PLANFORGE_DATABASE_URL": database,
-        "FACTORY_PLUGIN_DIRS": str(plugin_dir),
-        "FACTORY_CACHE_DIR": str(tmp_path / "cache"),
-        "FACTORY_STATE_DIR": str(tmp_path / "state"),
-        "FACTORY_SANDBOX_TIMEOUT_S": "10",
-    }
-    env.pop("PLANFORGE_REDIS_URL", None)
-    with serving(env, tmp_path / "server.log") as base:
-        yield Server(base, token, tmp_path / "server.log", database)
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    with served_planforge(
+        tmp_path_factory.mktemp("serve"),
+        users={ALICE: "operator"},
+        plugins={"srv_echo": PLUGINS["srv_echo"]},
+    ) as served:
+        yield served
 
 
 def test_a_served_run_is_reachable_over_http_and_streamed_over_a_websocket(
-    server: Server,
+    server: Served,
 ) -> None:
     status, body = http("GET", f"{server.base}/plans")
     assert status == 401
     assert body["error"] == "AuthenticationError"
     ws_base = server.base.replace("http://", "ws://")
     with connect(
-        f"{ws_base}/ws/events", additional_headers={"Authorization": f"Bearer {server.token}"}
+        f"{ws_base}/ws/events",
+        additional_headers={"Authorization": f"Bearer {server.tokens['alice']}"},
     ) as events:
         status, body = http(
             "POST",
             f"{server.base}/plans",
-            server.token,
+            server.tokens[ALICE],
             {"objective": "echo", "planner": "echo", "context": {"n": 2}},
         )
         assert status == 202
@@ -76,13 +55,13 @@ def test_a_served_run_is_reachable_over_http_and_streamed_over_a_websocket(
         "agent_completed",
     ]
     assert {event["run_id"] for event in received} == {run_id}
-    status, record = http("GET", f"{server.base}/plans/{run_id}", server.token)
+    status, record = http("GET", f"{server.base}/plans/{run_id}", server.tokens[ALICE])
     assert status == 200
     assert record["status"] == "completed"
     assert len(record["plan"]["steps"]) == 2
 
 
-def test_a_served_websocket_with_a_wrong_token_is_closed_with_4401(server: Server) -> None:
+def test_a_served_websocket_with_a_wrong_token_is_closed_with_4401(server: Served) -> None:
     ws_base = server.base.replace("http://", "ws://")
     with (
         connect(f"{ws_base}/ws/events?token=pf_wrong") as events,
@@ -93,46 +72,48 @@ def test_a_served_websocket_with_a_wrong_token_is_closed_with_4401(server: Serve
     assert closed.value.rcvd.code == 4401
 
 
-def test_no_token_given_in_a_query_string_reaches_the_server_log(server: Server) -> None:
+def test_no_token_given_in_a_query_string_reaches_the_server_log(server: Served) -> None:
     ws_base = server.base.replace("http://", "ws://")
-    status, _ = http("GET", f"{server.base}/plans?token={server.token}&since=1")
+    status, _ = http("GET", f"{server.base}/plans?token={server.tokens['alice']}&since=1")
     assert status == 401  # a query token is no way to call HTTP routes
-    with connect(f"{ws_base}/ws/events?token={server.token}") as events:
+    with connect(f"{ws_base}/ws/events?token={server.tokens['alice']}") as events:
         events.send("hello")
     deadline = time.monotonic() + 10.0
     text = server.log_path.read_text()
     while text.count("token=[REDACTED]") < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
         text = server.log_path.read_text()
-    assert server.token not in text
-    assert server.token[3:20] not in text
+    assert server.tokens[ALICE] not in text
+    assert server.tokens[ALICE][3:20] not in text
     access = [json.loads(line) for line in text.splitlines() if "token=" in line]
     assert {line["component"] for line in access} >= {"uvicorn.access", "uvicorn.error"}
     assert all("token=[REDACTED]" in line["msg"] for line in access)
 
 
-def run_echo(server: Server, n: int) -> str:
+def run_echo(server: Served, n: int) -> str:
     status, body = http(
         "POST",
         f"{server.base}/plans",
-        server.token,
+        server.tokens[ALICE],
         {"objective": "echo", "planner": "echo", "context": {"n": n}},
     )
     assert status == 202, body
     run_id: str = body["run_id"]
     deadline = time.monotonic() + 30
-    while http("GET", f"{server.base}/plans/{run_id}", server.token)[1]["status"] == "running":
+    while (
+        http("GET", f"{server.base}/plans/{run_id}", server.tokens[ALICE])[1]["status"] == "running"
+    ):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     return run_id
 
 
 def test_a_since_ahead_of_the_stream_replays_nothing_and_says_the_current_sequence(
-    server: Server,
+    server: Served,
 ) -> None:
     run_echo(server, 1)  # at least one event exists for alice
     ws_base = server.base.replace("http://", "ws://")
-    headers = {"Authorization": f"Bearer {server.token}"}
+    headers = {"Authorization": f"Bearer {server.tokens['alice']}"}
     with connect(f"{ws_base}/ws/events?since=0", additional_headers=headers) as events:
         current = 0
         while True:  # the whole buffer, to learn the current sequence
@@ -155,7 +136,7 @@ def test_a_since_ahead_of_the_stream_replays_nothing_and_says_the_current_sequen
     assert live["user_sequence"] == current + 1
 
 
-def test_a_user_the_runtime_cannot_serve_is_refused_with_a_policy_close(server: Server) -> None:
+def test_a_user_the_runtime_cannot_serve_is_refused_with_a_policy_close(server: Served) -> None:
     """A user stored before names were checked ('op sp' is no valid id) is refused for good
     (1008), not told to try again later (1013)."""
     import hashlib
