@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from planforge.configstore import ConfigStore, StoreError
 from planforge.configstore.users import TOUCH_INTERVAL_S
-from planforge.server.tokens import EPOCH_CHECK_S, TokenCache
+from planforge.server.tokens import EPOCH_CHECK_S, FLUSH_S, TokenCache
 
 
 class Clock:
@@ -126,16 +126,16 @@ def test_a_failed_last_use_write_never_fails_the_request(
     cache = TokenCache(store, clock=Clock())
     _, token = store.create_user("ann", "viewer")
 
-    def outage(user_id: int) -> bool:
-        raise StoreError("The database failed to record an API user's last use: disk I/O error")
+    def outage(user_ids: list[int]) -> int:
+        raise StoreError("The database failed to record API users' last use: disk I/O error")
 
-    monkeypatch.setattr(store, "touch_user", outage)
+    monkeypatch.setattr(store, "touch_users", outage)
     with caplog.at_level(logging.WARNING, logger="planforge.server.tokens"):
         user = cache.user_for(token)
     assert user is not None
     assert user.name == "ann"
-    assert "could not record an API user's last use" in caplog.text
-    assert '"user":"ann"' in caplog.text
+    assert "could not record API users' last use" in caplog.text
+    assert '"first":"ann"' in caplog.text
     assert token not in caplog.text
 
 
@@ -154,3 +154,42 @@ def test_an_unreadable_epoch_fails_closed(
     clock.advance(EPOCH_CHECK_S)
     with pytest.raises(StoreError):
         cache.user_for(token)  # a revocation may be unseen: the cached answer is not trusted
+
+
+def test_uses_are_gathered_and_written_in_one_batch(
+    store: ConfigStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock()
+    cache = TokenCache(store, clock=clock)
+    tokens = {name: store.create_user(name, "viewer")[1] for name in ("ann", "bob", "cy")}
+    batches: list[list[int]] = []
+    write = store.touch_users
+
+    def recorded(user_ids: list[int]) -> int:
+        batches.append(list(user_ids))
+        return write(user_ids)
+
+    monkeypatch.setattr(store, "touch_users", recorded)
+    cache.user_for(tokens["ann"])  # the first use is written at once
+    for name in ("bob", "cy"):
+        clock.advance(0.1)
+        cache.user_for(tokens[name])  # gathered: the last write was under FLUSH_S ago
+    assert len(batches) == 1
+    assert last_used(store, "bob") is None
+    clock.advance(FLUSH_S)
+    cache.user_for(tokens["ann"])  # ann's own use is not due again, but the batch is
+    assert len(batches) == 2
+    assert len(batches[1]) == 2
+    assert last_used(store, "bob") is not None
+    assert last_used(store, "cy") is not None
+
+
+def test_flush_writes_what_is_gathered(store: ConfigStore) -> None:
+    clock = Clock()
+    cache = TokenCache(store, clock=clock)
+    tokens = [store.create_user(name, "viewer")[1] for name in ("ann", "bob")]
+    cache.user_for(tokens[0])
+    cache.user_for(tokens[1])
+    assert last_used(store, "bob") is None
+    cache.flush()
+    assert last_used(store, "bob") is not None

@@ -945,13 +945,16 @@ class ConfigStore:
         with self._reading("look up an API token") as connection:
             return users.user_for_token(connection, token)
 
-    def touch_user(self, user_id: int) -> bool:
-        """Record a use of the user's token now, unless one within a minute is recorded.
+    def touch_users(self, user_ids: Sequence[int]) -> int:
+        """Record a use of these users' tokens now, except for those with one within a
+        minute; one transaction for the batch. Servers gather uses and write them in batches,
+        so requests do not become writes. The number of users updated."""
+        with self._writing("record API users' last use") as connection:
+            return users.touch(connection, user_ids)
 
-        Servers call it at most once a minute per user, so requests do not become writes.
-        """
-        with self._writing("record an API user's last use") as connection:
-            return users.touch(connection, user_id)
+    def touch_user(self, user_id: int) -> bool:
+        """`touch_users` for one user: whether its last use was written."""
+        return self.touch_users([user_id]) > 0
 
     def auth_epoch(self) -> int:
         """A counter every revocation and rotation moves on: token caches watch it."""

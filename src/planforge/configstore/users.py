@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -160,16 +161,22 @@ def rotate(connection: Connection, name: str, actor: str) -> tuple[User, str]:
     return replace(user, revoked_at=None), token
 
 
-def touch(connection: Connection, user_id: int) -> bool:
-    """Record a use now, unless one within `TOUCH_INTERVAL_S` is recorded already."""
+def touch(connection: Connection, user_ids: Sequence[int]) -> int:
+    """Record a use now for each user, unless one within `TOUCH_INTERVAL_S` is recorded
+    already; one statement for the whole batch. The number of users updated."""
+    if not user_ids:
+        return 0
     now = datetime.now(UTC)
     cutoff = now - timedelta(seconds=TOUCH_INTERVAL_S)
     result = connection.execute(
         update(U)
-        .where(U.id == user_id, or_(U.last_used_at.is_(None), U.last_used_at < cutoff))
+        .where(
+            U.id.in_(sorted(set(user_ids))),
+            or_(U.last_used_at.is_(None), U.last_used_at < cutoff),
+        )
         .values(last_used_at=now)
     )
-    return bool(result.rowcount)
+    return int(result.rowcount)
 
 
 def read_epoch(connection: Connection) -> int:

@@ -59,6 +59,7 @@ def create_app(
             yield
         finally:
             await engines.aclose()
+            app.state.service.tokens.flush()  # the last uses gathered, before the store closes
             if bus is None:
                 the_bus.close()
             if store is None:

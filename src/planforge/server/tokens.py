@@ -13,7 +13,10 @@ and a lookup is cached only if no drop happened while it ran. If the epoch canno
 the request fails (the database is down for lookups too) rather than trusting the cache.
 
 The same object records each user's last use, at most once per `TOUCH_INTERVAL_S` per user
-and process, best effort: a failed write is logged and the request goes on.
+and process, best effort: uses are gathered in memory and written in one statement at most
+every `FLUSH_S` (by the request that finds a batch due, and by `flush()` at shutdown), so a
+burst of a thousand users signing in is one write, not a thousand; a failed write is logged
+and the request goes on.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from planforge.configstore.users import TOUCH_INTERVAL_S, token_digest
 from planforge.errors import PlannerError
 from planforge.logs import get_logger
 
-__all__ = ["EPOCH_CHECK_S", "MAX_CACHED_TOKENS", "MAX_ENTRY_AGE_S", "TokenCache"]
+__all__ = ["EPOCH_CHECK_S", "FLUSH_S", "MAX_CACHED_TOKENS", "MAX_ENTRY_AGE_S", "TokenCache"]
 
 #: How stale this process's view of revocations may be, at most (plus one query).
 EPOCH_CHECK_S: Final = 0.25
@@ -39,6 +42,8 @@ EPOCH_CHECK_S: Final = 0.25
 MAX_CACHED_TOKENS: Final = 4096
 #: A cached lookup is redone after this long even when nothing was revoked.
 MAX_ENTRY_AGE_S: Final = 60.0
+#: Uses gathered in memory are written at most this often, in one statement.
+FLUSH_S: Final = 5.0
 
 _log = get_logger("server.tokens")
 
@@ -66,6 +71,8 @@ class TokenCache:
         self._refresh_lock = threading.Lock()  # one epoch read at a time
         self._entries: OrderedDict[str, tuple[User, float]] = OrderedDict()
         self._touched: OrderedDict[int, float] = OrderedDict()
+        self._pending: dict[int, str] = {}  # user id -> name, uses not yet written
+        self._flushed_at = -math.inf
         self._epoch: int | None = None
         self._checked_at = -math.inf
         self._generation = 0
@@ -140,19 +147,35 @@ class TokenCache:
             self._checked_at = started
 
     def _touch(self, user: User, now: float) -> None:
-        """Record the user's last use, at most once per interval per user; never raises."""
+        """Note the user's use, at most once per interval per user; write the batch if due."""
         with self._lock:
             last = self._touched.get(user.id)
-            if last is not None and now - last < TOUCH_INTERVAL_S:
-                return
-            self._touched[user.id] = now
-            self._touched.move_to_end(user.id)
-            while len(self._touched) > self._max_entries:
-                self._touched.popitem(last=False)
+            if last is None or now - last >= TOUCH_INTERVAL_S:
+                self._touched[user.id] = now
+                self._touched.move_to_end(user.id)
+                while len(self._touched) > self._max_entries:
+                    self._touched.popitem(last=False)
+                if len(self._pending) < self._max_entries:
+                    self._pending[user.id] = user.name
+            due = bool(self._pending) and now - self._flushed_at >= FLUSH_S
+            if due:
+                self._flushed_at = now
+        if due:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the gathered uses now, in one statement; never raises."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        if not pending:
+            return
         try:
-            self._store.touch_user(user.id)
+            self._store.touch_users(sorted(pending))
         except PlannerError as exc:
             # the error's message names the database; the log line keeps to the facts
             _log.warning(
-                "could not record an API user's last use", user=user.name, error=type(exc).__name__
+                "could not record API users' last use",
+                users=len(pending),
+                first=pending[min(pending)],
+                error=type(exc).__name__,
             )
