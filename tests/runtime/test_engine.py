@@ -849,6 +849,38 @@ def test_a_bad_context_is_refused_before_the_planner_is_admitted(
     assert engines.metrics()["engines_active"] == 0
 
 
+def test_an_admitted_context_is_not_validated_again(
+    factory: PlannerFactory, bus: InProcessEventBus
+) -> None:
+    """The service admits a context before it answers 202; the run must not pay for the
+    validation a second time, while a plain run validates once."""
+    from planforge.portfolio.context import validate_context
+
+    calls: list[int] = []
+
+    def counted(context: Any) -> None:
+        calls.append(1)
+        validate_context(context)
+
+    factory.register_context_kind("portfolio", counted)
+    engines = ExecutionEngineFactory(factory, bus=bus, settings=settings())
+    objective = "Rebalance my portfolio"
+    kind = engines.admit_context(objective, PORTFOLIO, planner="holistic")
+    assert (kind, len(calls)) == ("portfolio", 1)
+
+    async def admitted_run() -> str:
+        async with engines.user_execution_scope(UserExecutionContext.create("erin")) as engine:
+            plan = await engine.run(
+                objective, PORTFOLIO, planner="holistic", context_kind=kind, admitted=True
+            )
+            return plan.planner.name
+
+    assert run(admitted_run()) == "holistic"
+    assert len(calls) == 1  # not again
+    run(one_run(engines, "erin", objective, planner="holistic", context=PORTFOLIO))
+    assert len(calls) == 2  # a run that was not admitted validates its context once
+
+
 def test_a_bucket_run_is_validated_as_the_holistic_planners_kind(
     factory: PlannerFactory, bus: InProcessEventBus, tmp_path: Path
 ) -> None:

@@ -412,9 +412,14 @@ class ExecutionEngine:
         bucket: str | None = None,
         timeout_s: float | None = None,
         context_kind: str | None = None,
+        admitted: bool = False,
     ) -> Plan:
         """Plan `objective`: by factory selection, with `planner`, or with `bucket`'s active
         configuration (run by `planner`, default the holistic planner).
+
+        `admitted=True` says the caller already ran `admit_context` on this very context and
+        passes the kind it decided as `context_kind` (the service admits before it answers
+        202): the context is then not validated a second time.
 
         The context is admitted first (`ExecutionEngineFactory.admit_context`): a bad one
         raises `InvalidContext` before any planner is admitted. Raises `RunTimeout`,
@@ -446,7 +451,13 @@ class ExecutionEngine:
         try:
             plan = await asyncio.wait_for(
                 asyncio.to_thread(
-                    self._work, reporter, objective, context, planner, bucket, context_kind
+                    self._work,
+                    reporter,
+                    objective,
+                    context,
+                    planner,
+                    bucket,
+                    (context_kind, admitted),
                 ),
                 timeout,
             )
@@ -504,14 +515,12 @@ class ExecutionEngine:
         context: Mapping[str, Any] | None,
         planner: str | None,
         bucket: str | None,
-        context_kind: str | None,
+        kind: tuple[str | None, bool],
     ) -> Plan:
         """The planning thread. After a timeout the engine stays busy until this returns,
         so a new run can never share the run id with a thread still reporting on it."""
         try:
-            return self._owner._execute(
-                self, reporter, objective, context, planner, bucket, context_kind
-            )
+            return self._owner._execute(self, reporter, objective, context, planner, bucket, kind)
         finally:
             if reporter.thread_done():
                 self._running = False
@@ -832,13 +841,22 @@ class ExecutionEngineFactory:
         context: Mapping[str, Any] | None,
         planner: str | None,
         bucket: str | None,
-        context_kind: str | None,
+        requested_kind: tuple[str | None, bool],
     ) -> Plan:
         """Resolve the planner and plan; runs on a worker thread, reports through `reporter`."""
         user = engine.context
         planning_context = dict(context or {})
-        kind = self.admit_context(
-            objective, planning_context, planner=planner, bucket=bucket, context_kind=context_kind
+        context_kind, admitted = requested_kind
+        kind = (
+            context_kind
+            if admitted
+            else self.admit_context(
+                objective,
+                planning_context,
+                planner=planner,
+                bucket=bucket,
+                context_kind=context_kind,
+            )
         )
         details: dict[str, Any] = {
             "objective": objective,

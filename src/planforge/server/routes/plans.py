@@ -88,6 +88,7 @@ async def _run_in_background(
             bucket=body.bucket,
             timeout_s=body.timeout_s,
             context_kind=context_kind,
+            admitted=True,  # validated by the route before it answered 202
         )
     except PlannerError as exc:
         registry.fail(
