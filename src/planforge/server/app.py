@@ -6,6 +6,8 @@ embedding) in the lifespan, and every error leaves as JSON with a message, never
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -54,10 +56,14 @@ def create_app(
             factory=the_factory, store=the_store, bus=the_bus, engines=engines
         )
         engines.start()
+        watcher = asyncio.create_task(app.state.service.streams.watch(), name="stream-tokens")
         _log.info("service started", version=__version__)
         try:
             yield
         finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
             await engines.aclose()
             app.state.service.tokens.flush()  # the last uses gathered, before the store closes
             if bus is None:

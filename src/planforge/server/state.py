@@ -9,6 +9,7 @@ from planforge.configstore.store import ConfigStore
 from planforge.factory.core import PlannerFactory
 from planforge.runtime.bus import EventBus
 from planforge.runtime.engine import ExecutionEngineFactory
+from planforge.server.streams import OpenStreams
 from planforge.server.tokens import TokenCache
 
 __all__ = ["ServiceState"]
@@ -16,8 +17,9 @@ __all__ = ["ServiceState"]
 
 @dataclass(slots=True)
 class ServiceState:
-    """The service's collaborators; `runs` is the bounded per-user run registry and `tokens`
-    this process's cache of token lookups over `store`."""
+    """The service's collaborators; `runs` is the bounded per-user run registry, `tokens`
+    this process's cache of token lookups over `store`, and `streams` its open event
+    streams, watched for revoked tokens."""
 
     factory: PlannerFactory
     store: ConfigStore
@@ -26,6 +28,8 @@ class ServiceState:
     runs: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
     tokens: TokenCache = field(init=False)
+    streams: OpenStreams = field(init=False)
 
     def __post_init__(self) -> None:
         self.tokens = TokenCache(self.store)
+        self.streams = OpenStreams(self.tokens)

@@ -12,8 +12,9 @@ Authentication: the `Authorization: Bearer` header, or (for browsers, which cann
 headers on a WebSocket) the subprotocols `planforge.v1` and `planforge.token.<token>`; the
 handshake is accepted with `planforge.v1` only, never echoing the token. `?token=` still works
 but is discouraged: query strings end up in access logs. A stream whose token is revoked or
-rotated away is closed with 4401 within a second: it re-checks its token (from the cache)
-only when this process's token cache was dropped, so an open stream adds no query of its own.
+rotated away is closed with 4401 within a second: one watcher per process (`server.streams`)
+re-checks the open streams' tokens only when this process's token cache was dropped, so an
+open stream adds no timer and no query of its own.
 
 Close codes: 4401 missing or wrong token, 4400 malformed `since`, 1008 a user the runtime
 cannot serve (permanent: do not retry), 1013 too slow or too many connections for the user
@@ -34,7 +35,6 @@ from planforge.runtime.bus import EventBusError
 from planforge.runtime.events import RuntimeEvent
 from planforge.server.auth import websocket_subprotocol, websocket_token
 from planforge.server.state import ServiceState
-from planforge.server.tokens import TokenCache
 
 __all__ = [
     "CLOSE_BAD_REQUEST",
@@ -58,8 +58,6 @@ STREAM_POSITION = "stream_position"
 #: on the service state overrides the whole bound.
 EXTRA_PENDING = 1024
 _OVERFLOW = object()
-#: How often an open stream looks whether its token may have been revoked (no query).
-_REVOCATION_CHECK_S = 0.5
 # a close reason has at most 123 bytes
 _UNAUTHORIZED_REASON = (
     "missing or invalid API token: send Authorization: Bearer <token> or subprotocols "
@@ -93,6 +91,7 @@ async def stream_events(websocket: WebSocket) -> None:
     """
     state: ServiceState = websocket.app.state.service
     token = websocket_token(websocket)
+    generation = state.tokens.generation  # before the lookup: a drop after it is re-checked
     user = None if token is None else await asyncio.to_thread(state.tokens.user_for, token)
     # accepted first, so every client sees the close code; never with the token's subprotocol
     await websocket.accept(subprotocol=websocket_subprotocol(websocket))
@@ -106,11 +105,19 @@ async def stream_events(websocket: WebSocket) -> None:
             CLOSE_BAD_REQUEST, "since must be the last user_sequence you saw (an integer >= 0)"
         )
         return
-    await _stream(websocket, state, user.name, since, token)
+    revoked, forget = state.streams.add(token, generation)
+    try:
+        await _stream(websocket, state, user.name, since, revoked)
+    finally:
+        forget()
 
 
 async def _stream(
-    websocket: WebSocket, state: ServiceState, user: str, since: int | None, token: str
+    websocket: WebSocket,
+    state: ServiceState,
+    user: str,
+    since: int | None,
+    revoked: asyncio.Event,
 ) -> None:
     loop = asyncio.get_running_loop()
     limit = _max_pending(state)
@@ -144,7 +151,7 @@ async def _stream(
     try:
         sender = asyncio.create_task(_send(websocket, queue, limit))
         receiver = asyncio.create_task(_drain_client(websocket))
-        watcher = asyncio.create_task(_close_when_revoked(websocket, state.tokens, token))
+        watcher = asyncio.create_task(_close_when_revoked(websocket, revoked))
         done, pending = await asyncio.wait(
             {sender, receiver, watcher}, return_when=asyncio.FIRST_COMPLETED
         )
@@ -192,26 +199,9 @@ async def _send(websocket: WebSocket, queue: asyncio.Queue[object], limit: int) 
         await websocket.send_text(item.to_json())
 
 
-async def _close_when_revoked(websocket: WebSocket, tokens: TokenCache, token: str) -> None:
-    """Close the stream with 4401 once its token stops working (revoked or rotated away)."""
-    seen: int | None = None  # checked once first: a drop may have come since the handshake
-    failing = False
-    while True:
-        await asyncio.sleep(_REVOCATION_CHECK_S)
-        try:
-            if tokens.epoch_is_stale():  # at most one read per process and interval
-                await asyncio.to_thread(tokens.refresh_epoch)
-            generation = tokens.generation
-            if generation != seen:
-                if await asyncio.to_thread(tokens.user_for, token) is None:
-                    break
-                seen = generation  # only once checked: a failed check is tried again
-            failing = False
-        except PlannerError as exc:
-            # the database is unreachable: new connections are refused, this one goes on
-            if not failing:
-                _log.warning("cannot re-check a stream's token", error=type(exc).__name__)
-            failing = True
+async def _close_when_revoked(websocket: WebSocket, revoked: asyncio.Event) -> None:
+    """Close the stream with 4401 once its token stops working (`server.streams` watches)."""
+    await revoked.wait()
     await websocket.close(CLOSE_UNAUTHORIZED, "the API token was revoked or replaced")
 
 
