@@ -164,3 +164,23 @@ def test_hostile_documents_leave_short_log_lines_and_no_traceback(served: Served
     assert "Traceback" not in text
     assert "RecursionError" not in text
     assert max(len(line) for line in text.splitlines()) < 2000
+
+
+def test_a_large_body_is_checked_off_the_event_loop_with_the_same_answers(served: Served) -> None:
+    """Bodies over 64 KiB are read in the thread pool: the same 400 and 422 come back."""
+    padding = ", ".join(f'"k{index}": {index}.5' for index in range(12_000))
+    bodies = {
+        400: '{"objective": "x", "context": {' + padding + ', "a": ' + "[" * 100 + "]" * 100 + "}}",
+        422: '{"objective": "x", "context": {' + padding + ', "last": NaN}}',
+    }
+    connection = connect_to(served)
+    try:
+        for status, text in bodies.items():
+            assert len(text) > 64 * 1024
+            got, answer = exchange(
+                connection, "POST", "/plans", text.encode(), headers(served, "operator")
+            )
+            assert got == status, answer
+        assert answer["field"] == "context.last"
+    finally:
+        connection.close()
