@@ -22,7 +22,7 @@ from typing import Any
 
 from planforge.contract import PlannerSpec
 from planforge.factory.registry import PlannerRecord, RecordStatus
-from planforge.factory.statefile import JsonStateFile
+from planforge.factory.statefile import JsonStateFile, drop_oldest
 from planforge.logs import get_logger
 
 __all__ = [
@@ -137,11 +137,7 @@ class PassStore:
         return True
 
     def _trim(self) -> None:
-        excess = len(self._passes) - self.max_entries
-        if excess > 0:
-            oldest = sorted(self._passes.values(), key=lambda p: (p.passed_at, p.target))
-            for entry in oldest[:excess]:
-                del self._passes[entry.target]
+        drop_oldest(self._passes, self.max_entries, lambda p: (p.passed_at, p.target))
 
     def _refresh(self) -> None:
         if self._file.changed():

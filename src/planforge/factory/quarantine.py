@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from planforge.factory.statefile import JsonStateFile
+from planforge.factory.statefile import JsonStateFile, drop_oldest
 from planforge.logs import get_logger
 
 __all__ = ["QuarantineEntry", "QuarantineStore", "file_fingerprint"]
@@ -153,12 +153,7 @@ class QuarantineStore:
     # ------------------------------------------------------------------ persistence
 
     def _trim(self) -> None:
-        excess = len(self._entries) - self.max_entries
-        if excess <= 0:
-            return
-        oldest = sorted(self._entries.values(), key=lambda e: (e.since, e.planner_name))
-        for entry in oldest[:excess]:
-            del self._entries[entry.planner_name]
+        drop_oldest(self._entries, self.max_entries, lambda e: (e.since, e.planner_name))
 
     def _refresh(self) -> None:
         """Re-read the file if it changed on disk since we last read or wrote it."""

@@ -19,12 +19,21 @@ from typing import Any, TypeVar
 
 from planforge.logs import get_logger
 
-__all__ = ["JsonStateFile"]
+__all__ = ["JsonStateFile", "drop_oldest"]
 
 T = TypeVar("T")
 _log = get_logger("factory.statefile")
 
 _Stamp = tuple[int, int, int, int]
+
+
+def drop_oldest(records: dict[str, T], limit: int, age: Callable[[T], Any]) -> None:
+    """Keep at most `limit` records, dropping the oldest by `age` (ties by its later parts)."""
+    excess = len(records) - limit
+    if excess > 0:
+        oldest = sorted(records.items(), key=lambda item: age(item[1]))
+        for key, _ in oldest[:excess]:
+            del records[key]
 
 
 class JsonStateFile:
