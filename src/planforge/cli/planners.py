@@ -4,12 +4,15 @@ the sandbox made of it, and which planner wins for an objective."""
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from planforge.cli._apps import app, planners_app
 from planforge.cli._common import JsonOption, _console, _emit_json, _factory, _guard
+
+if TYPE_CHECKING:
+    from planforge.factory.ranking import Selection
 
 
 @planners_app.command("list")
@@ -163,6 +166,11 @@ def select(
     if not explain:
         typer.echo(selection.winner)
         return
+    _print_selection(objective, selection)
+
+
+def _print_selection(objective: str, selection: Selection) -> None:
+    """Every candidate's score in a table, then the reason each excluded one was left out."""
     from rich.table import Table
 
     table = Table(title=f"Selection for {objective!r}: {selection.winner}")

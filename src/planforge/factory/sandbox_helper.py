@@ -215,19 +215,35 @@ def _end_check(
     return status, left | sweep(keep)
 
 
+class _Answer:
+    """What a check's child wrote and how it ended, as the poll loop gathered it."""
+
+    __slots__ = (
+        "answered",
+        "exited",
+        "output",
+        "output_exceeded",
+        "phases",
+        "result",
+        "result_too_big",
+        "timed_out",
+    )
+
+    def __init__(self, tail_bytes: int) -> None:
+        self.output = _Tail(tail_bytes)
+        self.result = bytearray()
+        self.phases = bytearray()
+        self.timed_out = self.output_exceeded = self.result_too_big = False
+        self.answered = self.exited = False
+
+
 def _run_child(
     child: _Child, request: dict[str, Any], reaper: _Reaper, protocol_fds: tuple[int, ...]
 ) -> tuple[dict[str, Any], _Child | None]:
     """Hand `request` to `child` and collect its answer; also forks the next spare meanwhile."""
-    timeout_s = float(request["timeout_s"])
-    max_output = int(request["max_output_bytes"])
-    output = _Tail(int(request["tail_bytes"]))
-    result = bytearray()
-    phases = bytearray()
-    pid = child.pid
-    out_r, res_r = child.out_r, child.res_r
+    answer = _Answer(int(request["tail_bytes"]))
     started = time.perf_counter()
-    deadline = started + timeout_s
+    deadline = started + float(request["timeout_s"])
     with contextlib.suppress(BrokenPipeError):  # a dead spare: its status below says how
         write_all(child.req_w, json.dumps(request, separators=(",", ":")).encode())
     os.close(child.req_w)
@@ -235,75 +251,86 @@ def _run_child(
     # overlaps the check instead of delaying the next request.
     spare: _Child | None = None
     with contextlib.suppress(OSError):
-        inherited = (*protocol_fds, out_r, res_r, child.phase_r, child.pidfd)
+        inherited = (*protocol_fds, child.out_r, child.res_r, child.phase_r, child.pidfd)
         spare = _Child((*inherited, *sorted(reaper.pidfds)))
-    timed_out = output_exceeded = result_too_big = answered = exited = False
+    try:
+        _collect(child, answer, deadline, int(request["max_output_bytes"]))
+        _drain(child.phase_r, answer.phases, _PHASE_BYTES)
+        keep = reaper.pids() | ({spare.pid} if spare is not None else set())
+        clean = answer.answered and not answer.output_exceeded and not answer.result_too_big
+        status, left = _end_check(child, clean=clean, reaper=reaper, keep=keep)
+    finally:
+        for fd in (child.out_r, child.res_r, child.phase_r, child.pidfd):
+            if fd >= 0:
+                os.close(fd)
+    return _reply(answer, child.pid, status, len(left), started), spare
+
+
+def _collect(child: _Child, answer: _Answer, deadline: float, max_output: int) -> None:
+    """Read output and answer until the child answers, exits, overflows or runs out of time."""
+    out_r, res_r, output, result = child.out_r, child.res_r, answer.output, answer.result
     poller = select.poll()
     for fd in (out_r, res_r, child.pidfd):
         poller.register(fd, select.POLLIN)
     open_fds = {out_r, res_r}
-    try:
-        while not exited and not answered:
-            remaining = deadline - time.perf_counter()
-            if remaining <= 0:
-                timed_out = True
-                break
-            events = poller.poll(max(1, math.ceil(remaining * 1000)))
-            for fd, _event in events:
-                if fd == child.pidfd:
-                    exited = True  # reaped in _end_check: until then its pid stays reserved
-                    continue
-                if fd not in open_fds:
-                    continue
-                chunk = os.read(fd, _READ_CHUNK)
-                if not chunk:
-                    poller.unregister(fd)
-                    open_fds.discard(fd)
-                    answered = fd == res_r and bool(result)
-                elif fd == out_r:
-                    output.add(chunk)
-                    output_exceeded = output.total > max_output
-                else:
-                    result += chunk
-                    result_too_big = len(result) > MAX_RESULT_BYTES
-            if output_exceeded or result_too_big:
-                break
-        if out_r in open_fds and not output_exceeded:
-            _drain(out_r, output, max(0, max_output + 1 - output.total))
-            output_exceeded = output.total > max_output
-        if res_r in open_fds and not result_too_big:
-            _drain(res_r, result, MAX_RESULT_BYTES + 1 - len(result))
-            result_too_big = len(result) > MAX_RESULT_BYTES
-        _drain(child.phase_r, phases, _PHASE_BYTES)
-        keep = reaper.pids() | ({spare.pid} if spare is not None else set())
-        clean = answered and not output_exceeded and not result_too_big
-        status, left = _end_check(child, clean=clean, reaper=reaper, keep=keep)
-    finally:
-        for fd in (out_r, res_r, child.phase_r, child.pidfd):
-            if fd >= 0:
-                os.close(fd)
+    while not answer.exited and not answer.answered:
+        remaining = deadline - time.perf_counter()
+        if remaining <= 0:
+            answer.timed_out = True
+            break
+        for fd, _event in poller.poll(max(1, math.ceil(remaining * 1000))):
+            if fd == child.pidfd:
+                answer.exited = True  # reaped in _end_check: until then its pid stays reserved
+                continue
+            if fd not in open_fds:
+                continue
+            chunk = os.read(fd, _READ_CHUNK)
+            if not chunk:
+                poller.unregister(fd)
+                open_fds.discard(fd)
+                answer.answered = fd == res_r and bool(result)
+            elif fd == out_r:
+                output.add(chunk)
+                answer.output_exceeded = output.total > max_output
+            else:
+                result += chunk
+                answer.result_too_big = len(result) > MAX_RESULT_BYTES
+        if answer.output_exceeded or answer.result_too_big:
+            break
+    if out_r in open_fds and not answer.output_exceeded:
+        _drain(out_r, output, max(0, max_output + 1 - output.total))
+        answer.output_exceeded = output.total > max_output
+    if res_r in open_fds and not answer.result_too_big:
+        _drain(res_r, result, MAX_RESULT_BYTES + 1 - len(result))
+        answer.result_too_big = len(result) > MAX_RESULT_BYTES
+
+
+def _reply(
+    answer: _Answer, pid: int, status: int, leftovers: int, started: float
+) -> dict[str, Any]:
+    """The helper's report of one check, the child's own answer decoded inside it."""
     reply: dict[str, Any] = {
         "child_pid": pid,
-        "timed_out": timed_out,
-        "output_exceeded": output_exceeded,
+        "timed_out": answer.timed_out,
+        "output_exceeded": answer.output_exceeded,
         "exit_code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
         "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
-        "output_tail": bytes(output.data).decode(errors="replace"),
-        "output_bytes": output.total,
+        "output_tail": bytes(answer.output.data).decode(errors="replace"),
+        "output_bytes": answer.output.total,
         "helper_ms": (time.perf_counter() - started) * 1000,
-        "phase": phase_name(bytes(phases)),
-        "leftovers": len(left),
+        "phase": phase_name(bytes(answer.phases)),
+        "leftovers": leftovers,
         "result": None,
         "result_error": None,
     }
-    if result_too_big:
+    if answer.result_too_big:
         reply["result_error"] = f"the child's answer was larger than {MAX_RESULT_BYTES} bytes"
-    elif result:
+    elif answer.result:
         try:
-            reply["result"] = decode_message(bytes(result))
+            reply["result"] = decode_message(bytes(answer.result))
         except ValueError as exc:
             reply["result_error"] = f"the child's answer was not valid JSON: {exc}"
-    return reply, spare
+    return reply
 
 
 def _read_exact(fd: int, size: int) -> bytes | None:

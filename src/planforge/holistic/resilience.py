@@ -314,21 +314,7 @@ class ModuleGuard:
             all_stuck = self._stuck >= self.max_workers
         if all_stuck or not self._slots.acquire(timeout=timeout):
             breaker.release_permission()  # not the module's fault: no trial happened
-            stuck = self.stuck_workers
-            why = (
-                f"all {self.max_workers} module workers are stuck in calls that timed out"
-                if stuck >= self.max_workers
-                else f"no free module worker within {_seconds(timeout)} s "
-                f"({stuck} of {self.max_workers} stuck in calls that timed out)"
-            )
-            warning = f"{module_key} skipped: {why}"
-            self.events.emit(
-                MODULE_SKIPPED,
-                {"module": module_key, "operation": operation, "reason": why},
-                run_id=run_id,
-            )
-            _log.warning("module skipped", module=module_key, reason=why)
-            return default, warning
+            return default, self._no_worker(module_key, operation, run_id, timeout)
         flight = _Flight()
 
         def task() -> T:
@@ -371,6 +357,23 @@ class ModuleGuard:
         return result, None
 
     # -- outcomes ---------------------------------------------------------------------------
+
+    def _no_worker(self, module_key: str, operation: str, run_id: str, timeout: float) -> str:
+        """No worker was free: the warning says whether they are all stuck or only busy."""
+        stuck = self.stuck_workers
+        why = (
+            f"all {self.max_workers} module workers are stuck in calls that timed out"
+            if stuck >= self.max_workers
+            else f"no free module worker within {_seconds(timeout)} s "
+            f"({stuck} of {self.max_workers} stuck in calls that timed out)"
+        )
+        self.events.emit(
+            MODULE_SKIPPED,
+            {"module": module_key, "operation": operation, "reason": why},
+            run_id=run_id,
+        )
+        _log.warning("module skipped", module=module_key, reason=why)
+        return f"{module_key} skipped: {why}"
 
     def _succeeded(
         self,

@@ -8,6 +8,7 @@ each calculator returns at most `max_actions` candidates, best first.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -397,22 +398,29 @@ class RebalanceBuysCalculator(OpportunityCalculator):
                     gap,
                     f"{dimension} {group} {_pct(weight)} vs {_pct(group_targets[group])}",
                 )
-        actions: list[Action] = []
-        for symbol in sorted(wanted):
-            value, gap, why = wanted[symbol]
-            action = make_trade(
-                book,
-                BUY,
-                symbol,
-                value=value,
-                priority=0.8 * saturate(gap, WEIGHT_GAP_HALF) + 0.2 * book.quality(symbol),
-                category=self.name,
-                reason=f"underweight: {why}",
-                tags=("rebalance",),
-            )
-            if action is not None:
-                actions.append(action)
-        return top(actions, p.max_actions)
+        return top(_target_buys(book, wanted, self.name), p.max_actions)
+
+
+def _target_buys(
+    book: Book, wanted: Mapping[str, tuple[float, float, str]], category: str
+) -> list[Action]:
+    """A buy for each wanted symbol, the larger weight gap first in priority."""
+    actions: list[Action] = []
+    for symbol in sorted(wanted):
+        value, gap, why = wanted[symbol]
+        action = make_trade(
+            book,
+            BUY,
+            symbol,
+            value=value,
+            priority=0.8 * saturate(gap, WEIGHT_GAP_HALF) + 0.2 * book.quality(symbol),
+            category=category,
+            reason=f"underweight: {why}",
+            tags=("rebalance",),
+        )
+        if action is not None:
+            actions.append(action)
+    return actions
 
 
 class WeightBasedCalculator(OpportunityCalculator):

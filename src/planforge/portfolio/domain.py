@@ -19,9 +19,11 @@ from pydantic import BaseModel
 from planforge.contract import Plan, PlannerRef, PlanStep
 from planforge.holistic.domain import Evaluation, Simulation
 from planforge.holistic.modules import Action, ActionSequence
-from planforge.portfolio.context import PortfolioContext, parse_context
+from planforge.portfolio.context import PortfolioContext, Position, parse_context
 from planforge.portfolio.evaluation import (
+    PortfolioModel,
     PortfolioSettings,
+    ScoreDetail,
     action_problem,
     evaluate_sequences,
     model_for,
@@ -152,35 +154,9 @@ class PortfolioDomain:
                 reason = f"step {number} ({action.side} {action.key}): {problem}"
                 break
             seen.add(action.key)
-            record = model.record(action)
-            position = held.get(action.key)
-            gain = None
-            if position is not None and position.average_price > 0:
-                gain = position.current_price / position.average_price - 1.0
-            trades.append(
-                ExecutedTrade(
-                    action=action,
-                    side=action.side,
-                    symbol=action.key,
-                    quantity=record.quantity,
-                    price=record.price,
-                    currency=record.currency,
-                    value_base=record.value,
-                    cost=record.cost,
-                    cash_after=cash_after,
-                    gain=gain,
-                )
-            )
+            trades.append(_executed(model, action, held.get(action.key), cash_after))
         if not feasible and not reason:  # both checks follow the same rules; never silent
             reason = "the sequence is infeasible"
-        breakdown: dict[str, float] = {}
-        for prefix, row in (("current_", 0), ("", 1)):
-            breakdown[f"{prefix}allocation_fit"] = float(detail.allocation_fit[row])
-            for name, fits in detail.set_fits.items():
-                breakdown[f"{prefix}fit_{name}"] = float(fits[row])
-            breakdown[f"{prefix}diversification"] = float(detail.diversification[row])
-            breakdown[f"{prefix}quality"] = float(detail.quality[row])
-            breakdown[f"{prefix}cost_penalty"] = float(detail.cost_penalty[row])
         cash_required = sum(t.value_base + t.cost for t in trades if t.side == "buy")
         cash_generated = sum(t.value_base - t.cost for t in trades if t.side == "sell")
         return PortfolioSimulation(
@@ -193,7 +169,7 @@ class PortfolioDomain:
             cash_required=cash_required,
             cash_generated=cash_generated,
             costs=float(detail.costs[1]) if feasible else sum(t.cost for t in trades),
-            breakdown=breakdown,
+            breakdown=_breakdown(detail),
             reason=reason,
             trades=tuple(trades),
             base_currency=parsed.base_currency,
@@ -233,29 +209,6 @@ class PortfolioDomain:
             )
         if not trades:
             end, improvement = current, 0.0
-        steps: list[PlanStep] = []
-        sells: list[str] = []
-        for number, trade in enumerate(trades, start=1):
-            step_id = str(number)
-            steps.append(
-                PlanStep(
-                    id=step_id,
-                    action=trade.side,
-                    description=narrative(trade, base),
-                    params={
-                        "symbol": trade.symbol,
-                        "quantity": trade.quantity,
-                        "price": trade.price,
-                        "currency": trade.currency,
-                        "value_base": round(trade.value_base, 6),
-                        "cost": round(trade.cost, 6),
-                    },
-                    depends_on=list(sells) if trade.side == "buy" else [],
-                    tags=list(trade.action.tags),
-                )
-            )
-            if trade.side == "sell":
-                sells.append(step_id)
         metrics = {
             "current_score": current,
             "end_state_score": end,
@@ -274,11 +227,74 @@ class PortfolioDomain:
         return Plan(
             objective=objective,
             planner=PlannerRef(name=planner_name, version=planner_version),
-            steps=steps,
+            steps=_plan_steps(trades, base),
             score=end,
             metrics={key: float(np.float64(value)) for key, value in metrics.items()},
             warnings=notes,
         )
+
+
+def _executed(
+    model: PortfolioModel, action: Action, position: Position | None, cash_after: float
+) -> ExecutedTrade:
+    """One step as executed: the model's numbers, and the gain on the position it trades."""
+    record = model.record(action)
+    gain = None
+    if position is not None and position.average_price > 0:
+        gain = position.current_price / position.average_price - 1.0
+    return ExecutedTrade(
+        action=action,
+        side=action.side,
+        symbol=action.key,
+        quantity=record.quantity,
+        price=record.price,
+        currency=record.currency,
+        value_base=record.value,
+        cost=record.cost,
+        cash_after=cash_after,
+        gain=gain,
+    )
+
+
+def _breakdown(detail: ScoreDetail) -> dict[str, float]:
+    """Each score term for the portfolio as it is (`current_` keys) and after the sequence."""
+    breakdown: dict[str, float] = {}
+    for prefix, row in (("current_", 0), ("", 1)):
+        breakdown[f"{prefix}allocation_fit"] = float(detail.allocation_fit[row])
+        for name, fits in detail.set_fits.items():
+            breakdown[f"{prefix}fit_{name}"] = float(fits[row])
+        breakdown[f"{prefix}diversification"] = float(detail.diversification[row])
+        breakdown[f"{prefix}quality"] = float(detail.quality[row])
+        breakdown[f"{prefix}cost_penalty"] = float(detail.cost_penalty[row])
+    return breakdown
+
+
+def _plan_steps(trades: Sequence[ExecutedTrade], base: str) -> list[PlanStep]:
+    """One step a trade; every buy depends on the sells before it, which fund it."""
+    steps: list[PlanStep] = []
+    sells: list[str] = []
+    for number, trade in enumerate(trades, start=1):
+        step_id = str(number)
+        steps.append(
+            PlanStep(
+                id=step_id,
+                action=trade.side,
+                description=narrative(trade, base),
+                params={
+                    "symbol": trade.symbol,
+                    "quantity": trade.quantity,
+                    "price": trade.price,
+                    "currency": trade.currency,
+                    "value_base": round(trade.value_base, 6),
+                    "cost": round(trade.cost, 6),
+                },
+                depends_on=list(sells) if trade.side == "buy" else [],
+                tags=list(trade.action.tags),
+            )
+        )
+        if trade.side == "sell":
+            sells.append(step_id)
+    return steps
 
 
 def _trades_of(simulation: Simulation) -> tuple[ExecutedTrade, ...]:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -42,6 +42,27 @@ def create_app(
     bus: EventBus | None = None,
 ) -> FastAPI:
     """The service. Collaborators not given are built from the environment at startup."""
+    app = FastAPI(
+        title="planforge",
+        version=__version__,
+        description="Planner factory and runtime: select, plan, configure, stream events.",
+        lifespan=_lifespan(factory, store, bus),
+    )
+    app.add_exception_handler(PlannerError, _planforge_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(Exception, _unexpected)
+    for module in (ops, planners, configs, plans, events):
+        app.include_router(module.router)
+    ops.install(app)  # body size limit and request metrics
+    app.add_middleware(RequestLogMiddleware)  # outermost: every request gets an id first
+    return app
+
+
+def _lifespan(
+    factory: PlannerFactory | None, store: ConfigStore | None, bus: EventBus | None
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Build what was not given at startup; close, at shutdown, only what was built here."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -74,51 +95,44 @@ def create_app(
                 the_factory.close()
             _log.info("service stopped")
 
-    app = FastAPI(
-        title="planforge",
-        version=__version__,
-        description="Planner factory and runtime: select, plan, configure, stream events.",
-        lifespan=lifespan,
+    return lifespan
+
+
+async def _planforge_error(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, PlannerError)  # registered for this class only
+    return JSONResponse(status_code=status_for(error), content=error_content(error))
+
+
+async def _http_error(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, StarletteHTTPException)  # registered for this class only
+    return JSONResponse(
+        status_code=error.status_code,
+        content={"error": "HTTPError", "message": str(error.detail)},
+        headers=getattr(error, "headers", None),
     )
 
-    @app.exception_handler(PlannerError)
-    async def planforge_error(_: Request, error: PlannerError) -> JSONResponse:
-        return JSONResponse(status_code=status_for(error), content=error_content(error))
 
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(
-            status_code=error.status_code,
-            content={"error": "HTTPError", "message": str(error.detail)},
-            headers=getattr(error, "headers", None),
-        )
+async def _invalid_request(_: Request, error: Exception) -> JSONResponse:
+    """One message naming the first problem; every problem listed beside it."""
+    assert isinstance(error, RequestValidationError)  # registered for this class only
+    problems: list[dict[str, Any]] = [
+        {"loc": list(item.get("loc", ())), "message": str(item.get("msg", ""))}
+        for item in error.errors()
+    ]
+    first: dict[str, Any] = problems[0] if problems else {"loc": [], "message": "invalid"}
+    where = ".".join(str(part) for part in first["loc"])
+    message = f"invalid request: {where}: {first['message']}" if where else first["message"]
+    if len(problems) > 1:
+        message += f" (and {len(problems) - 1} more problem(s), listed in `problems`)"
+    return JSONResponse(
+        status_code=422,
+        content={"error": "InvalidRequest", "message": message, "problems": problems},
+    )
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
-        problems: list[dict[str, Any]] = [
-            {"loc": list(item.get("loc", ())), "message": str(item.get("msg", ""))}
-            for item in error.errors()
-        ]
-        first: dict[str, Any] = problems[0] if problems else {"loc": [], "message": "invalid"}
-        where = ".".join(str(part) for part in first["loc"])
-        message = f"invalid request: {where}: {first['message']}" if where else first["message"]
-        if len(problems) > 1:
-            message += f" (and {len(problems) - 1} more problem(s), listed in `problems`)"
-        return JSONResponse(
-            status_code=422,
-            content={"error": "InvalidRequest", "message": message, "problems": problems},
-        )
 
-    @app.exception_handler(Exception)
-    async def unexpected(_: Request, error: Exception) -> JSONResponse:
-        _log.error("unexpected error", error_type=type(error).__name__, error=str(error))
-        return JSONResponse(
-            status_code=500,
-            content={"error": "InternalError", "message": "the server failed; see its logs"},
-        )
-
-    for module in (ops, planners, configs, plans, events):
-        app.include_router(module.router)
-    ops.install(app)  # body size limit and request metrics
-    app.add_middleware(RequestLogMiddleware)  # outermost: every request gets an id first
-    return app
+async def _unexpected(_: Request, error: Exception) -> JSONResponse:
+    _log.error("unexpected error", error_type=type(error).__name__, error=str(error))
+    return JSONResponse(
+        status_code=500,
+        content={"error": "InternalError", "message": "the server failed; see its logs"},
+    )
