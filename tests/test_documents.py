@@ -8,14 +8,8 @@ import tomllib
 import pytest
 
 from planforge import documents
-from planforge.documents import (
-    DocumentTooDeep,
-    NonFiniteNumber,
-    find_non_finite,
-    load_json,
-    load_toml,
-)
-from planforge.errors import SettingsError
+from planforge.documents import find_non_finite, load_json, load_toml
+from planforge.errors import DocumentTooDeep, NonFiniteNumber, SettingsError
 
 
 def nested_json(depth: int) -> str:

@@ -1,4 +1,11 @@
-from planforge.errors import SettingsError, shown_value
+from planforge.errors import (
+    DocumentError,
+    DocumentTooDeep,
+    NonFiniteNumber,
+    PlannerError,
+    SettingsError,
+    shown_value,
+)
 
 
 def test_shown_value_keeps_a_short_repr_whole() -> None:
@@ -53,3 +60,18 @@ def test_invalid_context_cuts_a_huge_field_or_problem() -> None:
     assert len(error.field) == InvalidContext.LIMIT
     assert error.field.endswith("...")
     assert len(error.message) < 1000
+
+
+def test_document_errors_are_planner_errors_that_name_the_source_and_the_fix() -> None:
+    deep = DocumentTooDeep("body", 32)
+    assert isinstance(deep, DocumentError)
+    assert isinstance(deep, PlannerError)
+    assert deep.to_dict()["where"] == "document"
+    assert str(deep) == (
+        "body: nested deeper than the 32 levels allowed (PLANFORGE_MAX_NESTING); "
+        "flatten the document"
+    )
+    nan = NonFiniteNumber("context", "cash", float("nan"))
+    assert isinstance(nan, DocumentError)
+    assert (nan.source, nan.field) == ("context", "cash")
+    assert "cash: must be a finite number, got nan" in str(nan)

@@ -21,13 +21,10 @@ from typing import Any, Final
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from planforge.errors import PlannerError
+from planforge.errors import DocumentTooDeep, NonFiniteNumber
 
 __all__ = [
     "DEFAULT_MAX_NESTING",
-    "DocumentError",
-    "DocumentTooDeep",
-    "NonFiniteNumber",
     "check_nesting",
     "find_non_finite",
     "load_json",
@@ -45,41 +42,6 @@ _TOML_TEXT: Final = re.compile(
 )
 _NOT_BRACKETS: Final = re.compile(r"[^\[\]{}]+")
 _INNERMOST_PAIR: Final = re.compile(r"[\[{][\]}]")
-
-
-class DocumentError(PlannerError):
-    """A document that cannot be read as given (HTTP 400)."""
-
-    def __init__(self, source: str, problem: str, **context: Any) -> None:
-        super().__init__(f"{source}: {problem}", where="document", context=context)
-        self.source = source
-        self.problem = problem
-
-
-class DocumentTooDeep(DocumentError):
-    """Nested deeper than `PLANFORGE_MAX_NESTING`."""
-
-    def __init__(self, source: str, limit: int) -> None:
-        super().__init__(
-            source,
-            f"nested deeper than the {limit} levels allowed (PLANFORGE_MAX_NESTING); "
-            "flatten the document",
-            limit=limit,
-        )
-        self.limit = limit
-
-
-class NonFiniteNumber(DocumentError):
-    """NaN, an infinity, or a number too large for a float (HTTP 422: a value's fault)."""
-
-    def __init__(self, source: str, field: str, value: float) -> None:
-        super().__init__(
-            source,
-            f"{field}: must be a finite number, got {value} (NaN, Infinity and numbers "
-            "beyond +-1.7e308 are not). Fix that field and try again.",
-            field=field,
-        )
-        self.field = field
 
 
 class _Limits(BaseSettings):

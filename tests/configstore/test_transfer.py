@@ -11,12 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from planforge.configstore.errors import ConfigNotFound, InvalidConfig
+from planforge.configstore.errors import ConfigNotFound, ExportFormatError, InvalidConfig
 from planforge.configstore.records import ConfigVersion
 from planforge.configstore.store import ConfigStore
 from planforge.configstore.transfer import (
     HEADER_MARK,
-    ExportFormatError,
     ExportHeader,
     clone_config,
     default_actor,

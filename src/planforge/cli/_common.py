@@ -78,7 +78,8 @@ def _read_context(path: Path) -> dict[str, Any]:
         _fail(f"context {path} is not a file; give a JSON or TOML file with --context")
     import tomllib
 
-    from planforge.documents import DocumentError, load_json, load_toml
+    from planforge.documents import load_json, load_toml
+    from planforge.errors import DocumentError
 
     text = path.read_text(encoding="utf-8")
     try:

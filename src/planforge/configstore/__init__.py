@@ -7,6 +7,7 @@ from planforge.configstore.errors import (
     BucketNotFound,
     ConfigNotFound,
     DocumentTooLarge,
+    ExportFormatError,
     InvalidConfig,
     InvalidInput,
     PresetExists,
@@ -25,7 +26,12 @@ from planforge.configstore.records import (
     Preset,
     User,
 )
-from planforge.configstore.store import MAX_DOCUMENT_BYTES, ConfigStore, content_digest
+from planforge.configstore.store import (
+    MAX_DOCUMENT_BYTES,
+    ConfigStore,
+    Subscriber,
+    content_digest,
+)
 
 __all__ = [
     "MAX_DOCUMENT_BYTES",
@@ -38,12 +44,14 @@ __all__ = [
     "ConfigVersion",
     "CreateResult",
     "DocumentTooLarge",
+    "ExportFormatError",
     "InvalidConfig",
     "InvalidInput",
     "Preset",
     "PresetExists",
     "PresetNotFound",
     "StoreError",
+    "Subscriber",
     "User",
     "UserExists",
     "UserNotFound",

@@ -9,6 +9,7 @@ __all__ = [
     "BucketNotFound",
     "ConfigNotFound",
     "DocumentTooLarge",
+    "ExportFormatError",
     "InvalidConfig",
     "InvalidInput",
     "PresetExists",
@@ -159,3 +160,15 @@ class UserNotFound(StoreError):
             f"No API user named {name!r}; list users with `planforge user list`.", user=name
         )
         self.name = name
+
+
+class ExportFormatError(StoreError):
+    """An exported file whose header cannot be read, or an import missing a name or title."""
+
+    def __init__(self, detail: str, *, line: int | None = None, source: str = "import") -> None:
+        where = f" (line {line})" if line is not None else ""
+        super().__init__(
+            f"{source}{where}: {detail}. Nothing was stored.", line=line, source=source
+        )
+        self.line = line
+        self.source = source

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final
 
-from planforge.configstore.errors import StoreError
+from planforge.configstore.errors import ExportFormatError
 
 if TYPE_CHECKING:
     from planforge.configstore.records import ConfigVersion, CreateResult
@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HEADER_MARK",
-    "ExportFormatError",
     "ExportHeader",
     "clone_config",
     "default_actor",
@@ -49,18 +48,6 @@ __all__ = [
 
 HEADER_MARK: Final = "# planforge-config"
 _FIELDS: Final = ("name", "title", "version", "created", "exported", "description")
-
-
-class ExportFormatError(StoreError):
-    """An exported file whose header cannot be read, or an import missing a name or title."""
-
-    def __init__(self, detail: str, *, line: int | None = None, source: str = "import") -> None:
-        where = f" (line {line})" if line is not None else ""
-        super().__init__(
-            f"{source}{where}: {detail}. Nothing was stored.", line=line, source=source
-        )
-        self.line = line
-        self.source = source
 
 
 @dataclass(frozen=True, slots=True)

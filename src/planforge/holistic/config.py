@@ -39,8 +39,8 @@ from typing import Any, Final
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from planforge.documents import DocumentError, find_non_finite, load_toml
-from planforge.errors import PlannerError
+from planforge.documents import find_non_finite, load_toml
+from planforge.errors import DocumentError, PlannerError
 from planforge.holistic.cache import sha256_digest
 from planforge.holistic.modules import KINDS, HolisticModule
 from planforge.holistic.registry import ModuleLoadError, ModuleRegistry

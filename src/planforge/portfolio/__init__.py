@@ -1,1 +1,56 @@
-"""Portfolio rebalancing: the holistic engine's reference domain."""
+"""Portfolio rebalancing: the holistic engine's reference domain.
+
+Names are imported on first use (PEP 562): the package's modules are imported on their own
+by the store and the workers, and must not pull the planner in with them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__all__ = [
+    "Bucket",
+    "BucketReport",
+    "HolisticPortfolioPlanner",
+    "PortfolioContext",
+    "PortfolioDomain",
+    "PortfolioSettings",
+    "load_context",
+    "parse_context",
+    "plan_all_buckets",
+]
+
+# where each public name lives; the package imports a module only when its name is asked for
+_EXPORTS: dict[str, str] = {
+    "Bucket": "planforge.portfolio.buckets",
+    "BucketReport": "planforge.portfolio.buckets",
+    "HolisticPortfolioPlanner": "planforge.portfolio.planner",
+    "PortfolioContext": "planforge.portfolio.context",
+    "PortfolioDomain": "planforge.portfolio.domain",
+    "PortfolioSettings": "planforge.portfolio.evaluation",
+    "load_context": "planforge.portfolio.context",
+    "parse_context": "planforge.portfolio.context",
+    "plan_all_buckets": "planforge.portfolio.buckets",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'planforge.portfolio' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*__all__, *globals()})
+
+
+if TYPE_CHECKING:
+    from planforge.portfolio.buckets import Bucket, BucketReport, plan_all_buckets
+    from planforge.portfolio.context import PortfolioContext, load_context, parse_context
+    from planforge.portfolio.domain import PortfolioDomain
+    from planforge.portfolio.evaluation import PortfolioSettings
+    from planforge.portfolio.planner import HolisticPortfolioPlanner

@@ -21,7 +21,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from planforge.configstore.records import User
 from planforge.configstore.users import ROLES
-from planforge.errors import PlannerError
+from planforge.server.errors import AuthenticationError, PermissionDenied
 from planforge.server.state import ServiceState
 from planforge.server.tokens import TokenCache
 
@@ -30,9 +30,7 @@ __all__ = [
     "WS_PROTOCOL",
     "WS_TOKEN_PROTOCOL_PREFIX",
     "Admin",
-    "AuthenticationError",
     "Operator",
-    "PermissionDenied",
     "User",
     "Viewer",
     "admin",
@@ -50,25 +48,6 @@ _MAX_TOKEN_CHARS: Final = 512
 WS_PROTOCOL: Final = "planforge.v1"
 #: Offered alongside `WS_PROTOCOL`, a subprotocol that carries the API token.
 WS_TOKEN_PROTOCOL_PREFIX: Final = "planforge.token."
-
-
-class AuthenticationError(PlannerError):
-    """No token, or one no user holds (HTTP 401)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, where="auth")
-
-
-class PermissionDenied(PlannerError):
-    """The user's role is below what the route needs (HTTP 403)."""
-
-    def __init__(self, user: User, needed: str) -> None:
-        super().__init__(
-            f"User {user.name!r} has role {user.role!r}; this needs {needed!r} or higher. "
-            f"Ask an administrator for a {needed} token.",
-            where="auth",
-            context={"user": user.name, "role": user.role, "needed": needed},
-        )
 
 
 def service(request: Request) -> ServiceState:
