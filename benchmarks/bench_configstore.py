@@ -31,9 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from planforge.configstore.diff import parse_validated
-from planforge.configstore.planner_cache import BucketPlannerCache
-from planforge.configstore.store import ConfigStore
+from planforge.configstore import BucketPlannerCache, ConfigStore, parse_validated
 from planforge.holistic.engine import HolisticEngine
 from planforge.portfolio.planner import HolisticPortfolioPlanner
 

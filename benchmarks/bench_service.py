@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 import websockets
 
-from planforge.configstore.store import ConfigStore
+from planforge.configstore import ConfigStore
 from planforge.factory.core import PlannerFactory
 from planforge.settings import load_settings
 

@@ -10,8 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from planforge.cli import app
-from planforge.configstore.store import ConfigStore
-from planforge.configstore.transfer import default_actor
+from planforge.configstore import ConfigStore, default_actor
 from planforge.portfolio.planner import preset_text
 
 ROOT = Path(__file__).resolve().parents[1]

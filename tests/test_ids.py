@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from planforge.configstore._users import check_user_name
 from planforge.configstore.errors import InvalidInput
-from planforge.configstore.users import check_user_name
 from planforge.ids import ID_EXAMPLE, ID_PATTERN, MAX_ID_LENGTH, id_problem
 from planforge.runtime import context
 

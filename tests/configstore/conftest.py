@@ -17,7 +17,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from planforge.configstore import ConfigStore
-from planforge.configstore.db import normalise_url
+from planforge.configstore._db import normalise_url
 from planforge.portfolio.planner import preset_text
 
 POSTGRES_ENV = "PLANFORGE_TEST_POSTGRES_URL"

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from planforge.configstore.diff import (
+from planforge.configstore._diff import (
     ParamChange,
     PlannerChange,
     semantic_diff,
@@ -175,7 +175,7 @@ def test_an_invalid_side_is_a_config_error_naming_it(bad: str, key: str | None) 
 def test_stored_versions_are_labelled_by_name_version_and_id() -> None:
     from datetime import UTC, datetime
 
-    from planforge.configstore.records import ConfigVersion
+    from planforge.configstore import ConfigVersion
 
     def version(number: int, text: str) -> ConfigVersion:
         return ConfigVersion(

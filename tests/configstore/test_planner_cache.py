@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from planforge.configstore import BucketPlannerCache, ConfigStore
 from planforge.configstore.errors import BucketNotFound
-from planforge.configstore.planner_cache import BucketPlannerCache
-from planforge.configstore.store import ConfigStore
 from planforge.portfolio.planner import preset_text
 
 ROOT = Path(__file__).resolve().parents[2]

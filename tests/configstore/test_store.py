@@ -27,14 +27,14 @@ from planforge.configstore import (
     StoreError,
     VersionConflict,
 )
-from planforge.configstore.db import (
+from planforge.configstore._db import (
     ENV_DATABASE_URL,
     ENV_HOME,
     create_store_engine,
     normalise_url,
     resolve_url,
 )
-from planforge.configstore.models import Base
+from planforge.configstore._models import Base
 from planforge.errors import PlannerError
 from planforge.portfolio.planner import preset_text
 from tests.configstore.conftest import is_postgres, variant

@@ -11,10 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from planforge.configstore.errors import ConfigNotFound, ExportFormatError, InvalidConfig
-from planforge.configstore.records import ConfigVersion
-from planforge.configstore.store import ConfigStore
-from planforge.configstore.transfer import (
+from planforge.configstore import ConfigStore, ConfigVersion
+from planforge.configstore._transfer import (
     HEADER_MARK,
     ExportHeader,
     clone_config,
@@ -23,6 +21,7 @@ from planforge.configstore.transfer import (
     import_config,
     parse_export,
 )
+from planforge.configstore.errors import ConfigNotFound, ExportFormatError, InvalidConfig
 
 BODY = """\
 # the core bucket's configuration

@@ -16,10 +16,10 @@ from typer.testing import CliRunner
 
 from planforge.cli import app
 from planforge.configstore import ConfigStore, InvalidInput
-from planforge.configstore.db import create_store_engine
+from planforge.configstore._db import create_store_engine
+from planforge.configstore._models import ApiUserRow
+from planforge.configstore._store import SCRIPT_LOCATION, token_digest
 from planforge.configstore.errors import UserExists, UserNotFound
-from planforge.configstore.models import ApiUserRow
-from planforge.configstore.store import SCRIPT_LOCATION, token_digest
 from planforge.runtime.context import (
     MAX_ID_LENGTH,
     InvalidContextError,

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from planforge.configstore.store import ConfigStore
+from planforge.configstore import ConfigStore
 from planforge.contract import Plan
 from planforge.errors import PlanExecutionError, PlannerError, PlannerNotFound
 from planforge.factory.core import PlannerFactory

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from planforge.configstore.store import ConfigStore
+from planforge.configstore import ConfigStore
 
 
 def free_port() -> int:

@@ -22,9 +22,9 @@ from planforge.configstore import ConfigStore
 from planforge.factory.core import PlannerFactory
 from planforge.portfolio.planner import HolisticPortfolioPlanner
 from planforge.runtime.bus import InProcessEventBus
-from planforge.server.app import create_app
-from planforge.server.auth import WS_PROTOCOL, WS_TOKEN_PROTOCOL_PREFIX, bearer_token
-from planforge.server.routes import configs, ops, planners
+from planforge.server import create_app
+from planforge.server._auth import WS_PROTOCOL, WS_TOKEN_PROTOCOL_PREFIX, bearer_token
+from planforge.server._routes import configs, ops, planners
 from planforge.settings import load_settings
 from tests.server._served import Served, http, served_planforge
 from tests.server.test_plans import PLUGINS
@@ -114,7 +114,7 @@ def protected_routes(app: FastAPI) -> list[tuple[str, str]]:
 
 def needed_role(app: FastAPI, method: str, path: str) -> str:
     """The least role a route accepts, read from its dependencies."""
-    from planforge.server import auth
+    from planforge.server import _auth as auth
 
     for route in my_routes():
         if method not in (route.methods or ()):

@@ -13,8 +13,8 @@ from fastapi.routing import APIRoute
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from planforge.server import auth
-from planforge.server.app import create_app
+from planforge.server import _auth as auth
+from planforge.server import create_app
 from tests.server.test_plans import Service, make_service
 
 OPEN_PATHS = frozenset({"/livez", "/readyz", "/metrics"})

@@ -15,8 +15,8 @@ from contextlib import contextmanager, nullcontext
 import pytest
 from sqlalchemy import create_engine, text
 
-from planforge.configstore.db import normalise_url
-from planforge.configstore.store import ConfigStore
+from planforge.configstore import ConfigStore
+from planforge.configstore._db import normalise_url
 from planforge.portfolio.planner import preset_text
 from tests.server._served import Served, http, served_planforge
 

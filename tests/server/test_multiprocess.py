@@ -26,9 +26,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
-from planforge.configstore.db import normalise_url
-from planforge.configstore.store import ConfigStore, token_digest
-from planforge.server.tokens import EPOCH_CHECK_S
+from planforge.configstore import ConfigStore, token_digest
+from planforge.configstore._db import normalise_url
+from planforge.server._tokens import EPOCH_CHECK_S
 from tests.server._served import free_port, http, serving, stop, wait_until_live
 from tests.server.test_plans import PLUGINS
 

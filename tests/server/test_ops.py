@@ -11,8 +11,8 @@ import pytest
 
 from planforge.configstore import ConfigStore
 from planforge.runtime.bus import InProcessEventBus
-from planforge.server.app import create_app
-from planforge.server.routes import ops
+from planforge.server import create_app
+from planforge.server._routes import ops
 from tests.server.test_auth import Service, assert_error_json, build_factory, running_service
 
 

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from planforge.configstore.store import ConfigStore
+from planforge.configstore import ConfigStore
 from planforge.factory.core import PlannerFactory
 from planforge.runtime.bus import InProcessEventBus
-from planforge.server.app import create_app
+from planforge.server import create_app
 from planforge.settings import load_settings
 
 PLUGINS = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from planforge.server.runs import COMPLETED, FAILED, RUNNING, RunRegistry
+from planforge.server._runs import COMPLETED, FAILED, RUNNING, RunRegistry
 
 
 class Clock:

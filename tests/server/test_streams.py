@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from planforge.configstore import ConfigStore, StoreError
-from planforge.server.streams import OpenStreams
-from planforge.server.tokens import TokenCache
+from planforge.server._streams import OpenStreams
+from planforge.server._tokens import TokenCache
 
 CHECK_S = 0.01
 WAIT_S = 10.0
@@ -118,6 +118,6 @@ def test_an_unreadable_database_leaves_open_streams_and_warns_once(
             watcher.cancel()
         return revoked.is_set()
 
-    with caplog.at_level(logging.WARNING, logger="planforge.server.streams"):
+    with caplog.at_level(logging.WARNING, logger="planforge.server._streams"):
         assert asyncio.run(scenario()) is False
     assert caplog.text.count("cannot re-check open streams' tokens") == 1

@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from planforge.configstore import ConfigStore, StoreError
-from planforge.configstore.users import TOUCH_INTERVAL_S
-from planforge.server.tokens import EPOCH_CHECK_S, FLUSH_S, TokenCache
+from planforge.configstore import TOUCH_INTERVAL_S, ConfigStore, StoreError
+from planforge.server._tokens import EPOCH_CHECK_S, FLUSH_S, TokenCache
 
 
 class Clock:
@@ -130,7 +129,7 @@ def test_a_failed_last_use_write_never_fails_the_request(
         raise StoreError("The database failed to record API users' last use: disk I/O error")
 
     monkeypatch.setattr(store, "touch_users", outage)
-    with caplog.at_level(logging.WARNING, logger="planforge.server.tokens"):
+    with caplog.at_level(logging.WARNING, logger="planforge.server._tokens"):
         user = cache.user_for(token)
     assert user is not None
     assert user.name == "ann"

@@ -12,8 +12,7 @@ import typer
 from planforge.cli._common import _console, _fail
 
 if TYPE_CHECKING:
-    from planforge.configstore.records import ConfigVersion
-    from planforge.configstore.store import ConfigStore
+    from planforge.configstore import ConfigStore, ConfigVersion
 
 
 ActorOption = Annotated[
@@ -23,14 +22,14 @@ ActorOption = Annotated[
 
 
 def _actor(value: str | None) -> str:
-    from planforge.configstore.transfer import default_actor
+    from planforge.configstore import default_actor
 
     return value if value else default_actor()
 
 
 def _store() -> ConfigStore:
     """The store named by PLANFORGE_DATABASE_URL, else the SQLite file under PLANFORGE_HOME."""
-    from planforge.configstore.store import ConfigStore
+    from planforge.configstore import ConfigStore
 
     return ConfigStore.from_environment()
 

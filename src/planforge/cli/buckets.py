@@ -21,7 +21,7 @@ from planforge.cli._store import (
 )
 
 if TYPE_CHECKING:
-    from planforge.configstore.records import BucketAssignment
+    from planforge.configstore import BucketAssignment
 
 
 def _assignment_table(title: str, assignments: list[BucketAssignment]) -> Any:

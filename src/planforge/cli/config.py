@@ -32,8 +32,7 @@ from planforge.cli._store import (
 )
 
 if TYPE_CHECKING:
-    from planforge.configstore.records import ConfigVersion, CreateResult
-    from planforge.configstore.store import ConfigStore
+    from planforge.configstore import ConfigStore, ConfigVersion, CreateResult
 
 
 def _config_failure(exc: Any, source: str, as_json: bool) -> NoReturn:
@@ -259,7 +258,7 @@ def config_show(
 
 def _diff_side(store: ConfigStore, reference: str) -> tuple[str, str]:
     """(label, TOML) of a stored version, or of a file when REFERENCE is an existing path."""
-    from planforge.configstore.diff import config_label
+    from planforge.configstore import config_label
 
     path = Path(reference)
     if not reference.strip().isdigit() and not _NAME_VERSION.match(reference) and path.is_file():
@@ -282,7 +281,7 @@ def config_diff(
     as_json: JsonOption = False,
 ) -> None:
     """How B differs from A: a unified text diff, or with --semantic, by meaning."""
-    from planforge.configstore.diff import semantic_diff, unified_diff
+    from planforge.configstore import semantic_diff, unified_diff
 
     with _store() as store:
         (a_label, a_text), (b_label, b_text) = _diff_side(store, a), _diff_side(store, b)
@@ -319,7 +318,7 @@ def config_export(
     ] = None,
 ) -> None:
     """A stored version as a TOML file with a metadata header (importable elsewhere)."""
-    from planforge.configstore.transfer import export_config
+    from planforge.configstore import export_config
 
     with _store() as store:
         text = export_config(_resolve(store, reference))
@@ -347,7 +346,7 @@ def config_import(
     as_json: JsonOption = False,
 ) -> None:
     """Validate FILE and store it as the next version of its name."""
-    from planforge.configstore.transfer import import_config
+    from planforge.configstore import import_config
 
     text = _read_document(file)
     with _store() as store:
@@ -369,7 +368,7 @@ def config_clone(
     as_json: JsonOption = False,
 ) -> None:
     """Copy a stored version under a new name (same TOML, same digest)."""
-    from planforge.configstore.transfer import clone_config
+    from planforge.configstore import clone_config
 
     with _store() as store:
         source = _resolve(store, reference)

@@ -207,7 +207,7 @@ def _bucket_config(bucket: str) -> tuple[str, Any]:
 
     A stored document is TOML text, never a preset name or a path, so it is parsed as such.
     """
-    from planforge.configstore.diff import config_label, parse_validated
+    from planforge.configstore import config_label, parse_validated
 
     with _store() as store:
         version = store.get_bucket_config(bucket)

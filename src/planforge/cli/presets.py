@@ -12,7 +12,7 @@ from planforge.cli._common import JsonOption, _console, _emit_json, _guard
 from planforge.cli._store import _actor, _read_document, _record, _store
 
 if TYPE_CHECKING:
-    from planforge.configstore.records import Preset
+    from planforge.configstore import Preset
 
 
 def _preset_row(preset: Preset) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from planforge.cli._apps import app
 from planforge.cli._common import _fail, _guard
 
 #: The application factory uvicorn calls in the serving process.
-APP_FACTORY = "planforge.server.app:create_app"
+APP_FACTORY = "planforge.server:create_app"
 
 
 @app.command("serve")

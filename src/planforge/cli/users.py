@@ -16,7 +16,7 @@ from planforge.cli._common import JsonOption, _console, _emit_json, _guard
 from planforge.cli._store import ActorOption, _actor, _record, _short_when, _store, _when
 
 if TYPE_CHECKING:
-    from planforge.configstore.records import User
+    from planforge.configstore import User
 
 NameArgument = Annotated[str, typer.Argument(help="The user's name.")]
 
@@ -55,7 +55,7 @@ def user_create(
     as_json: JsonOption = False,
 ) -> None:
     """Create an API user and print its token: shown this once, only its hash is stored."""
-    from planforge.configstore.users import check_new_user
+    from planforge.configstore import check_new_user
 
     check_new_user(name, role)  # before the database is opened: a bad name changes nothing
     with _store() as store:

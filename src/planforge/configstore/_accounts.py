@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import IntegrityError
 
-from planforge.configstore import users
+from planforge.configstore import _users as users
 from planforge.configstore._inputs import check_text
+from planforge.configstore._models import NAME_LENGTH
+from planforge.configstore._records import User
 from planforge.configstore.errors import StoreError, UserExists
-from planforge.configstore.models import NAME_LENGTH
-from planforge.configstore.records import User
 
 if TYPE_CHECKING:
     from planforge.configstore._sessions import Sessions

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, bindparam, insert, select
 
+from planforge.configstore._audit import write_audit
 from planforge.configstore._inputs import (
     check_optional_text,
     check_text,
@@ -18,16 +19,15 @@ from planforge.configstore._inputs import (
     now,
     storable_id,
 )
+from planforge.configstore._models import NAME_LENGTH, BucketAssignmentRow, PlannerConfigRow
+from planforge.configstore._records import BucketAssignment, ConfigChange, ConfigVersion
 from planforge.configstore._versions import (
     CONFIG_BY_ID,
     CONFIG_COLUMNS,
     VERSION_BY_NAME,
     config_record,
 )
-from planforge.configstore.audit import write_audit
 from planforge.configstore.errors import BucketNotFound, ConfigNotFound, InvalidInput
-from planforge.configstore.models import NAME_LENGTH, BucketAssignmentRow, PlannerConfigRow
-from planforge.configstore.records import BucketAssignment, ConfigChange, ConfigVersion
 from planforge.logs import get_logger
 
 if TYPE_CHECKING:

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Final
 
+from planforge.configstore._models import TAG_LENGTH
 from planforge.configstore.errors import InvalidInput
-from planforge.configstore.models import TAG_LENGTH
 
 __all__ = [
     "MAX_DOCUMENT_BYTES",

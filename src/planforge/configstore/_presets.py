@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Final
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from planforge.configstore._audit import write_audit
 from planforge.configstore._inputs import (
     check_optional_text,
     check_tags,
@@ -21,16 +22,15 @@ from planforge.configstore._inputs import (
     now,
     storable_id,
 )
+from planforge.configstore._models import NAME_LENGTH, PresetRow, PresetTagRow
+from planforge.configstore._records import Preset
 from planforge.configstore._validator import content_digest
-from planforge.configstore.audit import write_audit
 from planforge.configstore.errors import (
     InvalidInput,
     PresetExists,
     PresetNotFound,
     StoreError,
 )
-from planforge.configstore.models import NAME_LENGTH, PresetRow, PresetTagRow
-from planforge.configstore.records import Preset
 
 if TYPE_CHECKING:
     from planforge.configstore._sessions import Sessions

@@ -15,8 +15,7 @@ from alembic.config import Config
 from alembic.util import CommandError
 from sqlalchemy import Connection, func, select
 
-from planforge.configstore.errors import StoreError
-from planforge.configstore.models import (
+from planforge.configstore._models import (
     AuditRow,
     BucketAssignmentRow,
     NameCounterRow,
@@ -24,6 +23,7 @@ from planforge.configstore.models import (
     PresetRow,
     PresetTagRow,
 )
+from planforge.configstore.errors import StoreError
 
 if TYPE_CHECKING:
     from planforge.configstore._sessions import Sessions

@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from planforge.configstore.db import WRITE_OPTION, create_store_engine, is_sqlite, resolve_url
+from planforge.configstore._db import WRITE_OPTION, create_store_engine, is_sqlite, resolve_url
 from planforge.configstore.errors import StoreError
 from planforge.redact import redact_text
 

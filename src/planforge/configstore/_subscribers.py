@@ -7,8 +7,8 @@ import threading
 from collections.abc import Callable
 from typing import Final
 
+from planforge.configstore._records import ConfigChange
 from planforge.configstore.errors import StoreError
-from planforge.configstore.records import ConfigChange
 from planforge.logs import get_logger
 
 __all__ = ["MAX_SUBSCRIBERS", "Subscriber", "Subscribers"]

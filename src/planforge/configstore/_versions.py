@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from planforge.configstore._audit import write_audit
 from planforge.configstore._inputs import (
     check_optional_text,
     check_text,
@@ -21,16 +22,15 @@ from planforge.configstore._inputs import (
     now,
     storable_id,
 )
-from planforge.configstore._validator import content_digest
-from planforge.configstore.audit import write_audit
-from planforge.configstore.errors import ConfigNotFound, InvalidInput, VersionConflict
-from planforge.configstore.models import (
+from planforge.configstore._models import (
     NAME_LENGTH,
     TITLE_LENGTH,
     NameCounterRow,
     PlannerConfigRow,
 )
-from planforge.configstore.records import ConfigChange, ConfigVersion, CreateResult
+from planforge.configstore._records import ConfigChange, ConfigVersion, CreateResult
+from planforge.configstore._validator import content_digest
+from planforge.configstore.errors import ConfigNotFound, InvalidInput, VersionConflict
 from planforge.logs import get_logger
 
 if TYPE_CHECKING:

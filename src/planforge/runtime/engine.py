@@ -818,7 +818,7 @@ class ExecutionEngineFactory:
             )
         with self._bucket_lock:
             if self._bucket_cache is None:
-                from planforge.configstore.planner_cache import BucketPlannerCache
+                from planforge.configstore import BucketPlannerCache
 
                 self._bucket_cache = BucketPlannerCache(self.store)
             cache = self._bucket_cache

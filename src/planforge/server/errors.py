@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from planforge.errors import PlannerError
 
 if TYPE_CHECKING:
-    from planforge.configstore.records import User
+    from planforge.configstore import User
 
 __all__ = ["AuthenticationError", "PermissionDenied"]
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from planforge.configstore.db import (
+from planforge.configstore._db import (
     WRITE_OPTION,
     create_store_engine,
     lock_for_migration,
     resolve_url,
 )
-from planforge.configstore.models import Base
+from planforge.configstore._models import Base
 
 target_metadata = Base.metadata
 

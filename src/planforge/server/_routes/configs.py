@@ -16,21 +16,29 @@ from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from planforge.configstore.diff import config_label, parse_validated, semantic_diff, unified_diff
+from planforge.configstore import (
+    MAX_DOCUMENT_BYTES,
+    ConfigVersion,
+    CreateResult,
+    clone_config,
+    config_label,
+    export_config,
+    import_config,
+    parse_validated,
+    semantic_diff,
+    unified_diff,
+)
 from planforge.configstore.errors import DocumentTooLarge
-from planforge.configstore.records import ConfigVersion, CreateResult
-from planforge.configstore.store import MAX_DOCUMENT_BYTES
-from planforge.configstore.transfer import clone_config, export_config, import_config
 from planforge.holistic.abtest import compare
 from planforge.holistic.config import ConfigError, HolisticConfig
 from planforge.holistic.engine import HolisticEngine
 from planforge.portfolio.planner import PRESETS, HolisticPortfolioPlanner, preset_text
 from planforge.runtime.engine import BUCKET_PLANNER
-from planforge.server.admission import run_admitted
-from planforge.server.auth import Admin, Operator, Viewer, service
-from planforge.server.bodies import CheckedJSONRoute
-from planforge.server.responses import GUARDED, WITH_BODY, errors
-from planforge.server.state import ServiceState
+from planforge.server._admission import run_admitted
+from planforge.server._auth import Admin, Operator, Viewer, service
+from planforge.server._bodies import CheckedJSONRoute
+from planforge.server._responses import GUARDED, WITH_BODY, errors
+from planforge.server._state import ServiceState
 
 __all__ = ["router"]
 

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import Connection, insert, select
 
+from planforge.configstore._models import AuditRow
+from planforge.configstore._records import AuditEntry
 from planforge.configstore.errors import InvalidInput
-from planforge.configstore.models import AuditRow
-from planforge.configstore.records import AuditEntry
 
 if TYPE_CHECKING:
     from planforge.configstore._sessions import Sessions

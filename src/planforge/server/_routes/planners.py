@@ -11,10 +11,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from planforge.server.auth import Viewer, service
-from planforge.server.bodies import CheckedJSONRoute
-from planforge.server.responses import GUARDED, WITH_BODY, errors
-from planforge.server.state import ServiceState
+from planforge.server._auth import Viewer, service
+from planforge.server._bodies import CheckedJSONRoute
+from planforge.server._responses import GUARDED, WITH_BODY, errors
+from planforge.server._state import ServiceState
 
 __all__ = ["SelectRequest", "router"]
 

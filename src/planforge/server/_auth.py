@@ -19,11 +19,10 @@ from typing import Annotated, Final
 from fastapi import Depends, Request, WebSocket
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from planforge.configstore.records import User
-from planforge.configstore.users import ROLES
+from planforge.configstore import ROLES, User
+from planforge.server._state import ServiceState
+from planforge.server._tokens import TokenCache
 from planforge.server.errors import AuthenticationError, PermissionDenied
-from planforge.server.state import ServiceState
-from planforge.server.tokens import TokenCache
 
 __all__ = [
     "ROLES",

@@ -23,8 +23,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from planforge import __version__
 from planforge.runtime.bus import RedisEventBus
-from planforge.server.bodies import CheckedJSONRoute
-from planforge.server.state import ServiceState
+from planforge.server._bodies import CheckedJSONRoute
+from planforge.server._state import ServiceState
 
 __all__ = [
     "MAX_BODY_BYTES",

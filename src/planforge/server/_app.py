@@ -18,17 +18,17 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from planforge import __version__
-from planforge.configstore.store import ConfigStore
+from planforge.configstore import ConfigStore
 from planforge.errors import PlannerError
 from planforge.factory.core import PlannerFactory
 from planforge.logs import get_logger
 from planforge.runtime.bus import EventBus, event_bus_from_settings
 from planforge.runtime.engine import ExecutionEngineFactory
 from planforge.runtime.settings import load_runtime_settings
-from planforge.server.requestlog import RequestLogMiddleware
-from planforge.server.responses import error_content, status_for
-from planforge.server.routes import configs, events, ops, planners, plans
-from planforge.server.state import ServiceState
+from planforge.server._requestlog import RequestLogMiddleware
+from planforge.server._responses import error_content, status_for
+from planforge.server._routes import configs, events, ops, planners, plans
+from planforge.server._state import ServiceState
 
 __all__ = ["create_app"]
 

@@ -33,8 +33,8 @@ from planforge.errors import PlannerError
 from planforge.logs import get_logger
 from planforge.runtime.bus import EventBusError
 from planforge.runtime.events import RuntimeEvent
-from planforge.server.auth import websocket_subprotocol, websocket_token
-from planforge.server.state import ServiceState
+from planforge.server._auth import websocket_subprotocol, websocket_token
+from planforge.server._state import ServiceState
 
 __all__ = [
     "CLOSE_BAD_REQUEST",

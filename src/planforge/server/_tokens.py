@@ -28,9 +28,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Final
 
-from planforge.configstore.records import User
-from planforge.configstore.store import ConfigStore
-from planforge.configstore.users import TOUCH_INTERVAL_S, token_digest
+from planforge.configstore import TOUCH_INTERVAL_S, ConfigStore, User, token_digest
 from planforge.errors import PlannerError
 from planforge.logs import get_logger
 

@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Final
 from planforge.configstore.errors import ExportFormatError
 
 if TYPE_CHECKING:
-    from planforge.configstore.records import ConfigVersion, CreateResult
-    from planforge.configstore.store import ConfigStore
+    from planforge.configstore._records import ConfigVersion, CreateResult
+    from planforge.configstore._store import ConfigStore
 
 __all__ = [
     "HEADER_MARK",

@@ -22,11 +22,11 @@ from planforge.errors import InvalidContext, PlannerError, shown_value
 from planforge.logs import get_logger
 from planforge.runtime.context import UserExecutionContext
 from planforge.runtime.engine import ExecutionEngine
-from planforge.server.auth import Operator, Viewer, service
-from planforge.server.bodies import CheckedJSONRoute
-from planforge.server.responses import GUARDED, WITH_BODY, errors
-from planforge.server.runs import RunRegistry
-from planforge.server.state import ServiceState
+from planforge.server._auth import Operator, Viewer, service
+from planforge.server._bodies import CheckedJSONRoute
+from planforge.server._responses import GUARDED, WITH_BODY, errors
+from planforge.server._runs import RunRegistry
+from planforge.server._state import ServiceState
 
 __all__ = ["PlanRequest", "router", "runs_of"]
 

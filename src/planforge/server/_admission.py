@@ -16,10 +16,10 @@ from typing import Any, TypeVar
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from planforge.configstore.records import User
+from planforge.configstore import User
 from planforge.runtime.context import UserExecutionContext
 from planforge.runtime.engine import RunTimeout
-from planforge.server.state import ServiceState
+from planforge.server._state import ServiceState
 
 __all__ = ["run_admitted"]
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
-    from planforge.configstore.records import ConfigVersion
+    from planforge.configstore._records import ConfigVersion
     from planforge.holistic.config import HolisticConfig
 
 __all__ = [

@@ -20,7 +20,7 @@ from typing import Final
 
 from planforge.errors import PlannerError
 from planforge.logs import get_logger
-from planforge.server.tokens import TokenCache
+from planforge.server._tokens import TokenCache
 
 __all__ = ["CHECK_S", "OpenStreams"]
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from planforge.configstore.store import ConfigStore
+from planforge.configstore import ConfigStore
 from planforge.factory.core import PlannerFactory
 from planforge.runtime.bus import EventBus
 from planforge.runtime.engine import ExecutionEngineFactory
-from planforge.server.streams import OpenStreams
-from planforge.server.tokens import TokenCache
+from planforge.server._streams import OpenStreams
+from planforge.server._tokens import TokenCache
 
 __all__ = ["ServiceState"]
 

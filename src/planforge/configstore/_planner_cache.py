@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from planforge.configstore.records import ConfigChange, ConfigVersion
-    from planforge.configstore.store import ConfigStore
+    from planforge.configstore._records import ConfigChange, ConfigVersion
+    from planforge.configstore._store import ConfigStore
     from planforge.holistic.engine import EngineResult, HolisticEngine, Progress
     from planforge.portfolio.planner import HolisticPortfolioPlanner
 
@@ -130,7 +130,7 @@ class BucketPlannerCache:
                 and entry.engine_digest == (config.digest)
             ):
                 return entry.engine
-        from planforge.configstore.diff import config_label, parse_validated
+        from planforge.configstore._diff import config_label, parse_validated
 
         parsed = parse_validated(config.toml, source=f"bucket {bucket}: {config_label(config)}")
         engine = self.planner.engine(parsed)

@@ -16,10 +16,10 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, bindparam, insert, or_, select, update
 
-from planforge.configstore.audit import write_audit
+from planforge.configstore._audit import write_audit
+from planforge.configstore._models import ApiUserRow, AuthEpochRow
+from planforge.configstore._records import User
 from planforge.configstore.errors import InvalidInput, UserExists, UserNotFound
-from planforge.configstore.models import ApiUserRow, AuthEpochRow
-from planforge.configstore.records import User
 from planforge.ids import ID_EXAMPLE, ID_RULE, id_problem
 
 __all__ = [

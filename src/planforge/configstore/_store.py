@@ -21,16 +21,11 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
 from planforge.configstore._accounts import Accounts
+from planforge.configstore._audit import AuditLog
 from planforge.configstore._buckets import Buckets
 from planforge.configstore._inputs import MAX_DOCUMENT_BYTES
 from planforge.configstore._presets import Presets, seed_presets
-from planforge.configstore._schema import SCRIPT_LOCATION, count_rows, upgrade_schema
-from planforge.configstore._sessions import Sessions
-from planforge.configstore._subscribers import Subscriber, Subscribers
-from planforge.configstore._validator import DocumentValidator, content_digest
-from planforge.configstore._versions import Versions
-from planforge.configstore.audit import AuditLog
-from planforge.configstore.records import (
+from planforge.configstore._records import (
     AuditEntry,
     BucketAssignment,
     ConfigVersion,
@@ -38,7 +33,12 @@ from planforge.configstore.records import (
     Preset,
     User,
 )
-from planforge.configstore.users import ROLES, token_digest
+from planforge.configstore._schema import SCRIPT_LOCATION, count_rows, upgrade_schema
+from planforge.configstore._sessions import Sessions
+from planforge.configstore._subscribers import Subscriber, Subscribers
+from planforge.configstore._users import ROLES, token_digest
+from planforge.configstore._validator import DocumentValidator, content_digest
+from planforge.configstore._versions import Versions
 
 __all__ = [
     "MAX_DOCUMENT_BYTES",
