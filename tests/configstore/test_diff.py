@@ -12,7 +12,7 @@ from planforge.configstore._diff import (
     semantic_diff,
     unified_diff,
 )
-from planforge.holistic.config import ConfigError
+from planforge.holistic.errors import ConfigError
 
 BASE = """\
 [planner]

@@ -12,7 +12,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from planforge.holistic.config import (
     MAX_CONFIG_BYTES,
-    ConfigError,
     EngineSettings,
     HolisticConfig,
     config_digest,
@@ -23,6 +22,7 @@ from planforge.holistic.config import (
     load_config,
     parse_config,
 )
+from planforge.holistic.errors import ConfigError
 from planforge.holistic.modules import (
     Action,
     ActionSequence,

@@ -23,8 +23,9 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict, Field
 
 from planforge.contract import Plan
-from planforge.holistic.config import ConfigError, parse_config
+from planforge.holistic.config import config_digest, dump_config, parse_config
 from planforge.holistic.engine import EngineResult, HolisticEngine
+from planforge.holistic.errors import ConfigError
 from planforge.holistic.events import MODULE_FAILED, MODULE_SKIPPED, EventHub
 from planforge.holistic.modules import (
     Action,
@@ -436,7 +437,7 @@ def exhaustive_config(specs: Sequence[ActionSpec], depth: int) -> str:
         },
         {
             "opportunity_calculators": {"fixed": fixed_params(specs)},
-            "sequence_generators": {"combinatorial": {"max_depth": depth}},
+            "sequence_generators": {"combinatorial": None},  # the depth is [planner]'s
         },
     )
 
@@ -630,7 +631,7 @@ RESILIENCE_SPECS = (
 def resilience_config(extra: Mapping[str, Mapping[str, Any]], **planner: Any) -> str:
     modules: dict[str, dict[str, Mapping[str, Any] | None]] = {
         "opportunity_calculators": {"fixed": fixed_params(RESILIENCE_SPECS)},
-        "sequence_generators": {"combinatorial": {"max_depth": 2}},
+        "sequence_generators": {"combinatorial": None},  # the depth is [planner]'s
     }
     for key, params in extra.items():
         kind, _, name = key.partition(".")
@@ -815,9 +816,16 @@ COMBINATORIAL_ON = "[sequence_generators.combinatorial]\nenabled = true\n"
         pytest.param(
             FIXED_ON
             + COMBINATORIAL_ON
-            + '[sequence_generators.combinatorial.params]\nmax_depth = "deep"\n',
-            "sequence_generators.combinatorial.params.max_depth",
+            + '[sequence_generators.combinatorial.params]\nmax_candidates = "deep"\n',
+            "sequence_generators.combinatorial.params.max_candidates",
             id="wrong-param-type",
+        ),
+        pytest.param(
+            FIXED_ON
+            + COMBINATORIAL_ON
+            + "[sequence_generators.combinatorial.params]\nmax_depth = 3\n",
+            "sequence_generators.combinatorial.params.max_depth",
+            id="engine-setting-as-module-param",
         ),
         pytest.param(
             '[planner]\nmax_depth = "three"\n' + FIXED_ON, "planner.max_depth", id="wrong-type"
@@ -843,6 +851,29 @@ def test_bad_configuration_is_a_config_error_naming_the_key(text: str, key: str)
     assert caught.value.key == key
     assert key in str(caught.value)
     assert FixedCalculator.calls == 0
+
+
+def test_max_depth_is_one_setting_of_the_engine() -> None:
+    """A module's own max_depth is refused with the fix; a module whose params declare it
+    receives [planner].max_depth, and writing the configuration back keeps it in one place."""
+    with pytest.raises(ConfigError, match=r"set it once as \[planner\] max_depth = 4"):
+        parse_config(
+            FIXED_ON + COMBINATORIAL_ON + "[sequence_generators.combinatorial.params]\n"
+            "max_depth = 4\n",
+            registry=fresh_registry(),
+            domain_settings=PortfolioSettings,
+        )
+    config = parse_config(
+        "[planner]\nmax_depth = 2\n" + FIXED_ON + COMBINATORIAL_ON,
+        registry=fresh_registry(),
+        domain_settings=PortfolioSettings,
+    )
+    ((_, params),) = config.enabled("sequence_generators")
+    assert params.max_depth == 2  # type: ignore[attr-defined]
+    text = dump_config(config)
+    assert text.count("\nmax_depth = ") == 1
+    again = parse_config(text, registry=fresh_registry(), domain_settings=PortfolioSettings)
+    assert config_digest(again) == config_digest(config)
 
 
 def test_unmet_dependency_error_says_what_to_enable() -> None:

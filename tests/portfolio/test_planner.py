@@ -12,8 +12,9 @@ import pytest
 
 from planforge.contract import Plan
 from planforge.factory.core import PlannerFactory
-from planforge.holistic.config import ConfigError, parse_config
+from planforge.holistic.config import parse_config
 from planforge.holistic.engine import HolisticEngine
+from planforge.holistic.errors import ConfigError
 from planforge.holistic.registry import default_registry
 from planforge.portfolio.context import ContextError, load_context, parse_context
 from planforge.portfolio.domain import PortfolioDomain, PortfolioSettings
@@ -319,7 +320,7 @@ def test_self_test_passes_and_the_factory_records_it() -> None:
 
 
 def test_an_empty_planner_config_is_an_error_not_an_empty_plan() -> None:
-    from planforge.holistic.config import ConfigError
+    from planforge.holistic.errors import ConfigError
     from planforge.portfolio.planner import HolisticPortfolioPlanner
 
     with pytest.raises(ConfigError, match="empty configuration"):

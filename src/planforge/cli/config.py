@@ -81,7 +81,8 @@ def config_validate(
     as_json: JsonOption = False,
 ) -> None:
     """Parse and check a configuration; exit 1 with the offending key when it is not valid."""
-    from planforge.holistic.config import ConfigError, config_digest
+    from planforge.holistic.config import config_digest
+    from planforge.holistic.errors import ConfigError
     from planforge.portfolio.planner import HolisticPortfolioPlanner
 
     reference = _config_reference(file)
@@ -116,7 +117,7 @@ def config_dry_run(
 
     Exit 1 when the configuration is not valid or a module it enables cannot be loaded.
     """
-    from planforge.holistic.config import ConfigError
+    from planforge.holistic.errors import ConfigError
     from planforge.portfolio.planner import HolisticPortfolioPlanner
 
     reference = _config_reference(file)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from planforge.errors import PlannerError, shown_value
-from planforge.holistic.config import ConfigError
+from planforge.holistic.errors import ConfigError
 
 __all__ = [
     "BucketNotFound",

@@ -3,6 +3,10 @@
 Both sort the candidates best first before cutting the list (the original cut first and
 lost its best candidates), put sells before buys, never use a symbol twice in a sequence,
 and stop at an explicit bound.
+
+Their depth is the engine's: a configuration sets `[planner].max_depth` once and the engine
+gives it to every module whose `Params` declares `max_depth` (a module table that sets it
+itself is refused, naming the fix). Called directly, a generator takes it as a param.
 """
 
 from __future__ import annotations
@@ -91,7 +95,12 @@ class CombinatorialGenerator(SequenceGenerator):
     class Params(BaseModel):
         model_config = _PARAMS
 
-        max_depth: int = Field(default=5, ge=1, le=10, description="Most steps per sequence.")
+        max_depth: int = Field(
+            default=5,
+            ge=1,
+            le=10,
+            description="Most steps per sequence; in a configuration, [planner].max_depth.",
+        )
         max_candidates: int = Field(
             default=12, ge=1, le=40, description="Candidates kept after sorting by priority."
         )
@@ -183,7 +192,12 @@ class BeamSearchGenerator(SequenceGenerator):
         model_config = _PARAMS
 
         beam_width: int = Field(default=10, ge=1, le=200, description="Sequences kept per step.")
-        max_depth: int = Field(default=5, ge=1, le=10, description="Most steps per sequence.")
+        max_depth: int = Field(
+            default=5,
+            ge=1,
+            le=10,
+            description="Most steps per sequence; in a configuration, [planner].max_depth.",
+        )
         max_candidates: int = Field(
             default=24, ge=1, le=200, description="Candidates kept after sorting by priority."
         )

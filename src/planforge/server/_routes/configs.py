@@ -30,8 +30,9 @@ from planforge.configstore import (
 )
 from planforge.configstore.errors import DocumentTooLarge
 from planforge.holistic.abtest import compare
-from planforge.holistic.config import ConfigError, HolisticConfig
+from planforge.holistic.config import HolisticConfig
 from planforge.holistic.engine import HolisticEngine
+from planforge.holistic.errors import ConfigError
 from planforge.portfolio.planner import PRESETS, HolisticPortfolioPlanner, preset_text
 from planforge.runtime.engine import BUCKET_PLANNER
 from planforge.server._admission import run_admitted
