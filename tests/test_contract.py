@@ -9,16 +9,24 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from planforge.contract import (
+    RUN_MODULE_COMPLETED,
+    RUN_MODULE_FAILED,
+    RUN_MODULE_STARTED,
+    RUN_PROGRESS,
     Plan,
     Planner,
     PlannerRef,
     PlannerSpec,
     PlanStep,
+    Run,
+    RunEvent,
+    RunStopped,
     _spec_checked,
     _spec_if_plain,
+    accepts_run,
     spec_from_attributes,
 )
-from planforge.errors import InvalidPlannerMetadata
+from planforge.errors import InvalidPlannerMetadata, PlannerError
 
 
 class _Echo(Planner):
@@ -222,3 +230,88 @@ def test_fast_validation_agrees_with_the_checked_path(
         return
     if fast is not None:
         assert fast == checked
+
+
+# -- the run protocol --------------------------------------------------------------------------
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_runs_deadline_is_its_timeout_after_it_was_made() -> None:
+    clock = _Clock()
+    run = Run("r1", timeout_s=2.0, clock=clock)
+    assert run.deadline == 102.0
+    assert run.remaining_s == 2.0
+    assert not run.expired
+    run.check()  # nothing to say yet
+    clock.now = 102.0
+    assert run.expired
+    assert run.remaining_s == 0.0
+    with pytest.raises(RunStopped, match="Run r1 stopped: its deadline passed") as caught:
+        run.check()
+    assert caught.value.run_id == "r1"
+    assert "larger timeout" in caught.value.message
+
+
+def test_a_cancelled_run_stops_with_the_reason_given_first() -> None:
+    run = Run("r2")
+    assert run.deadline is None
+    assert run.remaining_s is None
+    assert not run.expired
+    run.cancel("it timed out after 0.1 s")
+    run.cancel("a later reason")
+    assert run.expired
+    assert run.remaining_s == 0.0
+    with pytest.raises(RunStopped, match=r"it timed out after 0\.1 s"):
+        run.check()
+
+
+@pytest.mark.parametrize("timeout", [0, -1.0, True, "3"])
+def test_a_run_refuses_a_timeout_that_is_not_a_positive_number(timeout: Any) -> None:
+    with pytest.raises(PlannerError, match="positive number of seconds"):
+        Run("r", timeout_s=timeout)
+
+
+def test_a_runs_events_reach_its_sink_read_only_and_without_a_sink_nowhere() -> None:
+    events: list[RunEvent] = []
+    run = Run("r3", config="conservative", sink=events.append)
+    run.module_started("m", operation="go")
+    run.module_completed("m", 1.5, operation="go", slow=True)
+    run.module_failed("m", 2.0, "boom", error_type="ValueError")
+    run.progress(1, 4, "a quarter")
+    run.emit("custom")
+    assert [e.type for e in events] == [
+        RUN_MODULE_STARTED,
+        RUN_MODULE_COMPLETED,
+        RUN_MODULE_FAILED,
+        RUN_PROGRESS,
+        "custom",
+    ]
+    assert {e.run_id for e in events} == {"r3"}
+    assert events[1].payload == {"module": "m", "operation": "go", "duration_ms": 1.5, "slow": True}
+    assert events[3].payload == {"done": 1, "total": 4, "message": "a quarter"}
+    with pytest.raises(TypeError):
+        events[0].payload["module"] = "changed"  # type: ignore[index]
+    assert run.config == "conservative"
+    Run("r4").progress(1, 1)  # no sink: nothing happens, nothing raises
+
+
+def test_only_a_literal_true_declares_the_run_protocol() -> None:
+    class Aware(_Echo):
+        accepts_run = True
+
+    class Truthy(_Echo):
+        accepts_run = 1  # type: ignore[assignment]
+
+    assert accepts_run(Aware)
+    assert accepts_run(Aware())
+    assert not accepts_run(_Echo)
+    assert not accepts_run(_Echo())
+    assert not accepts_run(Truthy)
+    assert not Planner.accepts_run

@@ -4,6 +4,26 @@ A planner's metadata lives in plain literal class attributes so discovery can re
 the source with `ast`, without running the plugin. Among them, `context_kind` names the kind
 of context the planner reads (`"portfolio"`, ...); `"any"` (the default) means it reads any
 mapping and checks it itself. Kinds are plugins too (see `planforge.factory.contexts`).
+
+The run protocol: a planner that wants to report progress, read the configuration the
+request chose, or stop at the run's deadline declares `accepts_run = True` (a literal class
+attribute) and takes one more keyword, `run`:
+
+    class MyPlanner(Planner):
+        name = "mine"
+        accepts_run = True
+
+        def plan(self, objective, context, *, run: Run | None = None) -> Plan:
+            for step, item in enumerate(work):
+                if run is not None:
+                    run.check()                      # raises RunStopped past the deadline
+                    run.progress(step, len(work), f"step {step}")
+            ...
+
+The runtime passes a `Run` (`planforge._run`) only to planners that declare it, and never
+looks at signatures. `run` is None when the planner is called directly. A user may still
+name a configuration in a context under `CONFIG_CONTEXT_KEY`; the runtime hands it to a
+run-aware planner as `run.config` (a bucket's configuration always wins).
 """
 
 from __future__ import annotations
@@ -14,23 +34,43 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
-from planforge.errors import InvalidPlannerMetadata
+from planforge._run import (
+    RUN_MODULE_COMPLETED,
+    RUN_MODULE_FAILED,
+    RUN_MODULE_STARTED,
+    RUN_PROGRESS,
+    Run,
+    RunEvent,
+    RunEventSink,
+)
+from planforge.errors import InvalidPlannerMetadata, RunStopped
 
 __all__ = [
     "ANY_CONTEXT",
+    "CONFIG_CONTEXT_KEY",
     "METADATA_ATTRIBUTES",
     "RESERVED_CONTEXT_KEYS",
+    "RUN_MODULE_COMPLETED",
+    "RUN_MODULE_FAILED",
+    "RUN_MODULE_STARTED",
+    "RUN_PROGRESS",
     "TIERS",
     "Plan",
     "PlanStep",
     "Planner",
     "PlannerRef",
     "PlannerSpec",
+    "Run",
+    "RunAwarePlanner",
+    "RunEvent",
+    "RunEventSink",
+    "RunStopped",
     "Tier",
+    "accepts_run",
     "is_context_kind",
     "spec_from_attributes",
 ]
@@ -40,9 +80,11 @@ TIERS: tuple[str, ...] = ("alpha", "beta", "stable", "gold", "vip")
 
 #: The context kind of a planner that reads any mapping (and checks it itself).
 ANY_CONTEXT = "any"
-#: Context keys the run protocol reserves for itself (the configuration a bucket run or
-#: `--config` chose): never part of the input a context kind's validator checks.
-RESERVED_CONTEXT_KEYS: tuple[str, ...] = ("planner_config",)
+#: The context key under which a user may name the configuration to plan with (a preset, a
+#: path or TOML text); the runtime hands it to a run-aware planner as `Run.config`.
+CONFIG_CONTEXT_KEY = "planner_config"
+#: Context keys that are never part of the input a context kind's validator checks.
+RESERVED_CONTEXT_KEYS: tuple[str, ...] = (CONFIG_CONTEXT_KEY,)
 
 #: Class attributes that make up a planner's metadata, with their defaults.
 METADATA_ATTRIBUTES: dict[str, Any] = {
@@ -443,6 +485,8 @@ class Planner:
     keywords: ClassVar[tuple[str, ...]] = ()
     stateful: ClassVar[bool] = False
     context_kind: ClassVar[str] = ANY_CONTEXT
+    #: True: `plan` takes the keyword `run` (the run protocol, see the module docstring).
+    accepts_run: ClassVar[bool] = False
 
     def plan(self, objective: str, context: Mapping[str, Any]) -> Plan:
         raise NotImplementedError(f"{type(self).__qualname__} must implement plan()")
@@ -487,3 +531,17 @@ class Planner:
             metrics=dict(metrics or {}),
             warnings=list(warnings),
         )
+
+
+class RunAwarePlanner(Protocol):
+    """The face of a planner that declared `accepts_run = True`."""
+
+    def plan(
+        self, objective: str, context: Mapping[str, Any], *, run: Run | None = None
+    ) -> Plan: ...
+
+
+def accepts_run(planner: object) -> bool:
+    """Whether `planner` (an instance or a class) declared the run protocol, literally."""
+    cls = planner if isinstance(planner, type) else type(planner)
+    return getattr(cls, "accepts_run", False) is True

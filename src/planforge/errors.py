@@ -27,6 +27,7 @@ __all__ = [
     "PlannerNotFound",
     "PlannerQuarantined",
     "PlannerSelectionError",
+    "RunStopped",
     "SandboxError",
     "SandboxImportError",
     "SandboxTimeout",
@@ -283,6 +284,21 @@ class PlanExecutionError(PlannerError):
         )
         self.planner_name = planner_name
         self.cause = cause
+
+
+class RunStopped(PlannerError):
+    """A run's deadline passed or it was cancelled; raised by `Run.check()` inside the planner,
+    so the planner's thread stops at its next check instead of working on unseen."""
+
+    def __init__(self, run_id: str, reason: str) -> None:
+        who = f"Run {run_id}" if run_id else "The run"
+        super().__init__(
+            f"{who} stopped: {reason}. Give the run a larger timeout if it needs more time.",
+            where="run",
+            context={"run_id": run_id, "reason": reason},
+        )
+        self.run_id = run_id
+        self.reason = reason
 
 
 class InvalidContext(PlannerError):

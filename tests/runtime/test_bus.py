@@ -22,7 +22,7 @@ from planforge.runtime.bus import (
     RedisEventBus,
     event_bus_from_settings,
 )
-from planforge.runtime.context import InvalidContextError
+from planforge.runtime.errors import InvalidContextError
 from planforge.runtime.events import AGENT_THINKING, RuntimeEvent
 from planforge.runtime.settings import load_runtime_settings
 

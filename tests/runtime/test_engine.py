@@ -20,11 +20,10 @@ from planforge.factory.core import PlannerFactory
 from planforge.portfolio.planner import HolisticPortfolioPlanner
 from planforge.runtime.bus import InProcessEventBus
 from planforge.runtime.context import UserExecutionContext
-from planforge.runtime.engine import (
+from planforge.runtime.engine import ExecutionEngine, ExecutionEngineFactory
+from planforge.runtime.errors import (
     EngineBusy,
     EngineClosed,
-    ExecutionEngine,
-    ExecutionEngineFactory,
     RunLimitExceeded,
     RunTimeout,
     UserCapacityExceeded,

@@ -160,6 +160,8 @@ def plan(
     as itself. A progress bar follows the evaluation when stdout is a terminal (not with
     --json).
     """
+    from planforge.contract import CONFIG_CONTEXT_KEY  # here: --help stays light
+
     if bucket is not None and config is not None:
         _fail("give either --bucket or --config, not both")
     context_data = _read_context(context) if context is not None else {}
@@ -181,9 +183,9 @@ def plan(
             # Parse up front so a bad file is reported as itself, not as a planner failure.
             load = getattr(instance, "load_config", None)
             if callable(load):
-                context_data["planner_config"] = load(reference)
+                context_data[CONFIG_CONTEXT_KEY] = load(reference)
             else:
-                context_data["planner_config"] = bucket_toml or str(reference)
+                context_data[CONFIG_CONTEXT_KEY] = bucket_toml or str(reference)
         subscribe = getattr(getattr(instance, "events", None), "subscribe", None)
         if not as_json and callable(subscribe):
             progress = _progress_bar() if sys.stdout.isatty() else None
@@ -285,11 +287,12 @@ def abtest(
     Both plans are scored again with A's score function (a configuration's weights change the
     score itself); the higher one wins, equal scores go to the plan with fewer steps.
     """
+    from planforge.contract import CONFIG_CONTEXT_KEY
     from planforge.holistic.abtest import compare
     from planforge.portfolio.planner import HolisticPortfolioPlanner
 
     context_data = _read_context(context)
-    context_data.pop("planner_config", None)  # the two configurations are the point here
+    context_data.pop(CONFIG_CONTEXT_KEY, None)  # the two configurations are the point here
     reference_a, reference_b = _config_reference(config_a), _config_reference(config_b)
     planner = HolisticPortfolioPlanner()
     engine_a, engine_b = planner.engine(reference_a), planner.engine(reference_b)

@@ -4,6 +4,11 @@ vectorised evaluation -> best sequence -> plan.
 Every stage has an explicit bound on its output (`EngineSettings`), every module call goes
 through the guard (timeout, circuit breaker, timing, events), and a module that fails
 contributes nothing while its warning travels into the plan.
+
+Given a `Run` (the run protocol of `planforge.contract`), the engine checks its deadline
+before every module call and every evaluation batch, so a run that timed out stops working
+within one module call or one batch instead of finishing unseen; its module and progress
+events are passed on to the run.
 """
 
 from __future__ import annotations
@@ -16,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from planforge.contract import Plan
+from planforge.contract import Plan, Run
 from planforge.holistic.cache import CalculationCache
 from planforge.holistic.config import HolisticConfig, estimate_sequences
 from planforge.holistic.domain import Domain, Simulation
-from planforge.holistic.events import EventHub
+from planforge.holistic.events import EventHub, to_run
 from planforge.holistic.modules import (
     KINDS,
     Action,
@@ -75,7 +80,14 @@ class DryRunReport:
 class _Stage:
     """What one run accumulates; warnings keep their order and never repeat."""
 
+    run_id: str
+    run: Run | None = None
     warnings: list[str] = field(default_factory=list)
+
+    def check(self) -> None:
+        """Stop here (`RunStopped`) when the run's deadline passed or it was cancelled."""
+        if self.run is not None:
+            self.run.check()
 
     def warn(self, text: str | None) -> None:
         if text and text not in self.warnings:
@@ -132,13 +144,12 @@ class HolisticEngine:
 
     # ------------------------------------------------------------------ stages
 
-    def _opportunities(
-        self, context: Any, digest: str, stage: _Stage, run_id: str
-    ) -> dict[str, list[Action]]:
+    def _opportunities(self, context: Any, digest: str, stage: _Stage) -> dict[str, list[Action]]:
         bound = self.config.planner.max_opportunities_per_category
         by_category: dict[str, list[Action]] = {}
         for key, module, params in self._modules["opportunity_calculators"]:
             assert isinstance(module, OpportunityCalculator)
+            stage.check()
             cached = self.cache.get(key, digest, params)
             if cached is None:
                 found, warning = self.guard.call(
@@ -148,7 +159,7 @@ class HolisticEngine:
                     params,
                     default=[],
                     operation="calculate",
-                    run_id=run_id,
+                    run_id=stage.run_id,
                 )
                 stage.warn(warning)
                 actions = tuple(sorted(found, key=_action_order)[:bound])
@@ -176,7 +187,6 @@ class HolisticEngine:
         by_category: Mapping[str, list[Action]],
         candidates: list[Action],
         stage: _Stage,
-        run_id: str,
     ) -> list[ActionSequence]:
         settings = self.config.planner
         per_module = settings.max_patterns_per_generator
@@ -194,11 +204,13 @@ class HolisticEngine:
                     seen.add(key)
                     sequences.append(sequence)
 
+        run_id = stage.run_id
         self.events.emit(
             "sequence_generation_started", {"candidates": len(candidates)}, run_id=run_id
         )
         for key, module, params in self._modules["pattern_generators"]:
             assert isinstance(module, PatternGenerator)
+            stage.check()
             produced, warning = self.guard.call(
                 key,
                 module.generate,
@@ -207,12 +219,13 @@ class HolisticEngine:
                 params,
                 default=[],
                 operation="generate",
-                run_id=run_id,
+                run_id=stage.run_id,
             )
             stage.warn(warning)
             take(produced, per_module)
         for key, module, params in self._modules["sequence_generators"]:
             assert isinstance(module, SequenceGenerator)
+            stage.check()
             produced, warning = self.guard.call(
                 key,
                 module.generate,
@@ -221,7 +234,7 @@ class HolisticEngine:
                 params,
                 default=[],
                 operation="generate",
-                run_id=run_id,
+                run_id=stage.run_id,
             )
             stage.warn(warning)
             take(produced, limit)
@@ -231,10 +244,11 @@ class HolisticEngine:
         return sequences
 
     def _filter(
-        self, context: Any, sequences: list[ActionSequence], stage: _Stage, run_id: str
+        self, context: Any, sequences: list[ActionSequence], stage: _Stage
     ) -> list[ActionSequence]:
         for key, module, params in self._modules["filters"]:
             assert isinstance(module, Filter)
+            stage.check()
             kept, warning = self.guard.call(
                 key,
                 module.apply,
@@ -243,7 +257,7 @@ class HolisticEngine:
                 params,
                 default=sequences,
                 operation="apply",
-                run_id=run_id,
+                run_id=stage.run_id,
             )
             stage.warn(warning)
             allowed = {_sequence_key(s) for s in sequences}
@@ -272,16 +286,18 @@ class HolisticEngine:
         self,
         context: Any,
         sequences: list[ActionSequence],
-        run_id: str,
+        stage: _Stage,
         progress: Progress | None,
     ) -> tuple[int, float, int]:
         """Index and score of the best feasible sequence (-1 when none), and how many were."""
+        run_id = stage.run_id
         batch = self.config.planner.evaluation_batch_size
         total = len(sequences)
         self.events.emit("evaluation_started", {"sequences": total}, run_id=run_id)
         best_index, best_score, feasible = -1, -np.inf, 0
         done = 0
         for start in range(0, total, batch):
+            stage.check()
             chunk = sequences[start : start + batch]
             with self.perf.measure("evaluation", "evaluate"):
                 result = self.domain.evaluate(context, chunk, self.config.domain)
@@ -294,7 +310,7 @@ class HolisticEngine:
                     self.events.emit(
                         "best_sequence_updated",
                         {"score": score, "steps": len(chunk[local]), "index": best_index},
-                        run_id=run_id,
+                        run_id=stage.run_id,
                     )
             done += len(chunk)
             if progress is not None:
@@ -318,35 +334,49 @@ class HolisticEngine:
         planner_version: str = "1.0.0",
         run_id: str | None = None,
         progress: Progress | None = None,
+        run: Run | None = None,
     ) -> EngineResult:
-        """Plan once; module failures become warnings, never a missing plan."""
+        """Plan once; module failures become warnings, never a missing plan.
+
+        With `run`, its id names the run's events, which are also passed on to it, and its
+        deadline is checked between module calls and evaluation batches (`RunStopped`).
+        """
         started = time.perf_counter()
-        run_id = run_id or uuid.uuid4().hex
-        stage = _Stage()
+        stage = _Stage(run.run_id if run is not None and run.run_id else run_id or uuid.uuid4().hex)
+        if run is None:
+            return self._run(
+                objective, raw_context, stage, started, progress, planner_name, planner_version
+            )
+        stage.run = run
+        stage.check()
+        unroute = self.events.route(stage.run_id, to_run(run))
+        try:
+            return self._run(
+                objective, raw_context, stage, started, progress, planner_name, planner_version
+            )
+        finally:
+            unroute()
+
+    def _run(
+        self,
+        objective: str,
+        raw_context: Any,
+        stage: _Stage,
+        started: float,
+        progress: Progress | None,
+        planner_name: str,
+        planner_version: str,
+    ) -> EngineResult:
         context = self.domain.parse_context(raw_context)
         digest = self.domain.context_digest(context)
-        by_category = self._opportunities(context, digest, stage, run_id)
+        by_category = self._opportunities(context, digest, stage)
         candidates = self._candidates(by_category)
-        generated = self._sequences(context, by_category, candidates, stage, run_id)
-        filtered = self._filter(context, generated, stage, run_id)
+        generated = self._sequences(context, by_category, candidates, stage)
+        filtered = self._filter(context, generated, stage)
         feasible_shape = self._feasible(filtered)
-        best_index, best_score, feasible = self._evaluate(context, feasible_shape, run_id, progress)
-        baseline = self.domain.simulate(context, (), self.config.domain)
-        if best_index >= 0 and best_score > baseline.end_state_score:
-            simulation = self.domain.simulate(
-                context, feasible_shape[best_index], self.config.domain
-            )
-        else:
-            simulation = baseline
-            if not feasible_shape:
-                stage.warn("no candidate sequence survived generation, filters and feasibility")
-            elif best_index < 0:
-                stage.warn("no candidate sequence is feasible (cash, holdings or repeats)")
-            else:
-                stage.warn(
-                    f"no sequence improves the portfolio: the best scored {best_score:.6f}, "
-                    f"the current state scores {baseline.end_state_score:.6f}"
-                )
+        best_index, best_score, feasible = self._evaluate(context, feasible_shape, stage, progress)
+        stage.check()
+        simulation = self._best_simulation(context, feasible_shape, best_index, best_score, stage)
         plan = self.domain.build_plan(
             objective,
             simulation,
@@ -364,11 +394,11 @@ class HolisticEngine:
                 "duration_ms": round(elapsed, 3),
                 "warnings": list(stage.warnings),
             },
-            run_id=run_id,
+            run_id=stage.run_id,
         )
         _log.info(
             "planned",
-            run_id=run_id,
+            run_id=stage.run_id,
             steps=len(plan.steps),
             generated=len(generated),
             evaluated=len(feasible_shape),
@@ -384,6 +414,29 @@ class HolisticEngine:
             warnings=tuple(stage.warnings),
             duration_ms=elapsed,
         )
+
+    def _best_simulation(
+        self,
+        context: Any,
+        feasible_shape: list[ActionSequence],
+        best_index: int,
+        best_score: float,
+        stage: _Stage,
+    ) -> Simulation:
+        """The best sequence's simulation, or the current state's with a warning saying why."""
+        baseline = self.domain.simulate(context, (), self.config.domain)
+        if best_index >= 0 and best_score > baseline.end_state_score:
+            return self.domain.simulate(context, feasible_shape[best_index], self.config.domain)
+        if not feasible_shape:
+            stage.warn("no candidate sequence survived generation, filters and feasibility")
+        elif best_index < 0:
+            stage.warn("no candidate sequence is feasible (cash, holdings or repeats)")
+        else:
+            stage.warn(
+                f"no sequence improves the portfolio: the best scored {best_score:.6f}, "
+                f"the current state scores {baseline.end_state_score:.6f}"
+            )
+        return baseline
 
     def dry_run(self) -> DryRunReport:
         """Everything the configuration enables is loaded and valid; nothing is planned."""

@@ -5,6 +5,11 @@ per-hub monotonically increasing `sequence`, keeps a bounded ring of recent even
 readers, and calls subscribers outside its lock. A subscriber that raises is counted and
 logged; it never breaks emission or the other subscribers.
 
+A run is followed through `route(run_id, callback)`: one dictionary lookup per event finds
+the callbacks waiting for that run, so a hub shared by many concurrent runs never calls
+every run's callback for every event. `to_run(run)` is the callback that passes a run's
+events on to the run protocol's `Run` (`planforge.contract`).
+
 Delivery order: one thread's events reach each subscriber in emission order. When several
 threads emit at once their deliveries may interleave; consumers that need a total order sort
 by `sequence`, which is assigned under the lock.
@@ -20,6 +25,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from planforge.contract import Run
 from planforge.errors import PlannerError
 from planforge.logs import get_logger
 
@@ -40,6 +46,7 @@ __all__ = [
     "EngineEvent",
     "EventHub",
     "Subscriber",
+    "to_run",
 ]
 
 SEQUENCE_GENERATION_STARTED = "sequence_generation_started"
@@ -113,6 +120,7 @@ class EventHub:
         self._clock = clock
         self._lock = threading.Lock()
         self._subscribers: tuple[Subscriber, ...] = ()
+        self._routes: dict[str, tuple[Subscriber, ...]] = {}
         self._recent: deque[EngineEvent] = deque(maxlen=history)
         self._sequence = 0
         self._subscriber_errors = 0
@@ -142,6 +150,26 @@ class EventHub:
 
         return unsubscribe
 
+    def route(self, run_id: str, callback: Subscriber) -> Callable[[], None]:
+        """Call `callback` with every event of `run_id` until the returned handle is called."""
+        with self._lock:
+            self._routes[run_id] = (*self._routes.get(run_id, ()), callback)
+        removed = False
+
+        def unroute() -> None:
+            nonlocal removed
+            with self._lock:
+                if removed:
+                    return
+                removed = True
+                left = tuple(cb for cb in self._routes.get(run_id, ()) if cb is not callback)
+                if left:
+                    self._routes[run_id] = left
+                else:
+                    self._routes.pop(run_id, None)
+
+        return unroute
+
     def emit(
         self, type: str, payload: Mapping[str, Any] | None = None, *, run_id: str = ""
     ) -> EngineEvent:
@@ -156,6 +184,9 @@ class EventHub:
             event = EngineEvent(type, run_id, self._sequence, self._clock(), frozen)
             self._recent.append(event)
             subscribers = self._subscribers
+            routed = self._routes.get(run_id) if self._routes else None
+        if routed:
+            subscribers = (*subscribers, *routed)
         for subscriber in subscribers:
             try:
                 subscriber(event)
@@ -196,3 +227,17 @@ class EventHub:
     def last_sequence(self) -> int:
         with self._lock:
             return self._sequence
+
+
+def to_run(run: Run) -> Subscriber:
+    """A subscriber that passes the engine's module and progress events on to `run`."""
+
+    def forward(event: EngineEvent) -> None:
+        payload = event.payload
+        if event.type == EVALUATION_PROGRESS:
+            done, total = int(payload.get("done", 0)), int(payload.get("total", 0))
+            run.progress(done, total, f"evaluated {done} of {total} candidate sequences")
+        else:  # module_started / _completed / _failed share the protocol's names and keys
+            run.emit(event.type, payload)
+
+    return forward

@@ -1,9 +1,12 @@
 """The holistic portfolio planner, registered through planforge's own `planforge.planners`
 entry point and found by the factory like any third-party plugin.
 
-A context may name the configuration to plan with under the reserved key `planner_config`:
-a preset name (`default`, `conservative`, `aggressive`), a path to a TOML file, TOML text or
-a parsed `HolisticConfig`. Without it the `default` preset is used.
+The configuration to plan with is, first found: `run(config=...)`; the run protocol's
+`Run.config` (a bucket's configuration, or the one a user named through the runtime); the
+context's `planner_config` key (`contract.CONFIG_CONTEXT_KEY`, for direct calls); else the
+`default` preset. Each may be a preset name (`default`, `conservative`, `aggressive`), a path
+to a TOML file, TOML text or a parsed `HolisticConfig`. Presets and TOML text are parsed once
+per distinct text; a path is read again every time (the file may change).
 """
 
 from __future__ import annotations
@@ -16,15 +19,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from planforge.contract import Plan, Planner
-from planforge.holistic.config import (
-    ConfigError,
-    HolisticConfig,
-    config_digest,
-    load_config,
-    parse_config,
-)
+from planforge.contract import CONFIG_CONTEXT_KEY, Plan, Planner, Run
+from planforge.holistic.config import HolisticConfig, config_digest, load_config, parse_config
 from planforge.holistic.engine import EngineResult, HolisticEngine, Progress
+from planforge.holistic.errors import ConfigError
 from planforge.holistic.events import EventHub
 from planforge.holistic.registry import ModuleRegistry, default_registry
 from planforge.portfolio.context import ContextError
@@ -34,6 +32,7 @@ __all__ = ["PRESETS", "HolisticPortfolioPlanner", "preset_text"]
 
 PRESETS: tuple[str, ...] = ("aggressive", "conservative", "default")
 _ENGINE_CACHE_SIZE = 16
+_PARSED_CACHE_SIZE = 16
 _BARE_WORD = re.compile(r"^\s*[A-Za-z0-9_.-]+\s*$")
 
 
@@ -62,6 +61,7 @@ class HolisticPortfolioPlanner(Planner):
     keywords = ("rebalance", "portfolio", "allocation", "trades", "holdings", "invest")
     stateful = False
     context_kind = "portfolio"
+    accepts_run = True
 
     def __init__(
         self,
@@ -75,6 +75,7 @@ class HolisticPortfolioPlanner(Planner):
         self.domain = PortfolioDomain()
         self._default = config
         self._engines: OrderedDict[str, HolisticEngine] = OrderedDict()
+        self._parsed: OrderedDict[str, HolisticConfig] = OrderedDict()  # by preset or text
         self._lock = threading.Lock()
 
     def load_config(self, reference: HolisticConfig | str | Path | None) -> HolisticConfig:
@@ -104,14 +105,31 @@ class HolisticPortfolioPlanner(Planner):
                 "(or give a path to a .toml file)",
                 source="planner_config",
             )
+        return self._parsed_text(reference)
+
+    def _parsed_text(self, reference: str) -> HolisticConfig:
+        """A preset or TOML text, parsed once per distinct text (a bucket's runs share it)."""
+        with self._lock:
+            known = self._parsed.get(reference)
+            if known is not None:
+                self._parsed.move_to_end(reference)
+                return known
         if reference in PRESETS:
-            return parse_config(
+            parsed = parse_config(
                 preset_text(reference),
                 registry=self.registry,
                 domain_settings=PortfolioSettings,
                 source=f"preset {reference}",
             )
-        return parse_config(reference, registry=self.registry, domain_settings=PortfolioSettings)
+        else:
+            parsed = parse_config(
+                reference, registry=self.registry, domain_settings=PortfolioSettings
+            )
+        with self._lock:
+            self._parsed[reference] = parsed
+            while len(self._parsed) > _PARSED_CACHE_SIZE:
+                self._parsed.popitem(last=False)
+        return parsed
 
     def engine(self, reference: HolisticConfig | str | Path | None = None) -> HolisticEngine:
         """The engine for a configuration, reused while its content is unchanged."""
@@ -138,17 +156,16 @@ class HolisticPortfolioPlanner(Planner):
         config: HolisticConfig | str | Path | None = None,
         progress: Progress | None = None,
         run_id: str | None = None,
+        run: Run | None = None,
     ) -> EngineResult:
-        """Plan with full detail (simulation, counts, warnings)."""
+        """Plan with full detail (simulation, counts, warnings); `run` as in `plan`."""
         raw = dict(context)
-        named = raw.pop("planner_config", None)  # reserved: never part of the portfolio itself
-        if named is not None and not isinstance(named, HolisticConfig | str | Path):
-            raise ContextError(
-                "planner_config",
-                "must be a preset name (" + ", ".join(PRESETS) + "), a path to a TOML file or "
-                f"TOML text, got {type(named).__name__}",
-            )
-        reference = named if config is None else config  # an explicit config wins
+        named = _reference(raw.pop(CONFIG_CONTEXT_KEY, None))  # never part of the portfolio
+        reference = config
+        if reference is None and run is not None:
+            reference = _reference(run.config)  # a bucket's, or the one a user named
+        if reference is None:
+            reference = named
         engine = self.engine(reference)
         return engine.run(
             objective,
@@ -157,12 +174,26 @@ class HolisticPortfolioPlanner(Planner):
             planner_version=self.version,
             progress=progress,
             run_id=run_id,
+            run=run,
         )
 
-    def plan(self, objective: str, context: Mapping[str, Any]) -> Plan:
-        return self.run(objective, context).plan
+    def plan(self, objective: str, context: Mapping[str, Any], *, run: Run | None = None) -> Plan:
+        """The run protocol: `run.config` chooses the configuration, the run's deadline is
+        checked between stages, and module and progress events reach the run."""
+        return self.run(objective, context, run=run).plan
 
     def self_test(self) -> None:
         """The shipped presets parse and every module they enable loads."""
         for name in PRESETS:
             self.engine(name)
+
+
+def _reference(chosen: object) -> HolisticConfig | str | Path | None:
+    """A configuration a request chose; a user names it, so a wrong type is the caller's."""
+    if chosen is None or isinstance(chosen, HolisticConfig | str | Path):
+        return chosen
+    raise ContextError(
+        CONFIG_CONTEXT_KEY,
+        "must be a preset name (" + ", ".join(PRESETS) + "), a path to a TOML file or "
+        f"TOML text, got {type(chosen).__name__}",
+    )

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS: dict[str, str] = {
     "RuntimeSettings": "planforge.runtime.settings",
     "load_runtime_settings": "planforge.runtime.settings",
-    "InvalidContextError": "planforge.runtime.context",
+    "InvalidContextError": "planforge.runtime.errors",
     "UserExecutionContext": "planforge.runtime.context",
     "new_run_id": "planforge.runtime.context",
     "AGENT_COMPLETED": "planforge.runtime.events",
@@ -22,21 +22,21 @@ _EXPORTS: dict[str, str] = {
     "TOOL_COMPLETED": "planforge.runtime.events",
     "TOOL_EXECUTING": "planforge.runtime.events",
     "EVENT_TYPES": "planforge.runtime.events",
-    "InvalidEventError": "planforge.runtime.events",
+    "InvalidEventError": "planforge.runtime.errors",
     "RuntimeEvent": "planforge.runtime.events",
     "EventBus": "planforge.runtime.bus",
-    "EventBusError": "planforge.runtime.bus",
+    "EventBusError": "planforge.runtime.errors",
     "InProcessEventBus": "planforge.runtime.bus",
     "RedisEventBus": "planforge.runtime.bus",
     "event_bus_from_settings": "planforge.runtime.bus",
     "UserEventEmitter": "planforge.runtime.emitter",
     "ExecutionEngine": "planforge.runtime.engine",
     "ExecutionEngineFactory": "planforge.runtime.engine",
-    "RunLimitExceeded": "planforge.runtime.engine",
-    "RunTimeout": "planforge.runtime.engine",
-    "EngineBusy": "planforge.runtime.engine",
-    "EngineClosed": "planforge.runtime.engine",
-    "UserCapacityExceeded": "planforge.runtime.engine",
+    "RunLimitExceeded": "planforge.runtime.errors",
+    "RunTimeout": "planforge.runtime.errors",
+    "EngineBusy": "planforge.runtime.errors",
+    "EngineClosed": "planforge.runtime.errors",
+    "UserCapacityExceeded": "planforge.runtime.errors",
 }
 
 __all__ = [
@@ -86,18 +86,19 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from planforge.runtime.bus import (
         EventBus,
-        EventBusError,
         InProcessEventBus,
         RedisEventBus,
         event_bus_from_settings,
     )
-    from planforge.runtime.context import InvalidContextError, UserExecutionContext, new_run_id
+    from planforge.runtime.context import UserExecutionContext, new_run_id
     from planforge.runtime.emitter import UserEventEmitter
-    from planforge.runtime.engine import (
+    from planforge.runtime.engine import ExecutionEngine, ExecutionEngineFactory
+    from planforge.runtime.errors import (
         EngineBusy,
         EngineClosed,
-        ExecutionEngine,
-        ExecutionEngineFactory,
+        EventBusError,
+        InvalidContextError,
+        InvalidEventError,
         RunLimitExceeded,
         RunTimeout,
         UserCapacityExceeded,
@@ -110,7 +111,6 @@ if TYPE_CHECKING:
         EVENT_TYPES,
         TOOL_COMPLETED,
         TOOL_EXECUTING,
-        InvalidEventError,
         RuntimeEvent,
     )
     from planforge.runtime.settings import RuntimeSettings, load_runtime_settings

@@ -19,17 +19,16 @@ from collections.abc import Callable, Iterable
 from itertools import islice
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from planforge.errors import PlannerError
 from planforge.logs import get_logger
 from planforge.runtime.context import check_id, new_run_id
-from planforge.runtime.events import InvalidEventError, RuntimeEvent
+from planforge.runtime.errors import EventBusError, InvalidEventError
+from planforge.runtime.events import RuntimeEvent
 
 if TYPE_CHECKING:
     from planforge.runtime.settings import RuntimeSettings
 
 __all__ = [
     "EventBus",
-    "EventBusError",
     "EventCallback",
     "InProcessEventBus",
     "RedisEventBus",
@@ -41,13 +40,6 @@ Unsubscribe = Callable[[], None]
 
 _log = get_logger("runtime.bus")
 _FAILURE_LOG_EVERY = 1000
-
-
-class EventBusError(PlannerError):
-    """The bus cannot do what was asked (closed, Redis unreachable, too many subscribers)."""
-
-    def __init__(self, message: str, **context: object) -> None:
-        super().__init__(message, where="event_bus", context=context)
 
 
 @runtime_checkable

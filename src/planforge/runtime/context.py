@@ -17,14 +17,13 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from planforge.errors import PlannerError, shown_value
 from planforge.ids import ID_PATTERN, MAX_ID_LENGTH, id_problem
+from planforge.runtime.errors import InvalidContextError
 
 __all__ = [
     "ID_PATTERN",
     "MAX_CONTEXT_DEPTH",
     "MAX_ID_LENGTH",
-    "InvalidContextError",
     "UserExecutionContext",
     "check_id",
     "new_run_id",
@@ -35,21 +34,6 @@ MAX_CONTEXT_DEPTH = 64
 RUN_ID_LENGTH = 32
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
-
-
-class InvalidContextError(PlannerError):
-    """A context field (an id, the metadata, the nesting depth) is malformed."""
-
-    def __init__(self, field_name: str, value: object, problem: str) -> None:
-        shown = shown_value(value)
-        super().__init__(
-            f"Invalid execution context: {field_name}={shown} {problem}.",
-            where="context",
-            context={"field": field_name},
-        )
-        self.field = field_name
-        self.value = value
-        self.problem = problem
 
 
 def check_id(field_name: str, value: object) -> str:

@@ -24,513 +24,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
-import itertools
 import threading
 import time
-import weakref
 import zlib
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
-from planforge.contract import Plan, Planner
-from planforge.errors import InvalidContext, PlanExecutionError, PlannerError
+from planforge.contract import CONFIG_CONTEXT_KEY, Plan, Planner, Run, RunAwarePlanner, accepts_run
+from planforge.errors import InvalidContext, PlanExecutionError, PlannerError, RunStopped
 from planforge.factory.core import PlannerFactory
-from planforge.holistic.events import (
-    EVALUATION_PROGRESS,
-    MODULE_COMPLETED,
-    MODULE_FAILED,
-    MODULE_STARTED,
-    EngineEvent,
-    EventHub,
-)
 from planforge.logs import get_logger
+from planforge.runtime._engine import ExecutionEngine, PlanRequest
+from planforge.runtime._reporter import RunReporter
 from planforge.runtime.bus import EventBus
 from planforge.runtime.context import UserExecutionContext
 from planforge.runtime.emitter import UserEventEmitter
+from planforge.runtime.errors import RunLimitExceeded, UserCapacityExceeded
 from planforge.runtime.metrics import RuntimeMetrics
 from planforge.runtime.settings import RuntimeSettings, load_runtime_settings
 
-__all__ = [
-    "BUCKET_PLANNER",
-    "EngineBusy",
-    "EngineClosed",
-    "ExecutionEngine",
-    "ExecutionEngineFactory",
-    "RunLimitExceeded",
-    "RunTimeout",
-    "UserCapacityExceeded",
-]
+__all__ = ["BUCKET_PLANNER", "ExecutionEngine", "ExecutionEngineFactory"]
 
 #: The planner a bucket's configuration is run with unless `planner=` names another.
 BUCKET_PLANNER = "holistic"
 _SHARDS = 64  # a power of two: the shard is crc32(user) & (_SHARDS - 1)
-_SIGNATURE_CACHE = 256
 _ERROR_TEXT_LIMIT = 500
 _log = get_logger("runtime.engine")
-_engine_ids = itertools.count(1)  # next() on a count is atomic under the GIL
-
-
-class RunLimitExceeded(PlannerError):
-    """A user already holds as many live engines as PLANFORGE_MAX_RUNS_PER_USER allows."""
-
-    def __init__(self, user_id: str, limit: int) -> None:
-        super().__init__(
-            f"User {user_id!r} already has {limit} live execution engine(s), the limit "
-            f"(PLANFORGE_MAX_RUNS_PER_USER={limit}). Wait for a run to finish or clean an "
-            "engine up before starting another.",
-            where="runtime",
-            context={"user_id": user_id, "limit": limit},
-        )
-        self.user_id = user_id
-        self.limit = limit
-
-
-class UserCapacityExceeded(PlannerError):
-    """As many distinct users hold engines as PLANFORGE_MAX_USERS allows."""
-
-    def __init__(self, user_id: str, limit: int) -> None:
-        super().__init__(
-            f"Cannot start an engine for user {user_id!r}: {limit} users already have live "
-            f"engines (PLANFORGE_MAX_USERS={limit}). Retry when runs finish, or raise "
-            "PLANFORGE_MAX_USERS.",
-            where="runtime",
-            context={"user_id": user_id, "limit": limit},
-        )
-        self.user_id = user_id
-        self.limit = limit
-
-
-class RunTimeout(PlannerError):
-    """A run did not finish within its timeout; its thread is abandoned, not killed."""
-
-    def __init__(self, run_id: str, planner_name: str | None, timeout_s: float) -> None:
-        who = f"planner {planner_name!r}" if planner_name else "planner selection"
-        super().__init__(
-            f"Run {run_id} timed out: {who} did not finish within {timeout_s:g} s. "
-            "Pass a larger timeout_s or raise PLANFORGE_RUN_TIMEOUT_S.",
-            where="runtime",
-            context={"run_id": run_id, "planner_name": planner_name, "timeout_s": timeout_s},
-        )
-        self.run_id = run_id
-        self.planner_name = planner_name
-        self.timeout_s = timeout_s
-
-
-class EngineClosed(PlannerError):
-    """The engine was cleaned up (explicitly, by its scope or by the reaper)."""
-
-    def __init__(self, run_id: str) -> None:
-        super().__init__(
-            f"The execution engine of run {run_id} is cleaned up and cannot run again. "
-            "Create a new one with ExecutionEngineFactory.create_for_user().",
-            where="runtime",
-            context={"run_id": run_id},
-        )
-        self.run_id = run_id
-
-
-class EngineBusy(PlannerError):
-    """An engine runs one plan at a time: its events carry a single run id."""
-
-    def __init__(self, run_id: str) -> None:
-        super().__init__(
-            f"The execution engine of run {run_id} is already running a plan (or a timed-out "
-            "run's thread has not returned yet). Use one engine per concurrent run "
-            "(create_for_user(context.child())).",
-            where="runtime",
-            context={"run_id": run_id},
-        )
-        self.run_id = run_id
-
-
-# ---------------------------------------------------------------------- holistic bridge
-
-_accepts_run_id_cache: dict[type[Any], bool] = {}
-_accepts_run_id_lock = threading.Lock()
-
-
-def _accepts_run_id(cls: type[Any]) -> bool:
-    """Whether `cls.run(objective, context, *, run_id=...)` exists (the holistic planner's)."""
-    known = _accepts_run_id_cache.get(cls)
-    if known is not None:
-        return known
-    run = getattr(cls, "run", None)
-    accepts = False
-    if callable(run):
-        try:
-            parameters = inspect.signature(run).parameters
-        except (TypeError, ValueError):
-            parameters = {}  # type: ignore[assignment]
-        accepts = "run_id" in parameters
-    with _accepts_run_id_lock:
-        if len(_accepts_run_id_cache) >= _SIGNATURE_CACHE:
-            _accepts_run_id_cache.clear()
-        _accepts_run_id_cache[cls] = accepts
-    return accepts
-
-
-def _bridgeable_hub(instance: Planner) -> EventHub | None:
-    hub = getattr(instance, "events", None)
-    if isinstance(hub, EventHub) and _accepts_run_id(type(instance)):
-        return hub
-    return None
-
-
-class _HubRouter:
-    """One subscription per hub, dispatching each event to the runs waiting for its run id.
-
-    With one subscriber per run, a shared planner running for 200 users would call 200
-    callbacks per event; routing by run id keeps it at one dictionary lookup.
-    """
-
-    __slots__ = ("__weakref__", "_lock", "_routes")
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._routes: dict[str, tuple[Callable[[EngineEvent], None], ...]] = {}
-
-    def add(self, run_id: str, callback: Callable[[EngineEvent], None]) -> None:
-        with self._lock:
-            self._routes[run_id] = (*self._routes.get(run_id, ()), callback)
-
-    def remove(self, run_id: str, callback: Callable[[EngineEvent], None]) -> None:
-        with self._lock:
-            remaining = tuple(cb for cb in self._routes.get(run_id, ()) if cb is not callback)
-            if remaining:
-                self._routes[run_id] = remaining
-            else:
-                self._routes.pop(run_id, None)
-
-    def dispatch(self, event: EngineEvent) -> None:
-        for callback in self._routes.get(event.run_id, ()):
-            callback(event)
-
-    def __len__(self) -> int:
-        return len(self._routes)
-
-
-class _RunReporter:
-    """Turns one run's progress into the user's events; silent once the run has ended.
-
-    The terminal event (completed or error) is sent under the same lock that closes the
-    reporter, so an abandoned planner thread that reports late can never send an event
-    after it. Bridged holistic events are translated here.
-    """
-
-    __slots__ = (
-        "_abandoned",
-        "_emitter",
-        "_lock",
-        "_open",
-        "_step",
-        "_thread_done",
-        "late_events",
-        "plan_duration_s",
-        "planner_name",
-        "planning_started",
-    )
-
-    def __init__(self, emitter: UserEventEmitter) -> None:
-        self._emitter = emitter
-        self._lock = threading.Lock()
-        self._open = True
-        self._step = 0
-        self._abandoned = False
-        self._thread_done = False
-        self.late_events = 0
-        self.planner_name: str | None = None
-        self.planning_started: float | None = None  # perf_counter when plan() was called
-        self.plan_duration_s: float | None = None
-
-    def abandon(self) -> bool:
-        """The run timed out: True if its thread is still working (it will say when done)."""
-        with self._lock:
-            self._abandoned = True
-            return not self._thread_done
-
-    def thread_done(self) -> bool:
-        """The planning thread ended: True if the run was abandoned before that."""
-        with self._lock:
-            self._thread_done = True
-            return self._abandoned
-
-    def started(self, name: str, details: dict[str, Any]) -> None:
-        with self._lock:
-            if self._open:
-                self._emitter.agent_started(name, details)
-            else:
-                self.late_events += 1
-
-    def thinking(self, reasoning: str, progress: float) -> None:
-        with self._lock:
-            if not self._open:
-                self.late_events += 1
-                return
-            self._step += 1
-            self._emitter.agent_thinking(
-                self.planner_name or "planforge", reasoning, self._step, progress
-            )
-
-    def on_engine_event(self, event: EngineEvent) -> None:
-        """Holistic engine event -> user event (called on the planning thread)."""
-        payload = event.payload
-        kind = event.type
-        with self._lock:
-            if not self._open:
-                self.late_events += 1
-                return
-            if kind == MODULE_STARTED:
-                self._emitter.tool_executing(
-                    str(payload.get("module", "")),
-                    {"operation": payload.get("operation")},
-                )
-            elif kind == MODULE_COMPLETED:
-                self._emitter.tool_completed(
-                    str(payload.get("module", "")),
-                    {
-                        "ok": True,
-                        "operation": payload.get("operation"),
-                        "slow": bool(payload.get("slow", False)),
-                    },
-                    float(payload.get("duration_ms", 0.0)),
-                )
-            elif kind == MODULE_FAILED:
-                self._emitter.tool_completed(
-                    str(payload.get("module", "")),
-                    {
-                        "ok": False,
-                        "operation": payload.get("operation"),
-                        "error": payload.get("error"),
-                        "error_type": payload.get("error_type"),
-                    },
-                    float(payload.get("duration_ms", 0.0)),
-                )
-            elif kind == EVALUATION_PROGRESS:
-                total = int(payload.get("total", 0))
-                done = int(payload.get("done", 0))
-                progress = round(100.0 * done / total, 2) if total else 100.0
-                self._step += 1
-                self._emitter.agent_thinking(
-                    self.planner_name or "planforge",
-                    f"evaluated {done} of {total} candidate sequences",
-                    self._step,
-                    progress,
-                )
-
-    def completed(self, result: dict[str, Any], elapsed_ms: float) -> None:
-        with self._lock:
-            self._open = False
-            self._emitter.agent_completed(self.planner_name or "planforge", result, elapsed_ms)
-
-    def failed(self, agent_name: str, error: BaseException | str, elapsed_ms: float) -> None:
-        with self._lock:
-            self._open = False
-            self._emitter.agent_error(agent_name, error, elapsed_ms)
-
-
-def _plan_summary(plan: Plan, planner_name: str) -> dict[str, Any]:
-    improvement = plan.metrics.get("improvement")
-    return {
-        "plan_id": plan.plan_id,
-        "planner": planner_name,
-        "steps": len(plan.steps),
-        "score": plan.score,
-        "improvement": improvement,
-        "warnings": len(plan.warnings),
-    }
-
-
-# ---------------------------------------------------------------------- engine
-
-
-class ExecutionEngine:
-    """Runs plans for one user execution context and reports them to that user only.
-
-    Made by `ExecutionEngineFactory.create_for_user`; one run at a time (every event of a run
-    carries the context's run id). Several runs in sequence share the run id and continue its
-    sequence numbers.
-    """
-
-    __slots__ = (
-        "_closed",
-        "_owner",
-        "_running",
-        "context",
-        "created_at",
-        "emitter",
-        "engine_id",
-        "last_active",
-    )
-
-    def __init__(
-        self,
-        owner: ExecutionEngineFactory,
-        context: UserExecutionContext,
-        emitter: UserEventEmitter,
-        now: float,
-    ) -> None:
-        self._owner = owner
-        self.context = context
-        self.emitter = emitter
-        self.engine_id = next(_engine_ids)
-        self.created_at = now  # the owner's clock (monotonic seconds)
-        self.last_active = now
-        self._running = False
-        self._closed = False
-
-    @property
-    def user_id(self) -> str:
-        return self.context.user_id
-
-    @property
-    def run_id(self) -> str:
-        return self.context.run_id
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    @property
-    def running(self) -> bool:
-        return self._running
-
-    def __repr__(self) -> str:
-        state = "closed" if self._closed else "running" if self._running else "idle"
-        return (
-            f"ExecutionEngine(id={self.engine_id}, user={self.context.user_id!r}, "
-            f"run={self.context.run_id!r}, {state})"
-        )
-
-    async def run(
-        self,
-        objective: str,
-        context: Mapping[str, Any] | None = None,
-        *,
-        planner: str | None = None,
-        bucket: str | None = None,
-        timeout_s: float | None = None,
-        context_kind: str | None = None,
-        admitted: bool = False,
-    ) -> Plan:
-        """Plan `objective`: by factory selection, with `planner`, or with `bucket`'s active
-        configuration (run by `planner`, default the holistic planner).
-
-        `admitted=True` says the caller already ran `admit_context` on this very context and
-        passes the kind it decided as `context_kind` (the service admits before it answers
-        202): the context is then not validated a second time.
-
-        The context is admitted first (`ExecutionEngineFactory.admit_context`): a bad one
-        raises `InvalidContext` before any planner is admitted. Raises `RunTimeout`,
-        `PlanExecutionError` (the planner failed; recorded in the factory's reliability),
-        `InvalidContext` (the caller's input; never recorded against the planner), or the
-        selection error; each also ends the run's events with `agent_error`.
-        """
-        if self._closed:
-            raise EngineClosed(self.context.run_id)
-        if self._running:
-            raise EngineBusy(self.context.run_id)
-        owner = self._owner
-        timeout = owner.settings.run_timeout_s if timeout_s is None else timeout_s
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-            raise PlannerError(
-                f"timeout_s must be a positive number of seconds, got {timeout_s!r}.",
-                where="runtime",
-            )
-        if not isinstance(objective, str) or not objective.strip():
-            raise PlannerError(
-                "An objective must be a non-empty string saying what to plan.", where="runtime"
-            )
-        self._running = True
-        self.last_active = owner.clock()
-        owner.metrics_store.run_started()
-        reporter = _RunReporter(self.emitter)
-        release = True  # False while a timed-out run's thread is still working
-        started = time.perf_counter()
-        try:
-            plan = await asyncio.wait_for(
-                asyncio.to_thread(
-                    self._work,
-                    reporter,
-                    objective,
-                    context,
-                    planner,
-                    bucket,
-                    (context_kind, admitted),
-                ),
-                timeout,
-            )
-        except TimeoutError:
-            release = not reporter.abandon()
-            elapsed = time.perf_counter() - started
-            error = RunTimeout(self.context.run_id, reporter.planner_name, float(timeout))
-            if reporter.planner_name is not None and reporter.planning_started is not None:
-                owner.record_outcome(
-                    reporter.planner_name,
-                    time.perf_counter() - reporter.planning_started,
-                    ok=False,
-                    error=f"timed out after {timeout:g} s",
-                )
-            reporter.failed(reporter.planner_name or planner or "planforge", error, elapsed * 1e3)
-            owner.metrics_store.run_finished(elapsed * 1e3, outcome="timeout")
-            raise error from None
-        except asyncio.CancelledError:
-            elapsed = time.perf_counter() - started
-            reporter.failed(
-                reporter.planner_name or planner or "planforge",
-                f"run {self.context.run_id} was cancelled",
-                elapsed * 1e3,
-            )
-            owner.metrics_store.run_finished(elapsed * 1e3, outcome="failed")
-            raise
-        except Exception as exc:
-            elapsed = time.perf_counter() - started
-            if (
-                isinstance(exc, PlanExecutionError)
-                and reporter.planner_name is not None
-                and reporter.plan_duration_s is not None
-            ):
-                owner.record_outcome(
-                    reporter.planner_name, reporter.plan_duration_s, ok=False, error=exc.cause
-                )
-            reporter.failed(reporter.planner_name or planner or "planforge", exc, elapsed * 1e3)
-            owner.metrics_store.run_finished(elapsed * 1e3, outcome="failed")
-            raise
-        finally:
-            if release:
-                self._running = False
-            self.last_active = owner.clock()
-        elapsed = time.perf_counter() - started
-        name = reporter.planner_name or plan.planner.name
-        owner.record_outcome(name, reporter.plan_duration_s or 0.0, ok=True)
-        reporter.completed(_plan_summary(plan, name), elapsed * 1e3)
-        owner.metrics_store.run_finished(elapsed * 1e3, outcome="ok")
-        return plan
-
-    def _work(
-        self,
-        reporter: _RunReporter,
-        objective: str,
-        context: Mapping[str, Any] | None,
-        planner: str | None,
-        bucket: str | None,
-        kind: tuple[str | None, bool],
-    ) -> Plan:
-        """The planning thread. After a timeout the engine stays busy until this returns,
-        so a new run can never share the run id with a thread still reporting on it."""
-        try:
-            return self._owner._execute(self, reporter, objective, context, planner, bucket, kind)
-        finally:
-            if reporter.thread_done():
-                self._running = False
-                self.last_active = self._owner.clock()
-
-    def _close(self) -> None:
-        self._closed = True
-
-
-# ---------------------------------------------------------------------- factory
 
 
 class _Shard:
@@ -572,8 +92,6 @@ class ExecutionEngineFactory:
         self._users_lock = threading.Lock()
         self._stateful: OrderedDict[tuple[str, str], Planner] = OrderedDict()
         self._stateful_lock = threading.Lock()
-        self._routers: weakref.WeakKeyDictionary[EventHub, _HubRouter] = weakref.WeakKeyDictionary()
-        self._routers_lock = threading.Lock()
         self._bucket_cache: Any | None = None
         self._bucket_lock = threading.Lock()
         self._reaper: asyncio.Task[None] | None = None
@@ -824,61 +342,30 @@ class ExecutionEngineFactory:
             cache = self._bucket_cache
         return cache.get_config(bucket)
 
-    def _router(self, hub: EventHub) -> _HubRouter:
-        with self._routers_lock:
-            router = self._routers.get(hub)
-            if router is None:
-                router = _HubRouter()
-                hub.subscribe(router.dispatch)
-                self._routers[hub] = router
-            return router
-
     def _execute(
-        self,
-        engine: ExecutionEngine,
-        reporter: _RunReporter,
-        objective: str,
-        context: Mapping[str, Any] | None,
-        planner: str | None,
-        bucket: str | None,
-        requested_kind: tuple[str | None, bool],
+        self, engine: ExecutionEngine, reporter: RunReporter, run: Run, request: PlanRequest
     ) -> Plan:
         """Resolve the planner and plan; runs on a worker thread, reports through `reporter`."""
         user = engine.context
-        planning_context = dict(context or {})
-        context_kind, admitted = requested_kind
+        planning_context = dict(request.context or {})
         kind = (
-            context_kind
-            if admitted
+            request.context_kind
+            if request.admitted
             else self.admit_context(
-                objective,
+                request.objective,
                 planning_context,
-                planner=planner,
-                bucket=bucket,
-                context_kind=context_kind,
+                planner=request.planner,
+                bucket=request.bucket,
+                context_kind=request.context_kind,
             )
         )
         details: dict[str, Any] = {
-            "objective": objective,
+            "objective": request.objective,
             "run_id": user.run_id,
             "thread_id": user.thread_id,
             "request_id": user.request_id,
         }
-        if bucket is not None:
-            config = self._bucket_config(bucket)
-            name = planner or BUCKET_PLANNER
-            planning_context["planner_config"] = config.toml  # the bucket decides
-            details.update(
-                selected_by="bucket",
-                bucket=bucket,
-                config={"id": config.id, "name": config.name, "version": config.version},
-            )
-        elif planner is not None:
-            name = planner
-            details["selected_by"] = "planner"
-        else:
-            name = self.factory.select_best_planner_name(objective, context_kind=kind)
-            details["selected_by"] = "objective"
+        name = self._choose(request, kind, run, details)
         details["context_kind"] = kind
         self.factory.admit(name)  # the planner's circuit breaker may refuse this run
         try:
@@ -891,23 +378,54 @@ class ExecutionEngineFactory:
         reporter.planner_name = name
         reporter.started(name, details)
         reporter.thinking(f"planning with {name} (chosen by {details['selected_by']})", 0.0)
-        hub = _bridgeable_hub(instance)
-        router = self._router(hub) if hub is not None else None
-        bridge = reporter.on_engine_event  # one bound method: remove() matches it by identity
-        if router is not None:
-            router.add(user.run_id, bridge)
+        return self._plan(instance, name, reporter, run, request.objective, planning_context)
+
+    def _choose(
+        self, request: PlanRequest, kind: str | None, run: Run, details: dict[str, Any]
+    ) -> str:
+        """The planner's name; a bucket's configuration goes into the run (the bucket decides)."""
+        if request.bucket is not None:
+            config = self._bucket_config(request.bucket)
+            run.config = config.toml
+            details.update(
+                selected_by="bucket",
+                bucket=request.bucket,
+                config={"id": config.id, "name": config.name, "version": config.version},
+            )
+            return request.planner or BUCKET_PLANNER
+        if request.planner is not None:
+            details["selected_by"] = "planner"
+            return request.planner
+        details["selected_by"] = "objective"
+        return self.factory.select_best_planner_name(request.objective, context_kind=kind)
+
+    def _plan(
+        self,
+        instance: Planner,
+        name: str,
+        reporter: RunReporter,
+        run: Run,
+        objective: str,
+        planning_context: dict[str, Any],
+    ) -> Plan:
+        """Call the planner (with the run when it declared the run protocol) and time it."""
+        run_aware = accepts_run(instance)
+        if run_aware:
+            chosen = planning_context.pop(CONFIG_CONTEXT_KEY, None)  # the user's choice
+            if run.config is None:
+                run.config = chosen
         started = time.perf_counter()
         reporter.planning_started = started
         try:
-            if router is not None:
-                result: Any = instance.run(  # type: ignore[attr-defined]
-                    objective, planning_context, run_id=user.run_id
-                )
-                plan = getattr(result, "plan", result)
+            if run_aware:
+                plan = cast(RunAwarePlanner, instance).plan(objective, planning_context, run=run)
             else:
                 plan = instance.plan(objective, planning_context)
             if not isinstance(plan, Plan):
                 raise TypeError(f"plan() returned {type(plan).__name__}, not a Plan")
+        except RunStopped:  # the run timed out: the caller reports it as a timeout
+            reporter.plan_duration_s = time.perf_counter() - started
+            raise
         except InvalidContext as exc:  # the caller's input: neither a failure nor a success
             reporter.plan_duration_s = time.perf_counter() - started
             try:
@@ -918,9 +436,6 @@ class ExecutionEngineFactory:
         except Exception as exc:
             reporter.plan_duration_s = time.perf_counter() - started
             raise PlanExecutionError(name, f"{type(exc).__name__}: {exc}") from exc
-        finally:
-            if router is not None:
-                router.remove(user.run_id, bridge)
         reporter.plan_duration_s = time.perf_counter() - started
         return plan
 

@@ -13,8 +13,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from planforge.errors import PlannerError, shown_value
 from planforge.runtime.context import ID_PATTERN
+from planforge.runtime.errors import InvalidEventError
 
 __all__ = [
     "AGENT_COMPLETED",
@@ -24,7 +24,6 @@ __all__ = [
     "EVENT_TYPES",
     "TOOL_COMPLETED",
     "TOOL_EXECUTING",
-    "InvalidEventError",
     "RuntimeEvent",
 ]
 
@@ -46,20 +45,6 @@ MAX_TYPE_LENGTH = 64
 
 _new = object.__new__
 _set = object.__setattr__
-
-
-class InvalidEventError(PlannerError):
-    """An event (built in code or read back from JSON) has a malformed field."""
-
-    def __init__(self, field_name: str, value: object, problem: str) -> None:
-        shown = shown_value(value)
-        super().__init__(
-            f"Invalid runtime event: {field_name}={shown} {problem}.",
-            where="events",
-            context={"field": field_name},
-        )
-        self.field = field_name
-        self.problem = problem
 
 
 def _is_int(value: object) -> bool:

@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from planforge.configstore import User
 from planforge.runtime.context import UserExecutionContext
-from planforge.runtime.engine import RunTimeout
+from planforge.runtime.errors import RunTimeout
 from planforge.server._state import ServiceState
 
 __all__ = ["run_admitted"]

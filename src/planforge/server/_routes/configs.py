@@ -29,6 +29,7 @@ from planforge.configstore import (
     unified_diff,
 )
 from planforge.configstore.errors import DocumentTooLarge
+from planforge.contract import CONFIG_CONTEXT_KEY
 from planforge.holistic.abtest import compare
 from planforge.holistic.config import HolisticConfig
 from planforge.holistic.engine import HolisticEngine
@@ -408,7 +409,7 @@ async def abtest(body: ABTest, user: Operator, state: State, request: Request) -
     """Two plans, so an operator's work: the same admission as `POST /plans` (the context
     validated, a slot in the caller's run limit, the run timeout)."""
     context = dict(body.context)
-    context.pop("planner_config", None)  # the two configurations are the point here
+    context.pop(CONFIG_CONTEXT_KEY, None)  # the two configurations are the point here
 
     def engines() -> tuple[HolisticEngine, HolisticEngine]:
         planner = _planner(state)
