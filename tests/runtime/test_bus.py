@@ -17,12 +17,11 @@ import pytest
 
 from planforge.runtime.bus import (
     EventBus,
-    EventBusError,
     InProcessEventBus,
     RedisEventBus,
     event_bus_from_settings,
 )
-from planforge.runtime.errors import InvalidContextError
+from planforge.runtime.errors import EventBusError, InvalidContextError
 from planforge.runtime.events import AGENT_THINKING, RuntimeEvent
 from planforge.runtime.settings import load_runtime_settings
 
