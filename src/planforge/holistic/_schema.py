@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from planforge.holistic._models import ENGINE_PARAMS
 from planforge.holistic._parse import SCHEMA_KEY
 from planforge.holistic._settings import EngineSettings
-from planforge.holistic.modules import KINDS
+from planforge.holistic.modules import KINDS, ModuleMetadata
 from planforge.holistic.registry import ModuleLoadError, ModuleRegistry
 
 __all__ = ["config_json_schema"]
@@ -37,38 +37,10 @@ def config_json_schema(
     planner_properties = {**domain.get("properties", {}), **engine.get("properties", {})}
     kinds: dict[str, Any] = {}
     for kind in KINDS:
-        properties: dict[str, Any] = {}
-        for metadata in registry.list(kind):
-            name = metadata.name
-            try:
-                cls = registry.load(kind, name)
-            except ModuleLoadError as exc:
-                params: dict[str, Any] = {
-                    "type": "object",
-                    "description": f"Parameters unknown: {exc.message}",
-                }
-                docs = ""
-            else:
-                params = _hoisted(cls.Params, f"{kind}.{name}", defs)
-                for engine_param in ENGINE_PARAMS:  # set from [planner], never per module
-                    params.get("properties", {}).pop(engine_param, None)
-                params["additionalProperties"] = False
-                docs = (cls.__doc__ or "").strip()
-            description = metadata.description or docs.split("\n\n", 1)[0]
-            properties[name] = {
-                "type": "object",
-                "title": f"{kind}.{name} {metadata.version}",
-                "description": description,
-                "additionalProperties": False,
-                "properties": {
-                    "enabled": {
-                        "type": "boolean",
-                        "default": False,
-                        "description": "Run this module (its code is imported only when true).",
-                    },
-                    "params": params,
-                },
-            }
+        properties = {
+            metadata.name: _module_schema(registry, kind, metadata, defs)
+            for metadata in registry.list(kind)
+        }
         kinds[kind] = {"type": "object", "additionalProperties": False, "properties": properties}
     schema: dict[str, Any] = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -89,3 +61,38 @@ def config_json_schema(
     if defs:
         schema["$defs"] = dict(sorted(defs.items()))
     return schema
+
+
+def _module_schema(
+    registry: ModuleRegistry, kind: str, metadata: ModuleMetadata, defs: dict[str, Any]
+) -> dict[str, Any]:
+    """One module table's schema: `enabled` and the module's params (its `Params` model)."""
+    name = metadata.name
+    try:
+        cls = registry.load(kind, name)
+    except ModuleLoadError as exc:
+        params: dict[str, Any] = {
+            "type": "object",
+            "description": f"Parameters unknown: {exc.message}",
+        }
+        docs = ""
+    else:
+        params = _hoisted(cls.Params, f"{kind}.{name}", defs)
+        for engine_param in ENGINE_PARAMS:  # set from [planner], never per module
+            params.get("properties", {}).pop(engine_param, None)
+        params["additionalProperties"] = False
+        docs = (cls.__doc__ or "").strip()
+    return {
+        "type": "object",
+        "title": f"{kind}.{name} {metadata.version}",
+        "description": metadata.description or docs.split("\n\n", 1)[0],
+        "additionalProperties": False,
+        "properties": {
+            "enabled": {
+                "type": "boolean",
+                "default": False,
+                "description": "Run this module (its code is imported only when true).",
+            },
+            "params": params,
+        },
+    }

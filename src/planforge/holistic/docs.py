@@ -20,6 +20,7 @@ from typing import Any, Final
 import tomli_w
 from pydantic import BaseModel
 
+from planforge.holistic._models import ENGINE_PARAMS
 from planforge.holistic.modules import KINDS, ModuleMetadata
 from planforge.holistic.registry import ModuleLoadError, ModuleRegistry
 
@@ -95,10 +96,13 @@ def _literal(value: Any) -> str:
 
 
 def param_docs(params: type[BaseModel]) -> list[ParamDoc]:
-    """The parameters of a `Params` model, in declaration order, under their TOML keys."""
+    """The parameters of a `Params` model, in declaration order, under their TOML keys
+    (without those the engine sets from `[planner]`: a module table may not set them)."""
     defaults = params().model_dump(mode="json")
     rows: list[ParamDoc] = []
     for field_name, info in params.model_fields.items():
+        if field_name in ENGINE_PARAMS:
+            continue
         key = info.alias if isinstance(info.alias, str) and info.alias else field_name
         rows.append(
             ParamDoc(
@@ -167,7 +171,7 @@ def _module_section(registry: ModuleRegistry, metadata: ModuleMetadata) -> list[
     defaults = {
         k: v
         for k, v in cls.Params().model_dump(mode="json", by_alias=True).items()
-        if v is not None
+        if v is not None and k not in ENGINE_PARAMS
     }
     if defaults:
         example["params"] = defaults

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -208,40 +208,34 @@ class HolisticEngine:
         self.events.emit(
             "sequence_generation_started", {"candidates": len(candidates)}, run_id=run_id
         )
-        for key, module, params in self._modules["pattern_generators"]:
-            assert isinstance(module, PatternGenerator)
-            stage.check()
-            produced, warning = self.guard.call(
-                key,
-                module.generate,
-                context,
-                by_category,
-                params,
-                default=[],
-                operation="generate",
-                run_id=stage.run_id,
-            )
-            stage.warn(warning)
+        for produced in self._generated("pattern_generators", context, by_category, stage):
             take(produced, per_module)
-        for key, module, params in self._modules["sequence_generators"]:
-            assert isinstance(module, SequenceGenerator)
-            stage.check()
-            produced, warning = self.guard.call(
-                key,
-                module.generate,
-                context,
-                candidates,
-                params,
-                default=[],
-                operation="generate",
-                run_id=stage.run_id,
-            )
-            stage.warn(warning)
+        for produced in self._generated("sequence_generators", context, candidates, stage):
             take(produced, limit)
         self.events.emit(
             "sequence_generation_completed", {"sequences": len(sequences)}, run_id=run_id
         )
         return sequences
+
+    def _generated(
+        self, kind: str, context: Any, source: object, stage: _Stage
+    ) -> Iterator[Sequence[ActionSequence]]:
+        """What each generator of `kind` produced from `source` (nothing when it failed)."""
+        for key, module, params in self._modules[kind]:
+            assert isinstance(module, PatternGenerator | SequenceGenerator)
+            stage.check()
+            produced, warning = self.guard.call(
+                key,
+                module.generate,
+                context,
+                source,
+                params,
+                default=[],
+                operation="generate",
+                run_id=stage.run_id,
+            )
+            stage.warn(warning)
+            yield produced
 
     def _filter(
         self, context: Any, sequences: list[ActionSequence], stage: _Stage

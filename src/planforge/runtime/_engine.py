@@ -106,19 +106,14 @@ class ExecutionEngine:
         """Plan `objective`: by factory selection, with `planner`, or with `bucket`'s active
         configuration (run by `planner`, default the holistic planner).
 
-        `admitted=True` says the caller already ran `admit_context` on this very context and
+        `admitted=True`: the caller already ran `admit_context` on this very context and
         passes the kind it decided as `context_kind` (the service admits before it answers
-        202): the context is then not validated a second time.
-
-        The context is admitted first (`ExecutionEngineFactory.admit_context`): a bad one
-        raises `InvalidContext` before any planner is admitted. Raises `RunTimeout`,
+        202), so it is not validated again. Otherwise it is admitted first: a bad one raises
+        `InvalidContext` before any planner is admitted. Raises `RunTimeout`,
         `PlanExecutionError` (the planner failed; recorded in the factory's reliability),
         `InvalidContext` (the caller's input; never recorded against the planner), or the
-        selection error; each also ends the run's events with `agent_error`.
-
-        A planner that declared the run protocol gets a `Run` whose deadline is this run's
-        timeout; at the timeout the run is also cancelled, so a planner that checks its run
-        stops working instead of running on unseen.
+        selection error; each also ends the run's events with `agent_error`. A run-aware
+        planner gets a `Run` whose deadline is the timeout (cancelled at the timeout too).
         """
         timeout = self._check_run(objective, timeout_s)
         owner = self._owner
@@ -143,14 +138,6 @@ class ExecutionEngine:
             self._failed(reporter, planner, f"run {self.context.run_id} was cancelled", started)
             raise
         except Exception as exc:
-            if (
-                isinstance(exc, PlanExecutionError)
-                and reporter.planner_name is not None
-                and reporter.plan_duration_s is not None
-            ):
-                owner.record_outcome(
-                    reporter.planner_name, reporter.plan_duration_s, ok=False, error=exc.cause
-                )
             self._failed(reporter, planner, exc, started)
             raise
         finally:
@@ -206,7 +193,16 @@ class ExecutionEngine:
         error: BaseException | str,
         started: float,
     ) -> None:
+        """The run failed; a planner's own failure is recorded in the factory's reliability."""
         elapsed = time.perf_counter() - started
+        if (
+            isinstance(error, PlanExecutionError)
+            and reporter.planner_name is not None
+            and reporter.plan_duration_s is not None
+        ):
+            self._owner.record_outcome(
+                reporter.planner_name, reporter.plan_duration_s, ok=False, error=error.cause
+            )
         reporter.failed(reporter.planner_name or planner or "planforge", error, elapsed * 1e3)
         self._owner.metrics_store.run_finished(elapsed * 1e3, outcome="failed")
 
