@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from planforge.errors import InvalidContext
-from planforge.portfolio.context import ContextError
+from planforge.portfolio.errors import ContextError
 
 examples = pytest.importorskip("planforge_examples", reason="pip install ./examples/plugins")
 

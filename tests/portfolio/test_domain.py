@@ -12,8 +12,9 @@ import pytest
 from planforge.contract import Plan
 from planforge.holistic.domain import Simulation
 from planforge.holistic.modules import Action
-from planforge.portfolio.context import ContextError, load_context, parse_context
+from planforge.portfolio.context import load_context, parse_context
 from planforge.portfolio.domain import PortfolioDomain, PortfolioSettings, PortfolioSimulation
+from planforge.portfolio.errors import ContextError
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "portfolio.json"
 DOMAIN = PortfolioDomain()

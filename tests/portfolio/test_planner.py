@@ -16,8 +16,9 @@ from planforge.holistic.config import parse_config
 from planforge.holistic.engine import HolisticEngine
 from planforge.holistic.errors import ConfigError
 from planforge.holistic.registry import default_registry
-from planforge.portfolio.context import ContextError, load_context, parse_context
+from planforge.portfolio.context import load_context, parse_context
 from planforge.portfolio.domain import PortfolioDomain, PortfolioSettings
+from planforge.portfolio.errors import ContextError
 from planforge.portfolio.planner import PRESETS, HolisticPortfolioPlanner, preset_text
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 __all__ = [
     "Bucket",
     "BucketReport",
+    "ContextError",
     "HolisticPortfolioPlanner",
     "PortfolioContext",
     "PortfolioDomain",
@@ -25,6 +26,7 @@ __all__ = [
 _EXPORTS: dict[str, str] = {
     "Bucket": "planforge.portfolio.buckets",
     "BucketReport": "planforge.portfolio.buckets",
+    "ContextError": "planforge.portfolio.errors",
     "HolisticPortfolioPlanner": "planforge.portfolio.planner",
     "PortfolioContext": "planforge.portfolio.context",
     "PortfolioDomain": "planforge.portfolio.domain",
@@ -52,5 +54,6 @@ if TYPE_CHECKING:
     from planforge.portfolio.buckets import Bucket, BucketReport, plan_all_buckets
     from planforge.portfolio.context import PortfolioContext, load_context, parse_context
     from planforge.portfolio.domain import PortfolioDomain
+    from planforge.portfolio.errors import ContextError
     from planforge.portfolio.evaluation import PortfolioSettings
     from planforge.portfolio.planner import HolisticPortfolioPlanner

@@ -31,7 +31,7 @@ from pydantic import (
     model_validator,
 )
 
-from planforge.errors import InvalidContext
+from planforge.portfolio.errors import ContextError
 
 __all__ = [
     "MAX_CASH",
@@ -39,7 +39,6 @@ __all__ = [
     "MAX_POSITION_VALUE",
     "MAX_PRICE",
     "MAX_QUANTITY",
-    "ContextError",
     "Costs",
     "PortfolioContext",
     "Position",
@@ -62,13 +61,6 @@ MAX_POSITION_VALUE = 1e15
 _MAX_VOLATILITY = 10.0
 
 _STRICT = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-class ContextError(InvalidContext):
-    """A portfolio context that cannot be used, with the field at fault."""
-
-    def __init__(self, field: str, problem: str, source: str = "context") -> None:
-        super().__init__(field, problem, kind="portfolio", source=source)
 
 
 def _shown(limit: float) -> str:

@@ -25,8 +25,8 @@ from planforge.holistic.engine import EngineResult, HolisticEngine, Progress
 from planforge.holistic.errors import ConfigError
 from planforge.holistic.events import EventHub
 from planforge.holistic.registry import ModuleRegistry, default_registry
-from planforge.portfolio.context import ContextError
 from planforge.portfolio.domain import PortfolioDomain, PortfolioSettings
+from planforge.portfolio.errors import ContextError
 
 __all__ = ["PRESETS", "HolisticPortfolioPlanner", "preset_text"]
 
