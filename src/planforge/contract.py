@@ -299,6 +299,8 @@ def _plain_strings(value: Any) -> tuple[str, ...] | None:
     return value if len(value) < 2 else tuple(sorted(set(value)))
 
 
+# Long on purpose: one flat pass over the attributes is discovery's cold-start hot path, and
+# each helper it were split into would cost a call per spec.
 def _spec_if_plain(
     attributes: Mapping[str, Any],
     target: str,

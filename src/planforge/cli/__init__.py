@@ -14,22 +14,22 @@ from planforge.cli._apps import app
 # Importing a command module registers its commands on `app`. `planforge --help` lists the
 # commands in registration order, so these imports keep this order (hence the isort splits).
 # isort: split
-from planforge.cli import planners  # noqa: F401
+from planforge.cli import _planners  # noqa: F401
 
 # isort: split
-from planforge.cli import plan  # noqa: F401
+from planforge.cli import _plan  # noqa: F401
 
 # isort: split
-from planforge.cli import health  # noqa: F401
+from planforge.cli import _health  # noqa: F401
 
 # isort: split
-from planforge.cli import buckets, config, db, modules, presets  # noqa: F401
+from planforge.cli import _buckets, _config, _db, _modules, _presets  # noqa: F401
 
 # isort: split
-from planforge.cli import users  # noqa: F401
+from planforge.cli import _users  # noqa: F401
 
 # isort: split
-from planforge.cli import serve  # noqa: F401
+from planforge.cli import _serve  # noqa: F401
 
 __all__ = ["app", "main"]
 

@@ -6,6 +6,19 @@ from typing import Annotated
 
 import typer
 
+__all__ = [
+    "app",
+    "bucket_app",
+    "config_app",
+    "db_app",
+    "main_callback",
+    "modules_app",
+    "planners_app",
+    "preset_app",
+    "quarantine_app",
+    "user_app",
+]
+
 app = typer.Typer(
     name="planforge",
     help="Planner factory: discover planners without running them, select one and explain why.",

@@ -16,11 +16,24 @@ import typer
 if TYPE_CHECKING:
     from planforge.factory.core import PlannerFactory
 
+__all__ = [
+    "JsonOption",
+    "config_reference",
+    "emit_json",
+    "fail",
+    "guarded",
+    "number_text",
+    "open_factory",
+    "quantity_text",
+    "read_context",
+    "rich_console",
+]
+
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
 
 
-def _fail(message: str, code: int = 1) -> NoReturn:
+def fail(message: str, code: int = 1) -> NoReturn:
     from planforge.redact import redact_text
 
     first_line = message.strip().splitlines()[0] if message.strip() else "failed"
@@ -29,7 +42,7 @@ def _fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _factory() -> PlannerFactory:
+def open_factory() -> PlannerFactory:
     from planforge.errors import SettingsError
     from planforge.factory.core import PlannerFactory
     from planforge.logs import configure_logging
@@ -38,22 +51,22 @@ def _factory() -> PlannerFactory:
     try:
         settings = load_settings()
     except SettingsError as exc:
-        _fail(exc.message)
+        fail(exc.message)
     configure_logging(os.environ.get("FACTORY_LOG_LEVEL", "WARNING"))
     return PlannerFactory(settings)
 
 
-def _emit_json(data: Any) -> None:
+def emit_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str, sort_keys=False))
 
 
-def _console() -> Any:
+def rich_console() -> Any:
     from rich.console import Console
 
     return Console()
 
 
-def _guard(command: Any) -> Any:
+def guarded(command: Any) -> Any:
     """Turn planforge errors into one line on stderr and exit code 1."""
     import functools
 
@@ -64,18 +77,18 @@ def _guard(command: Any) -> Any:
         try:
             return command(*args, **kwargs)
         except PlannerError as exc:
-            _fail(exc.message)
+            fail(exc.message)
         except (OSError, ValueError) as exc:
-            _fail(f"{type(exc).__name__}: {exc}")
+            fail(f"{type(exc).__name__}: {exc}")
 
     return wrapper
 
 
-def _read_context(path: Path) -> dict[str, Any]:
+def read_context(path: Path) -> dict[str, Any]:
     if not path.exists():
-        _fail(f"context file {path} not found; give a JSON or TOML file with --context")
+        fail(f"context file {path} not found; give a JSON or TOML file with --context")
     if not path.is_file():
-        _fail(f"context {path} is not a file; give a JSON or TOML file with --context")
+        fail(f"context {path} is not a file; give a JSON or TOML file with --context")
     import tomllib
 
     from planforge.documents import load_json, load_toml
@@ -88,17 +101,17 @@ def _read_context(path: Path) -> dict[str, Any]:
         else:
             data = load_json(text, source=str(path))
     except tomllib.TOMLDecodeError as exc:
-        _fail(f"{path} is not valid TOML: {exc}")
+        fail(f"{path} is not valid TOML: {exc}")
     except json.JSONDecodeError as exc:
-        _fail(f"{path} is not valid JSON: {exc}")
+        fail(f"{path} is not valid JSON: {exc}")
     except DocumentError as exc:
-        _fail(exc.message)
+        fail(exc.message)
     if not isinstance(data, dict):
-        _fail(f"{path} must hold a JSON object or TOML table at the top level")
+        fail(f"{path} must hold a JSON object or TOML table at the top level")
     return data
 
 
-def _config_reference(value: str) -> str | Path:
+def config_reference(value: str) -> str | Path:
     """A preset name as it is, otherwise an existing file; anything else fails naming it."""
     from planforge.portfolio.planner import PRESETS
 
@@ -109,11 +122,11 @@ def _config_reference(value: str) -> str | Path:
         return path
     presets = ", ".join(PRESETS)
     if path.exists():
-        _fail(f"configuration {value} is not a file; give a TOML file or a preset ({presets})")
-    _fail(f"configuration file {value} not found; give a TOML file or a preset ({presets})")
+        fail(f"configuration {value} is not a file; give a TOML file or a preset ({presets})")
+    fail(f"configuration file {value} not found; give a TOML file or a preset ({presets})")
 
 
-def _number(value: Any, digits: int = 2) -> str:
+def number_text(value: Any, digits: int = 2) -> str:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return "" if value is None else str(value)
     if float(value).is_integer():
@@ -121,7 +134,7 @@ def _number(value: Any, digits: int = 2) -> str:
     return f"{value:,.{digits}f}"
 
 
-def _quantity(value: Any) -> str:
+def quantity_text(value: Any) -> str:
     if isinstance(value, int | float) and not isinstance(value, bool):
         if float(value).is_integer():
             return f"{value:,.0f}"

@@ -9,10 +9,22 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from planforge.cli._common import _console, _fail
+from planforge.cli._common import fail, rich_console
 
 if TYPE_CHECKING:
     from planforge.configstore import ConfigStore, ConfigVersion
+
+__all__ = [
+    "ActorOption",
+    "actor_name",
+    "open_store",
+    "print_version",
+    "read_document",
+    "record_dict",
+    "resolve_version",
+    "short_when",
+    "when_text",
+]
 
 
 ActorOption = Annotated[
@@ -21,34 +33,34 @@ ActorOption = Annotated[
 ]
 
 
-def _actor(value: str | None) -> str:
+def actor_name(value: str | None) -> str:
     from planforge.configstore import default_actor
 
     return value if value else default_actor()
 
 
-def _store() -> ConfigStore:
+def open_store() -> ConfigStore:
     """The store named by PLANFORGE_DATABASE_URL, else the SQLite file under PLANFORGE_HOME."""
     from planforge.configstore import ConfigStore
 
     return ConfigStore.from_environment()
 
 
-def _read_document(path: Path, what: str = "configuration") -> str:
+def read_document(path: Path, what: str = "configuration") -> str:
     if not path.exists():
-        _fail(f"{what} file {path} not found; give the path of a TOML file")
+        fail(f"{what} file {path} not found; give the path of a TOML file")
     if not path.is_file():
-        _fail(f"{what} {path} is not a file; give the path of a TOML file")
+        fail(f"{what} {path} is not a file; give the path of a TOML file")
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        _fail(f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8")
+        fail(f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8")
 
 
 _NAME_VERSION = re.compile(r"^(?P<name>[^:]+):v?(?P<version>\d+)$")
 
 
-def _resolve(store: ConfigStore, reference: str) -> ConfigVersion:
+def resolve_version(store: ConfigStore, reference: str) -> ConfigVersion:
     """A stored version: an id (12), NAME:VERSION (core:3) or a NAME (its active version)."""
     text = reference.strip()
     if text.isdigit():
@@ -59,16 +71,16 @@ def _resolve(store: ConfigStore, reference: str) -> ConfigVersion:
     return store.get_active(text)
 
 
-def _when(value: Any) -> str:
+def when_text(value: Any) -> str:
     return value.isoformat(timespec="seconds") if value is not None else ""
 
 
-def _short_when(value: Any) -> str:
+def short_when(value: Any) -> str:
     """Minutes are enough in a table; `--json` and `show` have the full timestamp."""
     return value.strftime("%Y-%m-%d %H:%M") if value is not None else ""
 
 
-def _record(record: Any) -> dict[str, Any]:
+def record_dict(record: Any) -> dict[str, Any]:
     """A store record as JSON-ready data (timestamps in ISO 8601)."""
     import dataclasses
     from datetime import datetime
@@ -82,10 +94,10 @@ def _record(record: Any) -> dict[str, Any]:
     return data
 
 
-def _print_version(version: ConfigVersion, *, with_toml: bool = True) -> None:
+def print_version(version: ConfigVersion, *, with_toml: bool = True) -> None:
     from rich.table import Table
 
-    console = _console()
+    console = rich_console()
     table = Table(title=f"{version.name} v{version.version} (#{version.id})", show_header=False)
     table.add_column("key", style="bold")
     table.add_column("value")
@@ -93,7 +105,7 @@ def _print_version(version: ConfigVersion, *, with_toml: bool = True) -> None:
         ("title", version.title),
         ("description", version.description or ""),
         (f"active version of {version.name}", "yes" if version.active else "no"),
-        ("created", _when(version.created_at)),
+        ("created", when_text(version.created_at)),
         ("created by", version.created_by),
         ("parent", "" if version.parent_id is None else f"#{version.parent_id}"),
         ("digest", version.digest),

@@ -19,6 +19,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+# The first schema, table by table: long because it is a list of definitions, not logic.
 def upgrade() -> None:
     op.create_table(
         "planner_configs",

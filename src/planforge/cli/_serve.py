@@ -7,14 +7,16 @@ from typing import Annotated
 import typer
 
 from planforge.cli._apps import app
-from planforge.cli._common import _fail, _guard
+from planforge.cli._common import fail, guarded
+
+__all__ = ["APP_FACTORY", "serve"]
 
 #: The application factory uvicorn calls in the serving process.
 APP_FACTORY = "planforge.server:create_app"
 
 
 @app.command("serve")
-@_guard
+@guarded
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8000,
@@ -30,10 +32,10 @@ def serve(
     try:
         import uvicorn
     except ImportError:
-        _fail("planforge serve needs the server extra: pip install 'planforge[server]'")
+        fail("planforge serve needs the server extra: pip install 'planforge[server]'")
     levels = ("critical", "error", "warning", "info", "debug", "trace")
     if log_level.lower() not in levels:
-        _fail(f"--log-level {log_level!r} is not one of {', '.join(levels)}")
+        fail(f"--log-level {log_level!r} is not one of {', '.join(levels)}")
     from planforge.logs import configure_logging
 
     # planforge's JSON lines (requests with their ids, runs) and uvicorn's own (its access

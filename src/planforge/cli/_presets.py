@@ -8,15 +8,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from planforge.cli._apps import preset_app
-from planforge.cli._common import JsonOption, _console, _emit_json, _guard
-from planforge.cli._store import _actor, _read_document, _record, _store
+from planforge.cli._common import JsonOption, emit_json, guarded, rich_console
+from planforge.cli._store import actor_name, open_store, read_document, record_dict
 
 if TYPE_CHECKING:
     from planforge.configstore import Preset
 
+__all__ = ["preset_create", "preset_list", "preset_rate", "preset_show"]
+
 
 def _preset_row(preset: Preset) -> dict[str, Any]:
-    return {key: value for key, value in _record(preset).items() if key != "toml"}
+    return {key: value for key, value in record_dict(preset).items() if key != "toml"}
 
 
 def _preset_reference(value: str) -> int | str:
@@ -24,16 +26,16 @@ def _preset_reference(value: str) -> int | str:
 
 
 @preset_app.command("list")
-@_guard
+@guarded
 def preset_list(
     tag: Annotated[str | None, typer.Option("--tag", help="Only presets with this tag.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Shared presets, with downloads and ratings."""
-    with _store() as store:
+    with open_store() as store:
         presets = store.list_presets(tag=tag)
     if as_json:
-        _emit_json([_preset_row(item) for item in presets])
+        emit_json([_preset_row(item) for item in presets])
         return
     from rich.table import Table
 
@@ -55,20 +57,20 @@ def preset_list(
             rating,
             item.description,
         )
-    _console().print(table)
+    rich_console().print(table)
 
 
 @preset_app.command("show")
-@_guard
+@guarded
 def preset_show(
     reference: Annotated[str, typer.Argument(metavar="ID_OR_NAME")],
     as_json: JsonOption = False,
 ) -> None:
     """One preset with its TOML (counts as a download)."""
-    with _store() as store:
+    with open_store() as store:
         preset = store.get_preset(_preset_reference(reference))
     if as_json:
-        _emit_json(_record(preset))
+        emit_json(record_dict(preset))
         return
     rating = "no ratings" if preset.rating is None else f"{preset.rating:.1f}/5"
     typer.echo(
@@ -80,7 +82,7 @@ def preset_show(
 
 
 @preset_app.command("create")
-@_guard
+@guarded
 def preset_create(
     name: str,
     file: Annotated[Path, typer.Option("--file", "-f", help="The TOML configuration.")],
@@ -94,27 +96,27 @@ def preset_create(
     as_json: JsonOption = False,
 ) -> None:
     """Share a validated configuration as a preset."""
-    text = _read_document(file)
-    with _store() as store:
-        preset = store.create_preset(name, description, text, _actor(author), tuple(tag or ()))
+    text = read_document(file)
+    with open_store() as store:
+        preset = store.create_preset(name, description, text, actor_name(author), tuple(tag or ()))
     if as_json:
-        _emit_json(_preset_row(preset))
+        emit_json(_preset_row(preset))
         return
     typer.echo(f"created preset {preset.name} (id {preset.id})")
 
 
 @preset_app.command("rate")
-@_guard
+@guarded
 def preset_rate(
     reference: Annotated[str, typer.Argument(metavar="ID_OR_NAME")],
     rating: Annotated[int, typer.Argument(help="1 (poor) to 5 (excellent).")],
     as_json: JsonOption = False,
 ) -> None:
     """Rate a preset from 1 to 5."""
-    with _store() as store:
+    with open_store() as store:
         preset = store.rate_preset(_preset_reference(reference), rating)
     if as_json:
-        _emit_json(_preset_row(preset))
+        emit_json(_preset_row(preset))
         return
     assert preset.rating is not None  # just rated
     typer.echo(f"{preset.name}: {preset.rating:.2f}/5 from {preset.ratings} rating(s)")

@@ -8,20 +8,22 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from planforge.cli._apps import bucket_app
-from planforge.cli._common import JsonOption, _console, _emit_json, _guard
+from planforge.cli._common import JsonOption, emit_json, guarded, rich_console
 from planforge.cli._store import (
     ActorOption,
-    _actor,
-    _print_version,
-    _record,
-    _resolve,
-    _short_when,
-    _store,
-    _when,
+    actor_name,
+    open_store,
+    print_version,
+    record_dict,
+    resolve_version,
+    short_when,
+    when_text,
 )
 
 if TYPE_CHECKING:
     from planforge.configstore import BucketAssignment
+
+__all__ = ["bucket_assign", "bucket_history", "bucket_list", "bucket_rollback", "bucket_show"]
 
 
 def _assignment_table(title: str, assignments: list[BucketAssignment]) -> Any:
@@ -34,7 +36,7 @@ def _assignment_table(title: str, assignments: list[BucketAssignment]) -> Any:
     for assignment in assignments:
         table.add_row(
             str(assignment.id),
-            _short_when(assignment.assigned_at),
+            short_when(assignment.assigned_at),
             assignment.assigned_by,
             f"{assignment.config_name} v{assignment.config_version}",
             str(assignment.config_id),
@@ -45,7 +47,7 @@ def _assignment_table(title: str, assignments: list[BucketAssignment]) -> Any:
 
 def _assigned(assignment: BucketAssignment, as_json: bool) -> None:
     if as_json:
-        _emit_json(_record(assignment))
+        emit_json(record_dict(assignment))
         return
     typer.echo(
         f"bucket {assignment.bucket} now runs {assignment.config_name} "
@@ -54,7 +56,7 @@ def _assigned(assignment: BucketAssignment, as_json: bool) -> None:
 
 
 @bucket_app.command("assign")
-@_guard
+@guarded
 def bucket_assign(
     bucket: str,
     reference: Annotated[
@@ -65,22 +67,22 @@ def bucket_assign(
     as_json: JsonOption = False,
 ) -> None:
     """Make BUCKET run a stored configuration version."""
-    with _store() as store:
-        version = _resolve(store, reference)
+    with open_store() as store:
+        version = resolve_version(store, reference)
         assignment = store.assign_config_to_bucket(
-            bucket, version.id, assigned_by=_actor(actor), reason=reason
+            bucket, version.id, assigned_by=actor_name(actor), reason=reason
         )
     _assigned(assignment, as_json)
 
 
 @bucket_app.command("list")
-@_guard
+@guarded
 def bucket_list(as_json: JsonOption = False) -> None:
     """Every bucket that has a configuration, with what it runs."""
-    with _store() as store:
+    with open_store() as store:
         rows = [(bucket, store.get_bucket_config(bucket)) for bucket in store.list_buckets()]
     if as_json:
-        _emit_json([{"bucket": bucket, "config": _record(config)} for bucket, config in rows])
+        emit_json([{"bucket": bucket, "config": record_dict(config)} for bucket, config in rows])
         return
     from rich.table import Table
 
@@ -91,57 +93,59 @@ def bucket_list(as_json: JsonOption = False) -> None:
         table.add_row(
             bucket, f"{config.name} v{config.version}", str(config.id), config.digest[:12]
         )
-    _console().print(table)
+    rich_console().print(table)
 
 
 @bucket_app.command("show")
-@_guard
+@guarded
 def bucket_show(
     bucket: str,
     toml: Annotated[bool, typer.Option("--toml", help="Also print the TOML.")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """The configuration BUCKET runs now, and who assigned it when."""
-    with _store() as store:
+    with open_store() as store:
         config = store.get_bucket_config(bucket)
         history = store.bucket_history(bucket)
     current = history[-1] if history else None
     if as_json:
-        _emit_json(
+        emit_json(
             {
                 "bucket": bucket,
-                "config": _record(config),
-                "assignment": _record(current) if current is not None else None,
+                "config": record_dict(config),
+                "assignment": record_dict(current) if current is not None else None,
             }
         )
         return
     if current is not None:
         typer.echo(
             f"bucket {bucket}: {config.name} v{config.version} (id {config.id}), assigned "
-            f"{_when(current.assigned_at)} by {current.assigned_by}"
+            f"{when_text(current.assigned_at)} by {current.assigned_by}"
             + (f": {current.reason}" if current.reason else "")
         )
-    _print_version(config, with_toml=toml)
+    print_version(config, with_toml=toml)
 
 
 @bucket_app.command("history")
-@_guard
+@guarded
 def bucket_history(bucket: str, as_json: JsonOption = False) -> None:
     """Every assignment of BUCKET, oldest first (rollbacks included)."""
-    with _store() as store:
+    with open_store() as store:
         history = store.bucket_history(bucket)
     if not history:
         from planforge.configstore.errors import BucketNotFound
 
         raise BucketNotFound(bucket)
     if as_json:
-        _emit_json([_record(item) for item in history])
+        emit_json([record_dict(item) for item in history])
         return
-    _console().print(_assignment_table(f"bucket {bucket}: {len(history)} assignment(s)", history))
+    rich_console().print(
+        _assignment_table(f"bucket {bucket}: {len(history)} assignment(s)", history)
+    )
 
 
 @bucket_app.command("rollback")
-@_guard
+@guarded
 def bucket_rollback(
     bucket: str,
     name: Annotated[str, typer.Argument(help="The configuration's name.")],
@@ -151,8 +155,8 @@ def bucket_rollback(
     as_json: JsonOption = False,
 ) -> None:
     """Point BUCKET back at NAME's VERSION; recorded as a new assignment, nothing is erased."""
-    with _store() as store:
+    with open_store() as store:
         assignment = store.rollback_to_version(
-            bucket, name, version, assigned_by=_actor(actor), reason=reason
+            bucket, name, version, assigned_by=actor_name(actor), reason=reason
         )
     _assigned(assignment, as_json)

@@ -13,32 +13,46 @@ import typer
 from planforge.cli._apps import config_app
 from planforge.cli._common import (
     JsonOption,
-    _config_reference,
-    _console,
-    _emit_json,
-    _fail,
-    _guard,
+    config_reference,
+    emit_json,
+    fail,
+    guarded,
+    rich_console,
 )
 from planforge.cli._store import (
     _NAME_VERSION,
     ActorOption,
-    _actor,
-    _print_version,
-    _read_document,
-    _record,
-    _resolve,
-    _short_when,
-    _store,
+    actor_name,
+    open_store,
+    print_version,
+    read_document,
+    record_dict,
+    resolve_version,
+    short_when,
 )
 
 if TYPE_CHECKING:
     from planforge.configstore import ConfigStore, ConfigVersion, CreateResult
 
+__all__ = [
+    "config_clone",
+    "config_create",
+    "config_diff",
+    "config_dry_run",
+    "config_export",
+    "config_history",
+    "config_import",
+    "config_list",
+    "config_schema",
+    "config_show",
+    "config_validate",
+]
+
 
 def _config_failure(exc: Any, source: str, as_json: bool) -> NoReturn:
     """A configuration that does not parse: JSON on stdout with --json, one line on stderr."""
     if as_json:
-        _emit_json(
+        emit_json(
             {
                 "valid": False,
                 "source": getattr(exc, "source", source),
@@ -48,11 +62,11 @@ def _config_failure(exc: Any, source: str, as_json: bool) -> NoReturn:
                 "error": exc.message,
             }
         )
-    _fail(exc.message)
+    fail(exc.message)
 
 
 @config_app.command("schema")
-@_guard
+@guarded
 def config_schema(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write the schema to this file.")
@@ -75,7 +89,7 @@ def config_schema(
 
 
 @config_app.command("validate")
-@_guard
+@guarded
 def config_validate(
     file: Annotated[str, typer.Argument(help="A TOML file or a preset name.")],
     as_json: JsonOption = False,
@@ -85,7 +99,7 @@ def config_validate(
     from planforge.holistic.errors import ConfigError
     from planforge.portfolio.planner import HolisticPortfolioPlanner
 
-    reference = _config_reference(file)
+    reference = config_reference(file)
     try:
         config = HolisticPortfolioPlanner().load_config(reference)
     except ConfigError as exc:
@@ -93,7 +107,7 @@ def config_validate(
     enabled = config.enabled_keys()
     digest = config_digest(config)
     if as_json:
-        _emit_json(
+        emit_json(
             {
                 "valid": True,
                 "source": config.source,
@@ -108,7 +122,7 @@ def config_validate(
 
 
 @config_app.command("dry-run")
-@_guard
+@guarded
 def config_dry_run(
     file: Annotated[str, typer.Argument(help="A TOML file or a preset name.")],
     as_json: JsonOption = False,
@@ -120,13 +134,13 @@ def config_dry_run(
     from planforge.holistic.errors import ConfigError
     from planforge.portfolio.planner import HolisticPortfolioPlanner
 
-    reference = _config_reference(file)
+    reference = config_reference(file)
     try:
         report = HolisticPortfolioPlanner().engine(reference).dry_run()
     except ConfigError as exc:
         _config_failure(exc, str(reference), as_json)
     if as_json:
-        _emit_json({"source": str(reference), **report.to_dict()})
+        emit_json({"source": str(reference), **report.to_dict()})
         return
     typer.echo(f"valid: {'yes' if report.valid else 'no'} ({reference})")
     typer.echo(f"modules loaded ({len(report.modules_loaded)}):")
@@ -157,7 +171,7 @@ def _version_table(title: str, versions: list[ConfigVersion], *, names: bool = T
             *cells,
             f"v{item.version}",
             "yes" if item.active else "",
-            _short_when(item.created_at),
+            short_when(item.created_at),
             item.created_by,
             item.digest[:10],
             item.title,
@@ -168,7 +182,7 @@ def _version_table(title: str, versions: list[ConfigVersion], *, names: bool = T
 def _created(result: CreateResult, as_json: bool) -> None:
     version = result.config
     if as_json:
-        _emit_json({"created": result.created, "config": _record(version)})
+        emit_json({"created": result.created, "config": record_dict(version)})
         return
     if result.created:
         typer.echo(f"created {version.name} v{version.version} (id {version.id})")
@@ -180,7 +194,7 @@ def _created(result: CreateResult, as_json: bool) -> None:
 
 
 @config_app.command("create")
-@_guard
+@guarded
 def config_create(
     name: Annotated[str, typer.Argument(help="The configuration's name (its version group).")],
     title: Annotated[str, typer.Option("--title", help="A short human title.")],
@@ -199,49 +213,51 @@ def config_create(
     as_json: JsonOption = False,
 ) -> None:
     """Validate FILE and store it as the next version of NAME (it becomes the active one)."""
-    text = _read_document(file)
-    with _store() as store:
+    text = read_document(file)
+    with open_store() as store:
         result = store.create_new_version(
             name,
             title,
             text,
             description=description,
-            created_by=_actor(actor),
+            created_by=actor_name(actor),
             expected_version=expected_version,
         )
     _created(result, as_json)
 
 
 @config_app.command("list")
-@_guard
+@guarded
 def config_list(as_json: JsonOption = False) -> None:
     """The active version of every stored configuration, by name."""
-    with _store() as store:
+    with open_store() as store:
         versions = store.list_configs()
     if as_json:
-        _emit_json([_record(item) for item in versions])
+        emit_json([record_dict(item) for item in versions])
         return
-    _console().print(_version_table(f"{len(versions)} configuration(s)", versions))
+    rich_console().print(_version_table(f"{len(versions)} configuration(s)", versions))
 
 
 @config_app.command("history")
-@_guard
+@guarded
 def config_history(name: str, as_json: JsonOption = False) -> None:
     """Every version of NAME, oldest first."""
-    with _store() as store:
+    with open_store() as store:
         versions = store.get_version_history(name)
     if not versions:
         from planforge.configstore.errors import ConfigNotFound
 
         raise ConfigNotFound(name=name)
     if as_json:
-        _emit_json([_record(item) for item in versions])
+        emit_json([record_dict(item) for item in versions])
         return
-    _console().print(_version_table(f"{name}: {len(versions)} version(s)", versions, names=False))
+    rich_console().print(
+        _version_table(f"{name}: {len(versions)} version(s)", versions, names=False)
+    )
 
 
 @config_app.command("show")
-@_guard
+@guarded
 def config_show(
     reference: Annotated[
         str, typer.Argument(metavar="ID", help="An id, NAME:VERSION, or NAME (its active one).")
@@ -249,12 +265,12 @@ def config_show(
     as_json: JsonOption = False,
 ) -> None:
     """One stored version: its metadata and TOML."""
-    with _store() as store:
-        version = _resolve(store, reference)
+    with open_store() as store:
+        version = resolve_version(store, reference)
     if as_json:
-        _emit_json(_record(version))
+        emit_json(record_dict(version))
         return
-    _print_version(version)
+    print_version(version)
 
 
 def _diff_side(store: ConfigStore, reference: str) -> tuple[str, str]:
@@ -263,13 +279,13 @@ def _diff_side(store: ConfigStore, reference: str) -> tuple[str, str]:
 
     path = Path(reference)
     if not reference.strip().isdigit() and not _NAME_VERSION.match(reference) and path.is_file():
-        return str(path), _read_document(path)
-    version = _resolve(store, reference)
+        return str(path), read_document(path)
+    version = resolve_version(store, reference)
     return config_label(version), version.toml
 
 
 @config_app.command("diff")
-@_guard
+@guarded
 def config_diff(
     a: Annotated[str, typer.Argument(help="An id, NAME:VERSION, NAME or a TOML file.")],
     b: Annotated[str, typer.Argument(help="An id, NAME:VERSION, NAME or a TOML file.")],
@@ -284,12 +300,12 @@ def config_diff(
     """How B differs from A: a unified text diff, or with --semantic, by meaning."""
     from planforge.configstore import semantic_diff, unified_diff
 
-    with _store() as store:
+    with open_store() as store:
         (a_label, a_text), (b_label, b_text) = _diff_side(store, a), _diff_side(store, b)
     if semantic:
         diff = semantic_diff(a_text, b_text, a_label=a_label, b_label=b_label)
         if as_json:
-            _emit_json({"a": a_label, "b": b_label, **diff.to_dict()})
+            emit_json({"a": a_label, "b": b_label, **diff.to_dict()})
             return
         if diff.is_empty:
             typer.echo(f"no difference in behaviour between {a_label} and {b_label}")
@@ -300,7 +316,7 @@ def config_diff(
         return
     text = unified_diff(a_text, b_text, a_label=a_label, b_label=b_label)
     if as_json:
-        _emit_json({"a": a_label, "b": b_label, "identical": not text, "diff": text})
+        emit_json({"a": a_label, "b": b_label, "identical": not text, "diff": text})
         return
     if not text:
         typer.echo(f"{a_label} and {b_label} are identical")
@@ -309,7 +325,7 @@ def config_diff(
 
 
 @config_app.command("export")
-@_guard
+@guarded
 def config_export(
     reference: Annotated[
         str, typer.Argument(metavar="ID", help="An id, NAME:VERSION, or NAME (its active one).")
@@ -321,8 +337,8 @@ def config_export(
     """A stored version as a TOML file with a metadata header (importable elsewhere)."""
     from planforge.configstore import export_config
 
-    with _store() as store:
-        text = export_config(_resolve(store, reference))
+    with open_store() as store:
+        text = export_config(resolve_version(store, reference))
     if output is None:
         typer.echo(text, nl=not text.endswith("\n"))
         return
@@ -331,7 +347,7 @@ def config_export(
 
 
 @config_app.command("import")
-@_guard
+@guarded
 def config_import(
     file: Annotated[Path, typer.Argument(help="An exported file, or any TOML configuration.")],
     name: Annotated[
@@ -349,16 +365,21 @@ def config_import(
     """Validate FILE and store it as the next version of its name."""
     from planforge.configstore import import_config
 
-    text = _read_document(file)
-    with _store() as store:
+    text = read_document(file)
+    with open_store() as store:
         result = import_config(
-            store, text, name=name, title=title, description=description, created_by=_actor(actor)
+            store,
+            text,
+            name=name,
+            title=title,
+            description=description,
+            created_by=actor_name(actor),
         )
     _created(result, as_json)
 
 
 @config_app.command("clone")
-@_guard
+@guarded
 def config_clone(
     reference: Annotated[
         str, typer.Argument(metavar="ID", help="An id, NAME:VERSION, or NAME (its active one).")
@@ -371,7 +392,9 @@ def config_clone(
     """Copy a stored version under a new name (same TOML, same digest)."""
     from planforge.configstore import clone_config
 
-    with _store() as store:
-        source = _resolve(store, reference)
-        result = clone_config(store, source.id, name=name, title=title, created_by=_actor(actor))
+    with open_store() as store:
+        source = resolve_version(store, reference)
+        result = clone_config(
+            store, source.id, name=name, title=title, created_by=actor_name(actor)
+        )
     _created(result, as_json)

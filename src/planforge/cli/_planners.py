@@ -9,14 +9,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from planforge.cli._apps import app, planners_app
-from planforge.cli._common import JsonOption, _console, _emit_json, _factory, _guard
+from planforge.cli._common import JsonOption, emit_json, guarded, open_factory, rich_console
 
 if TYPE_CHECKING:
     from planforge.factory.ranking import Selection
 
+__all__ = ["planners_check", "planners_describe", "planners_list", "select"]
+
 
 @planners_app.command("list")
-@_guard
+@guarded
 def planners_list(
     all_: Annotated[
         bool, typer.Option("--all", help="Include quarantined and left-out planners.")
@@ -24,12 +26,12 @@ def planners_list(
     as_json: JsonOption = False,
 ) -> None:
     """List the planners discovery found; `unchecked` ones have not passed the sandbox yet."""
-    factory = _factory()
+    factory = open_factory()
     factory.discover()
     names = factory.list_planners(include_inactive=all_)
     rows = [factory.describe_planner(name) for name in names]
     if as_json:
-        _emit_json(rows)
+        emit_json(rows)
         return
     from rich.table import Table
 
@@ -50,7 +52,7 @@ def planners_list(
             " ".join(row["capabilities"]),
             row["origin"] or row["source"],
         )
-    _console().print(table)
+    rich_console().print(table)
     if any(row["status"] == "unchecked" for row in rows):
         typer.echo(
             "unchecked: not passed by the sandbox yet (each is checked on first use); "
@@ -59,7 +61,7 @@ def planners_list(
 
 
 @planners_app.command("check")
-@_guard
+@guarded
 def planners_check(
     names: Annotated[
         list[str] | None, typer.Argument(help="Planners to check (default: every one found).")
@@ -71,10 +73,10 @@ def planners_check(
     A pass is remembered in the state dir, so every process shows the planner as active until
     its source file changes. A planner that fails is quarantined with the reason.
     """
-    with _factory() as factory:
+    with open_factory() as factory:
         results = factory.check_planners(names or None)
     if as_json:
-        _emit_json(results)
+        emit_json(results)
     else:
         _print_checks(results)
     if any(row["result"] == "quarantined" for row in results):
@@ -98,13 +100,13 @@ def _print_checks(results: list[dict[str, Any]]) -> None:
 
 
 @planners_app.command("describe")
-@_guard
+@guarded
 def planners_describe(name: str, as_json: JsonOption = False) -> None:
     """Show everything known about one planner."""
-    factory = _factory()
+    factory = open_factory()
     description = factory.describe_planner(name)
     if as_json:
-        _emit_json(description)
+        emit_json(description)
         return
     from rich.table import Table
 
@@ -117,11 +119,11 @@ def planners_describe(name: str, as_json: JsonOption = False) -> None:
         elif isinstance(value, dict):
             value = json.dumps(value, default=str)
         table.add_row(key, "" if value is None else str(value))
-    _console().print(table)
+    rich_console().print(table)
 
 
 @app.command("select")
-@_guard
+@guarded
 def select(
     objective: str,
     cap: Annotated[
@@ -142,7 +144,7 @@ def select(
     as_json: JsonOption = False,
 ) -> None:
     """Pick the best planner for OBJECTIVE."""
-    factory = _factory()
+    factory = open_factory()
     selection = factory.explain_selection(
         objective,
         cap or [],
@@ -157,7 +159,7 @@ def select(
         reasons = {item.name: item.reason for item in selection.exclusions}
         raise NoActivePlannersError(objective, reasons)
     if as_json:
-        _emit_json(
+        emit_json(
             selection.to_dict()
             if explain
             else {"winner": selection.winner, "score": selection.winner_score}
@@ -190,7 +192,7 @@ def _print_selection(objective: str, selection: Selection) -> None:
             f"{score.objective_relevance:.2f}",
             f"{bonus:+.2f}",
         )
-    console = _console()
+    console = rich_console()
     console.print(table)
     for exclusion in selection.exclusions:
         console.print(f"excluded {exclusion.name}: {exclusion.reason}")

@@ -11,20 +11,22 @@ import typer
 from planforge.cli._apps import app
 from planforge.cli._common import (
     JsonOption,
-    _config_reference,
-    _console,
-    _emit_json,
-    _factory,
-    _fail,
-    _guard,
-    _number,
-    _quantity,
-    _read_context,
+    config_reference,
+    emit_json,
+    fail,
+    guarded,
+    number_text,
+    open_factory,
+    quantity_text,
+    read_context,
+    rich_console,
 )
-from planforge.cli._store import _store
+from planforge.cli._store import open_store
 
 if TYPE_CHECKING:
     from planforge.factory.core import PlannerFactory
+
+__all__ = ["abtest", "plan"]
 
 
 class _PlanWatcher:
@@ -71,7 +73,7 @@ class _PlanWatcher:
 def _print_plan(result: Any, watcher: _PlanWatcher | None) -> None:
     from rich.table import Table
 
-    console = _console()
+    console = rich_console()
     table = Table(title=f"Plan {result.plan_id} by {result.planner.name} {result.planner.version}")
     table.add_column("#", justify="right", no_wrap=True)
     table.add_column("action", no_wrap=True)
@@ -85,8 +87,8 @@ def _print_plan(result: Any, watcher: _PlanWatcher | None) -> None:
             step.id,
             step.action,
             str(params.get("symbol", "")),
-            _quantity(params.get("quantity")),
-            _number(params.get("value_base", params.get("value"))),
+            quantity_text(params.get("quantity")),
+            number_text(params.get("value_base", params.get("value"))),
             step.description,
         )
     if result.steps:
@@ -107,8 +109,8 @@ def _print_plan(result: Any, watcher: _PlanWatcher | None) -> None:
         console.print(f"score: {result.score:.4f}")
     if "cash_required" in metrics or "cash_generated" in metrics:
         console.print(
-            f"cash: required {_number(metrics.get('cash_required', 0.0))}, "
-            f"generated {_number(metrics.get('cash_generated', 0.0))}",
+            f"cash: required {number_text(metrics.get('cash_required', 0.0))}, "
+            f"generated {number_text(metrics.get('cash_generated', 0.0))}",
             highlight=False,
         )
     summary = watcher.summary() if watcher is not None else None
@@ -119,7 +121,7 @@ def _print_plan(result: Any, watcher: _PlanWatcher | None) -> None:
 
 
 @app.command("plan")
-@_guard
+@guarded
 def plan(
     objective: str,
     planner: Annotated[
@@ -163,13 +165,13 @@ def plan(
     from planforge.contract import CONFIG_CONTEXT_KEY  # here: --help stays light
 
     if bucket is not None and config is not None:
-        _fail("give either --bucket or --config, not both")
-    context_data = _read_context(context) if context is not None else {}
-    reference: Any = _config_reference(config) if config is not None else None
+        fail("give either --bucket or --config, not both")
+    context_data = read_context(context) if context is not None else {}
+    reference: Any = config_reference(config) if config is not None else None
     bucket_toml: str | None = None
     if bucket is not None:
         bucket_toml, reference = _bucket_config(bucket)
-    factory = _factory()
+    factory = open_factory()
     unsubscribe: Any = None
     progress: Any = None
     watcher: _PlanWatcher | None = None
@@ -211,7 +213,7 @@ def _bucket_config(bucket: str) -> tuple[str, Any]:
     """
     from planforge.configstore import config_label, parse_validated
 
-    with _store() as store:
+    with open_store() as store:
         version = store.get_bucket_config(bucket)
     source = f"bucket {bucket}: {config_label(version)}"
     return version.toml, parse_validated(version.toml, source=source)
@@ -226,7 +228,7 @@ def _progress_bar() -> Any:
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=_console(),
+        console=rich_console(),
         transient=True,
     )
     progress.start()
@@ -266,11 +268,11 @@ def _ab_cell(key: str, value: Any) -> str:
         return f"{value:+.6f}"
     if key in ("steps", "sequences_evaluated"):
         return f"{value:,}"
-    return _number(value)
+    return number_text(value)
 
 
 @app.command("abtest")
-@_guard
+@guarded
 def abtest(
     config_a: Annotated[str, typer.Argument(help="Configuration A: a TOML file or a preset.")],
     config_b: Annotated[str, typer.Argument(help="Configuration B: a TOML file or a preset.")],
@@ -291,16 +293,16 @@ def abtest(
     from planforge.holistic.abtest import compare
     from planforge.portfolio.planner import HolisticPortfolioPlanner
 
-    context_data = _read_context(context)
+    context_data = read_context(context)
     context_data.pop(CONFIG_CONTEXT_KEY, None)  # the two configurations are the point here
-    reference_a, reference_b = _config_reference(config_a), _config_reference(config_b)
+    reference_a, reference_b = config_reference(config_a), config_reference(config_b)
     planner = HolisticPortfolioPlanner()
     engine_a, engine_b = planner.engine(reference_a), planner.engine(reference_b)
     result = compare(engine_a, engine_b, objective, context_data)
     data = result.to_dict()
     data["a"]["config"], data["b"]["config"] = str(reference_a), str(reference_b)
     if as_json:
-        _emit_json(data)
+        emit_json(data)
         return
     from rich.table import Table
 
@@ -310,7 +312,7 @@ def abtest(
     table.add_column(f"B: {reference_b}", justify="right")
     for key, label in _AB_ROWS:
         table.add_row(label, _ab_cell(key, data["a"][key]), _ab_cell(key, data["b"][key]))
-    console = _console()
+    console = rich_console()
     console.print(table)
     winner = data["winner"]
     if winner == "tie":

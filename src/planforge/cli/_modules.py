@@ -8,18 +8,20 @@ from typing import Annotated
 import typer
 
 from planforge.cli._apps import modules_app
-from planforge.cli._common import JsonOption, _console, _emit_json, _fail, _guard
+from planforge.cli._common import JsonOption, emit_json, fail, guarded, rich_console
+
+__all__ = ["modules_describe", "modules_docs", "modules_list"]
 
 
 def _check_kind(kind: str) -> None:
     from planforge.holistic.modules import KINDS
 
     if kind not in KINDS:
-        _fail(f"{kind!r} is not a module kind; kinds are {', '.join(KINDS)}")
+        fail(f"{kind!r} is not a module kind; kinds are {', '.join(KINDS)}")
 
 
 @modules_app.command("list")
-@_guard
+@guarded
 def modules_list(
     kind: Annotated[
         str | None, typer.Option("--kind", help="Only this kind (e.g. filters).")
@@ -34,7 +36,7 @@ def modules_list(
     registry = default_registry()
     modules = registry.list(kind)
     if as_json:
-        _emit_json([{"key": f"{m.kind}.{m.name}", **m.to_dict()} for m in modules])
+        emit_json([{"key": f"{m.kind}.{m.name}", **m.to_dict()} for m in modules])
         return
     from rich.table import Table
 
@@ -52,7 +54,7 @@ def modules_list(
             ", ".join(metadata.tags),
             metadata.description,
         )
-    console = _console()
+    console = rich_console()
     console.print(table)
     for problem in registry.problems():
         console.print(
@@ -61,7 +63,7 @@ def modules_list(
 
 
 @modules_app.command("describe")
-@_guard
+@guarded
 def modules_describe(
     kind: Annotated[str, typer.Argument(help="The module kind, e.g. opportunity_calculators.")],
     name: Annotated[str, typer.Argument(help="The module name, e.g. profit_taking.")],
@@ -76,11 +78,11 @@ def modules_describe(
     info = registry.describe(kind, name)
     rows = [] if "load_error" in info else param_docs(registry.load(kind, name).Params)
     if as_json:
-        _emit_json({**info, "params": [row.to_dict() for row in rows]})
+        emit_json({**info, "params": [row.to_dict() for row in rows]})
         return
     from rich.table import Table
 
-    console = _console()
+    console = rich_console()
     table = Table(title=info["key"], show_header=False)
     table.add_column("key", style="bold")
     table.add_column("value")
@@ -107,7 +109,7 @@ def modules_describe(
 
 
 @modules_app.command("docs")
-@_guard
+@guarded
 def modules_docs(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write the Markdown to this file.")

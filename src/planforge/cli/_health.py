@@ -9,11 +9,13 @@ from typing import Annotated
 import typer
 
 from planforge.cli._apps import app, quarantine_app
-from planforge.cli._common import JsonOption, _emit_json, _factory, _fail, _guard
+from planforge.cli._common import JsonOption, emit_json, fail, guarded, open_factory
+
+__all__ = ["diagnostics", "health", "quarantine_list", "quarantine_release"]
 
 
 @app.command("health")
-@_guard
+@guarded
 def health(
     min_required: Annotated[
         int, typer.Option("--min", help="Selectable (active or unchecked) planners required.")
@@ -24,9 +26,9 @@ def health(
 
     Selectable means active (passed by the sandbox) or unchecked (checked on first use).
     """
-    report = _factory().health_check(min_required)
+    report = open_factory().health_check(min_required)
     if as_json:
-        _emit_json(report)
+        emit_json(report)
     else:
         state = "ready" if report["ready"] else "NOT READY"
         typer.echo(
@@ -42,7 +44,7 @@ def health(
 
 
 @app.command("diagnostics")
-@_guard
+@guarded
 def diagnostics(
     as_json: JsonOption = False,
     output: Annotated[
@@ -50,24 +52,24 @@ def diagnostics(
     ] = None,
 ) -> None:
     """Everything the factory knows: records, problems, shadowed names, profiles."""
-    factory = _factory()
+    factory = open_factory()
     if output is not None:
         path = factory.export_diagnostics(output)
         typer.echo(f"wrote {path}")
         return
     if as_json:
-        _emit_json(factory.diagnostics_json())
+        emit_json(factory.diagnostics_json())
     else:
         typer.echo(factory.diagnostics_report())
 
 
 @quarantine_app.command("list")
-@_guard
+@guarded
 def quarantine_list(as_json: JsonOption = False) -> None:
     """Planners whose sandboxed import failed, with the reason."""
-    entries = _factory().list_quarantined()
+    entries = open_factory().list_quarantined()
     if as_json:
-        _emit_json(entries)
+        emit_json(entries)
         return
     if not entries:
         typer.echo("no planner is quarantined")
@@ -78,9 +80,9 @@ def quarantine_list(as_json: JsonOption = False) -> None:
 
 
 @quarantine_app.command("release")
-@_guard
+@guarded
 def quarantine_release(name: str) -> None:
     """Release NAME so it is checked again in the sandbox on next use."""
-    if not _factory().release_quarantine(name):
-        _fail(f"{name!r} is not quarantined; see `planforge quarantine list`")
+    if not open_factory().release_quarantine(name):
+        fail(f"{name!r} is not quarantined; see `planforge quarantine list`")
     typer.echo(f"released {name}")

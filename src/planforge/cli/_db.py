@@ -5,15 +5,17 @@ from __future__ import annotations
 import typer
 
 from planforge.cli._apps import db_app
-from planforge.cli._common import _guard
-from planforge.cli._store import _store
+from planforge.cli._common import guarded
+from planforge.cli._store import open_store
+
+__all__ = ["db_upgrade"]
 
 
 @db_app.command("upgrade")
-@_guard
+@guarded
 def db_upgrade() -> None:
     """Apply the configuration store's migrations (also done automatically on first use)."""
-    with _store() as store:
+    with open_store() as store:
         store.migrate()
         url = store.url
     # where, without the URL itself: a URL may carry a password

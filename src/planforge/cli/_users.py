@@ -12,23 +12,32 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from planforge.cli._apps import user_app
-from planforge.cli._common import JsonOption, _console, _emit_json, _guard
-from planforge.cli._store import ActorOption, _actor, _record, _short_when, _store, _when
+from planforge.cli._common import JsonOption, emit_json, guarded, rich_console
+from planforge.cli._store import (
+    ActorOption,
+    actor_name,
+    open_store,
+    record_dict,
+    short_when,
+    when_text,
+)
 
 if TYPE_CHECKING:
     from planforge.configstore import User
+
+__all__ = ["NameArgument", "user_create", "user_list", "user_revoke", "user_rotate"]
 
 NameArgument = Annotated[str, typer.Argument(help="The user's name.")]
 
 
 def _user_json(user: User) -> dict[str, Any]:
-    return {**_record(user), "status": user.status}
+    return {**record_dict(user), "status": user.status}
 
 
 def _print_token(user: User, token: str, as_json: bool, done: str) -> None:
     """The token alone on stdout (for scripts), what happened on stderr."""
     if as_json:
-        _emit_json({**_user_json(user), "token": token})
+        emit_json({**_user_json(user), "token": token})
         return
     typer.echo(token)
     typer.echo(
@@ -39,7 +48,7 @@ def _print_token(user: User, token: str, as_json: bool, done: str) -> None:
 
 
 @user_app.command("create")
-@_guard
+@guarded
 def user_create(
     name: Annotated[
         str,
@@ -58,49 +67,49 @@ def user_create(
     from planforge.configstore import check_new_user
 
     check_new_user(name, role)  # before the database is opened: a bad name changes nothing
-    with _store() as store:
-        user, token = store.create_user(name, role, created_by=_actor(actor))
+    with open_store() as store:
+        user, token = store.create_user(name, role, created_by=actor_name(actor))
     _print_token(user, token, as_json, "Created")
 
 
 @user_app.command("rotate")
-@_guard
+@guarded
 def user_rotate(name: NameArgument, actor: ActorOption = None, as_json: JsonOption = False) -> None:
     """Give a user a new token (printed once); the old one stops working at once.
 
     A revoked user is re-enabled with the new token.
     """
-    with _store() as store:
-        user, token = store.rotate_user(name, actor=_actor(actor))
+    with open_store() as store:
+        user, token = store.rotate_user(name, actor=actor_name(actor))
     _print_token(user, token, as_json, "New token for")
 
 
 @user_app.command("revoke")
-@_guard
+@guarded
 def user_revoke(name: NameArgument, actor: ActorOption = None, as_json: JsonOption = False) -> None:
     """Stop a user's token from working, on every server within a second.
 
     The user stays listed as revoked; `planforge user rotate NAME` re-enables it.
     """
-    with _store() as store:
-        user = store.revoke_user(name, actor=_actor(actor))
+    with open_store() as store:
+        user = store.revoke_user(name, actor=actor_name(actor))
     if as_json:
-        _emit_json(_user_json(user))
+        emit_json(_user_json(user))
         return
     typer.echo(
-        f"{user.name!r} is revoked (since {_when(user.revoked_at)}): its token is refused. "
+        f"{user.name!r} is revoked (since {when_text(user.revoked_at)}): its token is refused. "
         f"`planforge user rotate {user.name}` gives it a new one."
     )
 
 
 @user_app.command("list")
-@_guard
+@guarded
 def user_list(as_json: JsonOption = False) -> None:
     """API users, their roles, status and last use (never their tokens)."""
-    with _store() as store:
+    with open_store() as store:
         users = store.list_users()
     if as_json:
-        _emit_json([_user_json(user) for user in users])
+        emit_json([_user_json(user) for user in users])
         return
     from rich.table import Table
 
@@ -108,8 +117,8 @@ def user_list(as_json: JsonOption = False) -> None:
     for column in ("id", "name", "role", "status", "created", "last used"):
         table.add_column(column, no_wrap=True)
     for user in users:
-        revoked = _short_when(user.revoked_at)
+        revoked = short_when(user.revoked_at)
         status = f"revoked {revoked}" if revoked else "active"
-        created, last_used = _short_when(user.created_at), _short_when(user.last_used_at)
+        created, last_used = short_when(user.created_at), short_when(user.last_used_at)
         table.add_row(str(user.id), user.name, user.role, status, created, last_used or "never")
-    _console().print(table)
+    rich_console().print(table)
