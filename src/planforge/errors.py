@@ -349,7 +349,7 @@ class CircuitOpenError(PlannerError):
                 "retry then, or reset the breaker once the cause is fixed."
             )
         super().__init__(
-            f"Circuit breaker {breaker_name!r} is {str(state)}. {advice}",
+            f"Circuit breaker {breaker_name!r} is {state!s}. {advice}",
             where="breaker",
             context={
                 "breaker_name": breaker_name,

@@ -205,7 +205,9 @@ def test_a_failing_planner_loses_reliability_and_trips_its_breaker(
 def test_an_undeclared_planner_can_earn_its_way_in(factory: PlannerFactory) -> None:
     assert "newbie" not in [s.name for s in factory.explain_selection("x").scores]
     factory.run_plan("x", planner="newbie")
-    factory._last_reliability_refresh = -1e9  # let the refreshed reliability reach the index
+    factory._selector.last_reliability_refresh = (
+        -1e9
+    )  # let the refreshed reliability reach the index
     names = [score.name for score in factory.explain_selection("x").scores]
     assert "newbie" in names
 
@@ -378,9 +380,9 @@ def test_non_blocking_self_heal_returns_at_once(tmp_path: Path) -> None:
     report = factory.self_heal(blocking=False)
     assert report["background"] is True
     assert report["attempts"] == 0
-    assert factory._heal_thread is not None
-    factory._heal_thread.join(timeout=30)
-    assert not factory._heal_thread.is_alive()
+    assert factory._selector.heal_thread is not None
+    factory._selector.heal_thread.join(timeout=30)
+    assert not factory._selector.heal_thread.is_alive()
 
 
 def test_health_and_diagnostics(factory: PlannerFactory, tmp_path: Path) -> None:
