@@ -20,7 +20,13 @@ from planforge.factory.discovery import Discovery, DiscoveryResult, Introspectio
 from planforge.factory.passes import PassStore, SandboxPass, current_pass, unchecked_or_active
 from planforge.factory.quarantine import QuarantineEntry, QuarantineStore, file_fingerprint
 from planforge.factory.ranking import Candidate, RankingIndex, RankingWeights
-from planforge.factory.registry import Generation, PlannerRecord, PlannerVitals, RecordStatus
+from planforge.factory.registry import (
+    SELECTABLE,
+    Generation,
+    PlannerRecord,
+    PlannerVitals,
+    RecordStatus,
+)
 from planforge.logs import get_logger
 from planforge.settings import FactorySettings
 
@@ -127,33 +133,8 @@ class Generations:
             return generation
 
     def _build(self, result: DiscoveryResult, keep: Generation | None) -> Generation:
-        quarantined = {entry.planner_name: entry for entry in self.quarantine.entries()}
-        passes = self.passes.snapshot()
-        records: dict[str, PlannerRecord] = {}
-        kept = keep.records if keep is not None else {}
-        settings = self.settings
-        # with no allow or exclude list, a planner with no quarantine entry, no pass and no
-        # error gets the plain status at once: a warm start builds hundreds of records
-        plain = not settings.allowed_planners and not settings.exclude_planners
-        for spec in result.specs:
-            record = PlannerRecord(spec, self.vitals)
-            previous = kept.get(spec.name)
-            if previous is not None and previous.spec == spec:
-                for name in _KEPT_FIELDS:
-                    setattr(record, name, getattr(previous, name))
-            if (
-                plain
-                and record.error is None
-                and spec.name not in quarantined
-                and spec.target not in passes
-            ):
-                record.status, record.status_reason = unchecked_or_active(
-                    spec, sandbox=settings.sandbox, checked_here=record.sandbox_checked, passed=None
-                )
-            else:
-                record.status, record.status_reason = self._status(record, quarantined, passes)
-            records[spec.name] = record
-        kinds = {r.spec.context_kind for r in records.values() if r.status.selectable}
+        records = self._records(result.specs, keep.records if keep is not None else {})
+        kinds = {r.spec.context_kind for r in records.values() if r.status in SELECTABLE}
         self._counter += 1
         instances = (
             {name: r.instance for name, r in records.items() if r.instance is not None}
@@ -169,6 +150,45 @@ class Generations:
             created_at=time.time(),
             context_kinds=tuple(sorted(kinds - {ANY_CONTEXT})),
         )
+
+    def _records(
+        self, specs: Iterable[PlannerSpec], kept: Mapping[str, PlannerRecord]
+    ) -> dict[str, PlannerRecord]:
+        """A record per spec with its status, keeping what `kept` knew of an unchanged spec.
+
+        A warm start makes hundreds of records: with no allow or exclude list, a planner with
+        no quarantine entry, no sandbox pass and no error gets the plain status, which depends
+        only on its source and whether it was checked here, so it is worked out once for each.
+        """
+        quarantined = {entry.planner_name: entry for entry in self.quarantine.entries()}
+        passes = self.passes.snapshot()
+        settings = self.settings
+        plain = not settings.allowed_planners and not settings.exclude_planners
+        plain_status: dict[tuple[str, bool], tuple[RecordStatus, str | None]] = {}
+        records: dict[str, PlannerRecord] = {}
+        for spec in specs:
+            record = PlannerRecord(spec, self.vitals)
+            previous = kept.get(spec.name)
+            if previous is not None and previous.spec == spec:
+                for field in _KEPT_FIELDS:
+                    setattr(record, field, getattr(previous, field))
+            if (
+                plain
+                and record.error is None
+                and spec.name not in quarantined
+                and (not passes or spec.target not in passes)
+            ):
+                key = (spec.source, record.sandbox_checked)
+                status = plain_status.get(key)
+                if status is None:
+                    status = plain_status[key] = unchecked_or_active(
+                        spec, sandbox=settings.sandbox, checked_here=key[1], passed=None
+                    )
+            else:
+                status = self._status(record, quarantined, passes)
+            record.status, record.status_reason = status
+            records[spec.name] = record
+        return records
 
     def _status(
         self,

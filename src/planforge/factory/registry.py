@@ -29,7 +29,7 @@ from planforge.factory.telemetry import PlannerStats
 if TYPE_CHECKING:
     from planforge.settings import FactorySettings
 
-__all__ = ["Generation", "PlannerRecord", "PlannerVitals", "RecordStatus"]
+__all__ = ["SELECTABLE", "Generation", "PlannerRecord", "PlannerVitals", "RecordStatus"]
 
 
 class RecordStatus(StrEnum):
@@ -111,7 +111,8 @@ class PlannerVitals:
         return f"circuit breaker {breaker.state}{when}"
 
 
-_SELECTABLE = frozenset((RecordStatus.ACTIVE, RecordStatus.UNCHECKED))
+#: the statuses selection may pick (`RecordStatus.selectable`), for loops over many records
+SELECTABLE = frozenset((RecordStatus.ACTIVE, RecordStatus.UNCHECKED))
 
 
 class PlannerRecord:
@@ -211,5 +212,4 @@ class Generation:
 
     def selectable_names(self) -> list[str]:
         """Active and unchecked planners: the ones selection may pick."""
-        selectable = _SELECTABLE
-        return sorted(name for name, record in self.records.items() if record.status in selectable)
+        return sorted(name for name, record in self.records.items() if record.status in SELECTABLE)
