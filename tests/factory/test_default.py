@@ -101,3 +101,23 @@ def test_selection_takes_a_request_object_or_its_fields(default_factory: Planner
     assert planforge.batch_select_best_planners(request, 2) == ["default_rebalancer"]
     with pytest.raises(planforge.PlannerSelectionError, match="not both"):
         planforge.select_best_planner_name(request, ["plan"])
+
+
+def test_the_factory_package_reexports_lazily() -> None:
+    """`planforge.factory` names the facade's parts, but a process that imports one factory
+    module (a sandbox child) does not import the whole factory."""
+    import subprocess
+    import sys
+
+    import planforge.factory
+
+    assert planforge.factory.PlannerFactory is planforge.PlannerFactory
+    assert planforge.factory.SelectionRequest is planforge.SelectionRequest
+    code = (
+        "import sys, planforge.factory.sandbox_child\n"
+        "print('planforge.factory.core' in sys.modules)"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout
+    assert output.strip() == "False"
