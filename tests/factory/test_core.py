@@ -22,7 +22,7 @@ from planforge.errors import (
     SandboxImportError,
     SandboxTimeout,
 )
-from planforge.factory.breaker import CircuitOpenError
+from planforge.errors import CircuitOpenError
 from planforge.factory.core import PlannerFactory
 from planforge.settings import load_settings
 

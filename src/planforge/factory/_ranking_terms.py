@@ -23,6 +23,7 @@ STOPWORDS: frozenset[str] = frozenset(
 
 _OBJECTIVE_CACHE_SIZE = 4096
 _PLANNER_CACHE_SIZE = 8192
+_WORD_CACHE_SIZE = 16384
 _WORD = re.compile(r"[a-z0-9]+")
 
 
@@ -44,13 +45,16 @@ def stem(word: str) -> str:
     return word
 
 
+@lru_cache(maxsize=_WORD_CACHE_SIZE)
+def _term(word: str) -> str | None:
+    """`word` as a term, None for a stopword (cached: planners share most of their words, and
+    the first selection of a process reads every planner's)."""
+    return None if word in STOPWORDS else stem(word)
+
+
 def _terms(texts: Iterable[str]) -> frozenset[str]:
-    found: set[str] = set()
-    for text in texts:
-        for word in _WORD.findall(text.lower()):
-            if word not in STOPWORDS:
-                found.add(stem(word))
-    return frozenset(found)
+    terms = (_term(word) for text in texts for word in _WORD.findall(text.lower()))
+    return frozenset(term for term in terms if term is not None)
 
 
 @lru_cache(maxsize=_OBJECTIVE_CACHE_SIZE)
