@@ -14,6 +14,7 @@ import pytest
 
 from planforge.contract import Plan, Planner, PlanStep
 from planforge.errors import (
+    CircuitOpenError,
     NoActivePlannersError,
     PlanExecutionError,
     PlannerNotAllowed,
@@ -22,7 +23,6 @@ from planforge.errors import (
     SandboxImportError,
     SandboxTimeout,
 )
-from planforge.errors import CircuitOpenError
 from planforge.factory.core import PlannerFactory
 from planforge.settings import load_settings
 
