@@ -185,11 +185,7 @@ class Loader:
         return report
 
     def check_planners(self, names: Sequence[str] | None = None) -> list[dict[str, Any]]:
-        """Run the sandbox check now for `names` (every discovered planner by default), in that
-        order, and return each result: "passed", "quarantined" (with the reason) or "skipped"
-        (not allowed, or registered in code). A planner already quarantined is not run again:
-        release it first. Raises `PlannerNotFound` before checking anything if a name is
-        unknown, and `PlannerError` when the sandbox is off."""
+        """The sandbox check, now, of each named planner in order (see the facade's method)."""
         if not self._settings.sandbox:
             raise PlannerError(SANDBOX_OFF_CHECK, where="sandbox")
         generation = self._generations.current()

@@ -139,7 +139,11 @@ class PlannerFactory:
         return self._loader.get_all_planners()
 
     def check_planners(self, names: Sequence[str] | None = None) -> list[dict[str, Any]]:
-        """Run the sandbox check now; see `Loader.check_planners` for the results."""
+        """Run the sandbox check now for `names` (every discovered planner by default), in that
+        order, and return each result: "passed", "quarantined" (with the reason) or "skipped"
+        (not allowed, or registered in code). A planner already quarantined is not run again:
+        release it first. Raises `PlannerNotFound` before checking anything if a name is
+        unknown, and `PlannerError` when the sandbox is off."""
         return self._loader.check_planners(names)
 
     def list_quarantined(self) -> list[dict[str, Any]]:
