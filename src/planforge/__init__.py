@@ -40,8 +40,11 @@ _EXPORTS: dict[str, str] = {
     "Selection": "planforge.factory.ranking",
     "SelectionRequest": "planforge.factory.ranking",
     "ScoreBreakdown": "planforge.factory.ranking",
-    "CircuitOpenError": "planforge.factory.breaker",
+    "CircuitOpenError": "planforge.errors",
 }
+# The names of `planforge.factory.default.__all__` (a test keeps the two equal), written here so
+# that `import planforge` imports no part of the factory; the functions' parameters live on the
+# `PlannerFactory` methods only.
 _API = (
     "admit_context",
     "aexplain_selection",
@@ -94,8 +97,15 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from planforge.contract import Plan, Planner, PlannerRef, PlannerSpec, PlanStep
+    from planforge.contract import (
+        Plan,
+        Planner,
+        PlannerRef,
+        PlannerSpec,
+        PlanStep,
+    )
     from planforge.errors import (
+        CircuitOpenError,
         InvalidContext,
         NoActivePlannersError,
         PlanExecutionError,
@@ -110,40 +120,16 @@ if TYPE_CHECKING:
         SandboxTimeout,
         SettingsError,
     )
-    from planforge.factory.breaker import CircuitOpenError
-    from planforge.factory.core import PlannerFactory
-    from planforge.factory.default import (
-        admit_context,
-        aexplain_selection,
-        arun_plan,
-        aselect_best_planner_name,
-        batch_select_best_planners,
-        check_planners,
-        default_factory,
-        describe_planner,
-        diagnostics_json,
-        diagnostics_report,
-        discover,
-        explain_selection,
-        export_diagnostics,
-        get_all_planners,
-        get_planner,
-        health_check,
-        instantiation_profiles,
-        list_planners,
-        list_quarantined,
-        planner_stats,
-        refresh_metadata,
-        register,
-        register_context_kind,
-        release_quarantine,
-        reload_planners,
-        run_plan,
-        select_best_planner,
-        select_best_planner_name,
-        selection_profiles,
-        self_heal,
-        set_default_factory,
+    from planforge.factory.core import (
+        PlannerFactory,
     )
-    from planforge.factory.ranking import ScoreBreakdown, Selection, SelectionRequest
-    from planforge.settings import FactorySettings, load_settings
+    from planforge.factory.default import *  # noqa: F403 (the names of _API)
+    from planforge.factory.ranking import (
+        ScoreBreakdown,
+        Selection,
+        SelectionRequest,
+    )
+    from planforge.settings import (
+        FactorySettings,
+        load_settings,
+    )

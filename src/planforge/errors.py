@@ -13,6 +13,7 @@ from planforge.redact import is_secret_key, redact_text
 
 __all__ = [
     "SANDBOX_PHASES",
+    "CircuitOpenError",
     "DocumentError",
     "DocumentTooDeep",
     "InvalidContext",
@@ -383,3 +384,34 @@ class NonFiniteNumber(DocumentError):
             field=field,
         )
         self.field = field
+
+
+class CircuitOpenError(PlannerError):
+    """A call was refused because its circuit breaker does not permit calls right now.
+
+    `state` is the breaker's state (a `BreakerState`, a string enum: "open", "half_open",
+    "forced_open", ...); it is typed as a string here because errors sit below the factory.
+    """
+
+    def __init__(self, breaker_name: str, retry_after_s: float | None, state: str) -> None:
+        if state == "forced_open":
+            advice = "It was forced open by an operator; reset it to let calls through."
+        elif retry_after_s is None or retry_after_s <= 0.0:
+            advice = "Its trial calls are in flight; retry in a moment."
+        else:
+            advice = (
+                f"Calls are refused for another {retry_after_s:.3g} s after repeated failures; "
+                "retry then, or reset the breaker once the cause is fixed."
+            )
+        super().__init__(
+            f"Circuit breaker {breaker_name!r} is {state!s}. {advice}",
+            where="breaker",
+            context={
+                "breaker_name": breaker_name,
+                "retry_after_s": retry_after_s,
+                "state": str(state),
+            },
+        )
+        self.breaker_name = breaker_name
+        self.retry_after_s = retry_after_s
+        self.state = state

@@ -386,3 +386,17 @@ def test_minimum_calls_above_window_size_evaluates_a_full_window() -> None:
     for _ in range(3):
         breaker.record_failure()
     assert state(breaker) is BreakerState.OPEN
+
+
+def test_a_refusal_is_the_package_wide_error_with_the_breaker_state() -> None:
+    import planforge
+    import planforge.errors
+
+    breaker, _clock, _events = make()
+    trip(breaker)
+    with pytest.raises(planforge.CircuitOpenError) as refused:
+        breaker.call(lambda: 1)
+    assert planforge.CircuitOpenError is planforge.errors.CircuitOpenError is CircuitOpenError
+    assert refused.value.state is BreakerState.OPEN
+    assert refused.value.context["state"] == "open"
+    assert str(refused.value).startswith("Circuit breaker 'planner-x' is open.")

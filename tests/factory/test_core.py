@@ -14,6 +14,7 @@ import pytest
 
 from planforge.contract import Plan, Planner, PlanStep
 from planforge.errors import (
+    CircuitOpenError,
     NoActivePlannersError,
     PlanExecutionError,
     PlannerNotAllowed,
@@ -22,7 +23,6 @@ from planforge.errors import (
     SandboxImportError,
     SandboxTimeout,
 )
-from planforge.factory.breaker import CircuitOpenError
 from planforge.factory.core import PlannerFactory
 from planforge.settings import load_settings
 
@@ -205,7 +205,9 @@ def test_a_failing_planner_loses_reliability_and_trips_its_breaker(
 def test_an_undeclared_planner_can_earn_its_way_in(factory: PlannerFactory) -> None:
     assert "newbie" not in [s.name for s in factory.explain_selection("x").scores]
     factory.run_plan("x", planner="newbie")
-    factory._last_reliability_refresh = -1e9  # let the refreshed reliability reach the index
+    factory._selector.last_reliability_refresh = (
+        -1e9
+    )  # let the refreshed reliability reach the index
     names = [score.name for score in factory.explain_selection("x").scores]
     assert "newbie" in names
 
@@ -378,9 +380,9 @@ def test_non_blocking_self_heal_returns_at_once(tmp_path: Path) -> None:
     report = factory.self_heal(blocking=False)
     assert report["background"] is True
     assert report["attempts"] == 0
-    assert factory._heal_thread is not None
-    factory._heal_thread.join(timeout=30)
-    assert not factory._heal_thread.is_alive()
+    assert factory._selector.heal_thread is not None
+    factory._selector.heal_thread.join(timeout=30)
+    assert not factory._selector.heal_thread.is_alive()
 
 
 def test_health_and_diagnostics(factory: PlannerFactory, tmp_path: Path) -> None:
@@ -523,3 +525,35 @@ def test_outcomes_recorded_while_selecting_from_other_threads(
         stats = factory.planner_stats()
         assert stats["generic"]["invocations"] == 200
         assert stats["rebalancer"]["invocations"] == 200
+
+
+def test_outcomes_before_the_first_selection_rank_as_after_it(
+    plugin_dir: Path, tmp_path: Path
+) -> None:
+    """The ranking is built on first selection: what happened before it must count the same."""
+
+    def build(state: str) -> PlannerFactory:
+        return PlannerFactory(
+            load_settings(plugin_dirs=(plugin_dir,)),
+            search_path=[str(tmp_path / "empty-site")],
+            cache_dir=tmp_path / "cache",
+            state_dir=tmp_path / state,
+            clock=lambda: 100.0,
+        )
+
+    def fail_generic_and_help_newbie(factory: PlannerFactory) -> None:
+        for _ in range(5):
+            factory.record_outcome("generic", 0.01, ok=False, error="boom")
+            factory.record_outcome("newbie", 0.01, ok=True)
+
+    with build("state-late") as late, build("state-early") as early:
+        late.discover()
+        fail_generic_and_help_newbie(late)  # before anything was ranked
+        early.explain_selection("warm up")
+        fail_generic_and_help_newbie(early)  # after
+        early._selector.last_reliability_refresh = -1e9  # let the reliabilities reach it
+        late_selection = late.explain_selection("Rebalance my portfolio")
+        assert late_selection == early.explain_selection("Rebalance my portfolio")
+        reasons = {item.name: item.reason for item in late_selection.exclusions}
+        assert reasons["generic"].startswith("circuit breaker open")
+        assert "newbie" in [score.name for score in late_selection.scores]

@@ -62,3 +62,62 @@ def test_async_variants(default_factory: PlannerFactory) -> None:
 def test_unknown_attribute_is_an_attribute_error() -> None:
     with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
         planforge.nonsense  # noqa: B018
+
+
+def test_the_package_lists_exactly_the_default_api() -> None:
+    from planforge.factory import default
+
+    assert sorted(planforge._API) == sorted(default.__all__)
+    for name in default.__all__:
+        assert getattr(planforge, name) is getattr(default, name)
+
+
+def test_module_functions_show_the_methods_signatures_and_docstrings() -> None:
+    import inspect
+
+    from planforge.factory import default
+
+    for name in default.__all__:
+        if name in ("default_factory", "set_default_factory"):
+            continue
+        function = getattr(default, name)
+        method = getattr(PlannerFactory, name)
+        expected = list(inspect.signature(method).parameters.values())[1:]
+        assert list(inspect.signature(function).parameters.values()) == expected, name
+        assert function.__doc__ == method.__doc__, name
+        assert function.__name__ == name
+        assert inspect.iscoroutinefunction(function) == inspect.iscoroutinefunction(method)
+
+
+def test_selection_takes_a_request_object_or_its_fields(default_factory: PlannerFactory) -> None:
+    request = planforge.SelectionRequest(
+        "Rebalance my portfolio", required_capabilities=("plan",), prefer_production=False
+    )
+    by_fields = planforge.explain_selection(
+        "Rebalance my portfolio", required_capabilities=["plan"], prefer_production=False
+    )
+    assert planforge.explain_selection(request) == by_fields
+    assert planforge.select_best_planner_name(request) == "default_rebalancer"
+    assert planforge.batch_select_best_planners(request, 2) == ["default_rebalancer"]
+    with pytest.raises(planforge.PlannerSelectionError, match="not both"):
+        planforge.select_best_planner_name(request, ["plan"])
+
+
+def test_the_factory_package_reexports_lazily() -> None:
+    """`planforge.factory` names the facade's parts, but a process that imports one factory
+    module (a sandbox child) does not import the whole factory."""
+    import subprocess
+    import sys
+
+    import planforge.factory
+
+    assert planforge.factory.PlannerFactory is planforge.PlannerFactory
+    assert planforge.factory.SelectionRequest is planforge.SelectionRequest
+    code = (
+        "import sys, planforge.factory.sandbox_child\n"
+        "print('planforge.factory.core' in sys.modules)"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout
+    assert output.strip() == "False"

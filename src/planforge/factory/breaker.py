@@ -37,7 +37,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from planforge.errors import PlannerError
+from planforge.errors import CircuitOpenError, PlannerError
 from planforge.logs import get_logger
 
 if TYPE_CHECKING:
@@ -64,33 +64,6 @@ class BreakerState(enum.StrEnum):
     HALF_OPEN = "half_open"
     FORCED_OPEN = "forced_open"
     DISABLED = "disabled"
-
-
-class CircuitOpenError(PlannerError):
-    """A call was refused because its circuit breaker does not permit calls right now."""
-
-    def __init__(self, breaker_name: str, retry_after_s: float | None, state: BreakerState) -> None:
-        if state is BreakerState.FORCED_OPEN:
-            advice = "It was forced open by an operator; reset it to let calls through."
-        elif retry_after_s is None or retry_after_s <= 0.0:
-            advice = "Its trial calls are in flight; retry in a moment."
-        else:
-            advice = (
-                f"Calls are refused for another {retry_after_s:.3g} s after repeated failures; "
-                "retry then, or reset the breaker once the cause is fixed."
-            )
-        super().__init__(
-            f"Circuit breaker {breaker_name!r} is {state.value}. {advice}",
-            where="breaker",
-            context={
-                "breaker_name": breaker_name,
-                "retry_after_s": retry_after_s,
-                "state": state.value,
-            },
-        )
-        self.breaker_name = breaker_name
-        self.retry_after_s = retry_after_s
-        self.state = state
 
 
 def _config_error(field_name: str, value: object, rule: str) -> PlannerError:

@@ -2,19 +2,23 @@
 
 This is the only global state in planforge. `set_default_factory` swaps it (tests, embedding
 applications); everything else is an object you construct.
+
+Each function is made from the `PlannerFactory` method of the same name by `_on_default`, so
+its parameters are written once, on the method. The assignments below are the one list of
+names; they are plain assignments (not a loop over names) so that mypy, IDEs and `help()` see
+every function with the method's real signature and docstring: `_on_default` is typed with a
+`ParamSpec`, which carries the parameters through to the function it returns.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import threading
-from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from planforge.contract import Plan, Planner, PlannerSpec
-from planforge.factory.contexts import ContextValidator
 from planforge.factory.core import PlannerFactory
-from planforge.factory.ranking import Selection
 
 __all__ = [
     "admit_context",
@@ -50,6 +54,9 @@ __all__ = [
     "set_default_factory",
 ]
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
 _lock = threading.Lock()
 _factory: PlannerFactory | None = None
 
@@ -74,235 +81,68 @@ def set_default_factory(factory: PlannerFactory | None) -> PlannerFactory | None
     return previous
 
 
-def discover(*, force: bool = False) -> list[PlannerSpec]:
-    return default_factory().discover(force=force)
+def _present(function: Any, method: Callable[..., Any]) -> None:
+    """Name, docstring and signature (without `self`) of `method`, for `help()`."""
+    functools.update_wrapper(function, method)
+    function.__module__ = __name__
+    function.__qualname__ = method.__name__
+    signature = inspect.signature(method)
+    function.__signature__ = signature.replace(parameters=list(signature.parameters.values())[1:])
+    del function.__wrapped__  # `inspect` would show the method's `self` again
 
 
-def refresh_metadata() -> list[PlannerSpec]:
-    return default_factory().refresh_metadata()
+def _on_default(method: Callable[Concatenate[PlannerFactory, _P], _R]) -> Callable[_P, _R]:
+    """`method`, called on the default factory."""
+    name = method.__name__
+
+    def call(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        bound: Callable[_P, _R] = getattr(default_factory(), name)
+        return bound(*args, **kwargs)
+
+    _present(call, method)
+    return call
 
 
-def reload_planners() -> list[str]:
-    return default_factory().reload_planners()
+def _on_default_async(
+    method: Callable[Concatenate[PlannerFactory, _P], Awaitable[_R]],
+) -> Callable[_P, Coroutine[Any, Any, _R]]:
+    """The async `method`, awaited on the default factory."""
+    name = method.__name__
+
+    async def call(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        bound: Callable[_P, Awaitable[_R]] = getattr(default_factory(), name)
+        return await bound(*args, **kwargs)
+
+    _present(call, method)
+    return call
 
 
-def register(cls: type[Planner]) -> PlannerSpec:
-    return default_factory().register(cls)
-
-
-def register_context_kind(kind: str, validator: ContextValidator) -> None:
-    default_factory().register_context_kind(kind, validator)
-
-
-def admit_context(
-    objective: str,
-    context: Mapping[str, Any],
-    *,
-    planner: str | None = None,
-    context_kind: str | None = None,
-) -> str | None:
-    return default_factory().admit_context(
-        objective, context, planner=planner, context_kind=context_kind
-    )
-
-
-def get_planner(name: str) -> Planner:
-    return default_factory().get_planner(name)
-
-
-def list_planners(*, include_inactive: bool = False) -> list[str]:
-    return default_factory().list_planners(include_inactive=include_inactive)
-
-
-def check_planners(names: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    return default_factory().check_planners(names)
-
-
-def get_all_planners() -> dict[str, Planner]:
-    return default_factory().get_all_planners()
-
-
-def select_best_planner(
-    objective: str,
-    required_capabilities: Sequence[str] | None = None,
-    prefer_production: bool = True,
-    self_heal_on_empty: bool | None = None,
-    deep_context: Mapping[str, Any] | None = None,
-    *,
-    context_kind: str | None = None,
-) -> Planner:
-    return default_factory().select_best_planner(
-        objective,
-        required_capabilities,
-        prefer_production,
-        self_heal_on_empty,
-        deep_context,
-        context_kind=context_kind,
-    )
-
-
-def select_best_planner_name(
-    objective: str,
-    required_capabilities: Sequence[str] | None = None,
-    prefer_production: bool = True,
-    self_heal_on_empty: bool | None = None,
-    deep_context: Mapping[str, Any] | None = None,
-    *,
-    context_kind: str | None = None,
-) -> str:
-    return default_factory().select_best_planner_name(
-        objective,
-        required_capabilities,
-        prefer_production,
-        self_heal_on_empty,
-        deep_context,
-        context_kind=context_kind,
-    )
-
-
-def batch_select_best_planners(
-    objective: str,
-    n: int = 3,
-    required_capabilities: Sequence[str] | None = None,
-    prefer_production: bool = True,
-    deep_context: Mapping[str, Any] | None = None,
-    *,
-    context_kind: str | None = None,
-) -> list[str]:
-    return default_factory().batch_select_best_planners(
-        objective,
-        n,
-        required_capabilities,
-        prefer_production,
-        deep_context,
-        context_kind=context_kind,
-    )
-
-
-def explain_selection(
-    objective: str,
-    required_capabilities: Sequence[str] | None = None,
-    prefer_production: bool = True,
-    deep_context: Mapping[str, Any] | None = None,
-    *,
-    strict: bool = False,
-    context_kind: str | None = None,
-) -> Selection:
-    return default_factory().explain_selection(
-        objective,
-        required_capabilities,
-        prefer_production,
-        deep_context,
-        strict=strict,
-        context_kind=context_kind,
-    )
-
-
-def run_plan(
-    objective: str,
-    context: Mapping[str, Any] | None = None,
-    *,
-    planner: str | None = None,
-    required_capabilities: Sequence[str] | None = None,
-    context_kind: str | None = None,
-) -> Plan:
-    return default_factory().run_plan(
-        objective,
-        context,
-        planner=planner,
-        required_capabilities=required_capabilities,
-        context_kind=context_kind,
-    )
-
-
-def self_heal(max_attempts: int = 3, blocking: bool = True) -> dict[str, Any]:
-    return default_factory().self_heal(max_attempts, blocking)
-
-
-def planner_stats(name: str | None = None) -> dict[str, Any]:
-    return default_factory().planner_stats(name)
-
-
-def describe_planner(name: str) -> dict[str, Any]:
-    return default_factory().describe_planner(name)
-
-
-def diagnostics_json() -> dict[str, Any]:
-    return default_factory().diagnostics_json()
-
-
-def diagnostics_report() -> str:
-    return default_factory().diagnostics_report()
-
-
-def export_diagnostics(path: str | Path) -> Path:
-    return default_factory().export_diagnostics(path)
-
-
-def health_check(min_required: int = 1) -> dict[str, Any]:
-    return default_factory().health_check(min_required)
-
-
-def list_quarantined() -> list[dict[str, Any]]:
-    return default_factory().list_quarantined()
-
-
-def release_quarantine(name: str) -> bool:
-    return default_factory().release_quarantine(name)
-
-
-def selection_profiles(last: int | None = None) -> list[dict[str, Any]]:
-    return default_factory().selection_profiles(last)
-
-
-def instantiation_profiles(last: int | None = None) -> list[dict[str, Any]]:
-    return default_factory().instantiation_profiles(last)
-
-
-async def aselect_best_planner_name(
-    objective: str,
-    required_capabilities: Sequence[str] | None = None,
-    prefer_production: bool = True,
-    self_heal_on_empty: bool | None = None,
-    deep_context: Mapping[str, Any] | None = None,
-    *,
-    context_kind: str | None = None,
-) -> str:
-    return await default_factory().aselect_best_planner_name(
-        objective,
-        required_capabilities,
-        prefer_production,
-        self_heal_on_empty,
-        deep_context,
-        context_kind=context_kind,
-    )
-
-
-async def aexplain_selection(
-    objective: str,
-    required_capabilities: Sequence[str] | None = None,
-    prefer_production: bool = True,
-    deep_context: Mapping[str, Any] | None = None,
-    *,
-    context_kind: str | None = None,
-) -> Selection:
-    return await default_factory().aexplain_selection(
-        objective, required_capabilities, prefer_production, deep_context, context_kind=context_kind
-    )
-
-
-async def arun_plan(
-    objective: str,
-    context: Mapping[str, Any] | None = None,
-    *,
-    planner: str | None = None,
-    required_capabilities: Sequence[str] | None = None,
-    context_kind: str | None = None,
-) -> Plan:
-    return await default_factory().arun_plan(
-        objective,
-        context,
-        planner=planner,
-        required_capabilities=required_capabilities,
-        context_kind=context_kind,
-    )
+discover = _on_default(PlannerFactory.discover)
+refresh_metadata = _on_default(PlannerFactory.refresh_metadata)
+reload_planners = _on_default(PlannerFactory.reload_planners)
+register = _on_default(PlannerFactory.register)
+register_context_kind = _on_default(PlannerFactory.register_context_kind)
+admit_context = _on_default(PlannerFactory.admit_context)
+get_planner = _on_default(PlannerFactory.get_planner)
+list_planners = _on_default(PlannerFactory.list_planners)
+check_planners = _on_default(PlannerFactory.check_planners)
+get_all_planners = _on_default(PlannerFactory.get_all_planners)
+select_best_planner = _on_default(PlannerFactory.select_best_planner)
+select_best_planner_name = _on_default(PlannerFactory.select_best_planner_name)
+batch_select_best_planners = _on_default(PlannerFactory.batch_select_best_planners)
+explain_selection = _on_default(PlannerFactory.explain_selection)
+run_plan = _on_default(PlannerFactory.run_plan)
+self_heal = _on_default(PlannerFactory.self_heal)
+planner_stats = _on_default(PlannerFactory.planner_stats)
+describe_planner = _on_default(PlannerFactory.describe_planner)
+diagnostics_json = _on_default(PlannerFactory.diagnostics_json)
+diagnostics_report = _on_default(PlannerFactory.diagnostics_report)
+export_diagnostics = _on_default(PlannerFactory.export_diagnostics)
+health_check = _on_default(PlannerFactory.health_check)
+list_quarantined = _on_default(PlannerFactory.list_quarantined)
+release_quarantine = _on_default(PlannerFactory.release_quarantine)
+selection_profiles = _on_default(PlannerFactory.selection_profiles)
+instantiation_profiles = _on_default(PlannerFactory.instantiation_profiles)
+aselect_best_planner_name = _on_default_async(PlannerFactory.aselect_best_planner_name)
+aexplain_selection = _on_default_async(PlannerFactory.aexplain_selection)
+arun_plan = _on_default_async(PlannerFactory.arun_plan)
