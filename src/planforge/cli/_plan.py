@@ -135,7 +135,8 @@ def plan(
         typer.Option(
             "--config",
             help="Holistic planner configuration: a TOML file or a preset "
-            "(default, conservative, aggressive). Sent as the context key planner_config.",
+            "(default, conservative, aggressive). Sent as the run's configuration (the run "
+            "protocol), or as the context key planner_config to a planner without it.",
         ),
     ] = None,
     bucket: Annotated[
@@ -162,7 +163,7 @@ def plan(
     as itself. A progress bar follows the evaluation when stdout is a terminal (not with
     --json).
     """
-    from planforge.contract import CONFIG_CONTEXT_KEY  # here: --help stays light
+    from planforge.contract import CONFIG_CONTEXT_KEY, Run, accepts_run  # --help stays light
 
     if bucket is not None and config is not None:
         fail("give either --bucket or --config, not both")
@@ -181,19 +182,19 @@ def plan(
         )
         name = planner or factory.select_best_planner_name(objective, context_kind=kind)
         instance = _shared_instance(factory, name)
+        run: Run | None = None
         if reference is not None:
-            # Parse up front so a bad file is reported as itself, not as a planner failure.
-            load = getattr(instance, "load_config", None)
-            if callable(load):
-                context_data[CONFIG_CONTEXT_KEY] = load(reference)
+            chosen = _chosen_config(instance, reference, bucket_toml)
+            if accepts_run(instance):
+                run = Run(config=chosen)  # the run protocol carries the configuration
             else:
-                context_data[CONFIG_CONTEXT_KEY] = bucket_toml or str(reference)
+                context_data[CONFIG_CONTEXT_KEY] = chosen  # an older planner reads it here
         subscribe = getattr(getattr(instance, "events", None), "subscribe", None)
         if not as_json and callable(subscribe):
             progress = _progress_bar() if sys.stdout.isatty() else None
             watcher = _PlanWatcher(progress)
             unsubscribe = subscribe(watcher)
-        result = factory.run_plan(objective, context_data, planner=name, context_kind=kind)
+        result = factory.run_plan(objective, context_data, planner=name, context_kind=kind, run=run)
     finally:
         if unsubscribe is not None:
             unsubscribe()
@@ -204,6 +205,15 @@ def plan(
         typer.echo(result.model_dump_json(indent=2))
         return
     _print_plan(result, watcher)
+
+
+def _chosen_config(instance: Any, reference: Any, bucket_toml: str | None) -> Any:
+    """The configuration to send, parsed up front where the planner can parse it, so a bad
+    file is reported as itself and not as the planner's failure."""
+    load = getattr(instance, "load_config", None)
+    if callable(load):
+        return load(reference)
+    return bucket_toml or str(reference)
 
 
 def _bucket_config(bucket: str) -> tuple[str, Any]:

@@ -11,15 +11,16 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
-from planforge.contract import Plan, Planner
+from planforge.contract import Plan, Planner, Run, RunAwarePlanner, accepts_run
 from planforge.errors import (
     CircuitOpenError,
     InvalidContext,
     NoActivePlannersError,
     PlanExecutionError,
     PlannerSelectionError,
+    RunStopped,
 )
 from planforge.factory._generations import Generations
 from planforge.factory.contexts import admit_context
@@ -235,8 +236,14 @@ class Selector:
         context: Mapping[str, Any] | None,
         planner: str | None,
         get_planner: Callable[[str], Planner],
+        run: Run | None = None,
     ) -> Plan:
-        """Admit the context, select (or take `planner`), plan, and record the outcome."""
+        """Admit the context, select (or take `planner`), plan, and record the outcome.
+
+        `run` reaches a planner that declared the run protocol; a planner that did not is
+        called without it. A run stopped by its deadline counts as the planner's failure (it
+        took too long) and is raised as itself, so the caller sees the deadline.
+        """
         data = dict(context or {})
         kind = self.admit_context(request, data, planner)
         name = planner or self.select_name(replace(request, context_kind=kind), None)
@@ -250,7 +257,10 @@ class Selector:
         objective = request.objective
         started = time.perf_counter()
         try:
-            plan = instance.plan(objective, data)
+            if run is not None and accepts_run(instance):
+                plan = cast(RunAwarePlanner, instance).plan(objective, data, run=run)
+            else:
+                plan = instance.plan(objective, data)
             if not isinstance(plan, Plan):
                 raise TypeError(f"plan() returned {type(plan).__name__}, not a Plan")
         except InvalidContext as exc:
@@ -261,6 +271,8 @@ class Selector:
             elapsed = time.perf_counter() - started
             cause = f"{type(exc).__name__}: {exc}"
             self.record_outcome(record, elapsed, ok=False, error=cause, objective=objective)
+            if isinstance(exc, RunStopped):
+                raise
             raise PlanExecutionError(name, cause) from exc
         elapsed = time.perf_counter() - started
         self.record_outcome(record, elapsed, ok=True, error=None, objective=objective)

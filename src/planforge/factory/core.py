@@ -16,7 +16,7 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from planforge.contract import Plan, Planner, PlannerSpec
+from planforge.contract import Plan, Planner, PlannerSpec, Run
 from planforge.errors import InvalidContext
 from planforge.factory._generations import Generations
 from planforge.factory._health import Health
@@ -270,6 +270,7 @@ class PlannerFactory:
         prefer_production: bool = True,
         deep_context: Mapping[str, Any] | None = None,
         context_kind: str | None = None,
+        run: Run | None = None,
     ) -> Plan:
         """Admit the context, select (or take `planner`), plan, and record the outcome.
 
@@ -277,6 +278,7 @@ class PlannerFactory:
         bad context raises `InvalidContext` before any planner runs, and selection only
         considers planners that read its kind. An `InvalidContext` raised by the planner
         itself is the caller's error too: it counts neither as a failure nor as a success.
+        `run` (the run protocol) reaches the planner only if it declared `accepts_run`.
         """
         request = selection_request(
             objective,
@@ -285,7 +287,7 @@ class PlannerFactory:
             deep_context,
             context_kind=context_kind,
         )
-        return self._selector.run_plan(request, context, planner, self.get_planner)
+        return self._selector.run_plan(request, context, planner, self.get_planner, run)
 
     def admit_context(
         self,
