@@ -414,11 +414,11 @@ def _as_previous_format(cache: Path) -> None:
     spec rows without the last field, and per-file attributes read without `context_kind`."""
     import marshal
 
-    from planforge.factory import discovery as module
+    from planforge.factory import _cache as module
 
     data = cache.read_bytes()
-    header = len(module._MAGIC) + 16 + 8
-    fingerprint = data[len(module._MAGIC) : len(module._MAGIC) + 16]
+    header = len(module.MAGIC) + 16 + 8
+    fingerprint = data[len(module.MAGIC) : len(module.MAGIC) + 16]
     size = int.from_bytes(data[header - 8 : header], "little")
     _fmt, check, rows, problems, shadowed, scanned = marshal.loads(data[header : header + size])
     files, introspected = marshal.loads(data[header + size :])
