@@ -13,9 +13,12 @@ entry name. No plugin code runs here.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any, Final, Generic, Protocol, TypeVar
 
 from planforge.factory.entrypoints import EntryPoint, scan_entry_points
@@ -28,6 +31,7 @@ __all__ = [
     "PluginProblem",
     "PluginScan",
     "Stamp",
+    "import_file",
     "plugin_files",
     "rank",
     "stamp",
@@ -246,3 +250,21 @@ def plugin_files(directories: Sequence[str]) -> list[str]:
             files.append(f"{directory}\0missing")
     files.sort()
     return files
+
+
+def import_file(name: str, path: str) -> ModuleType:
+    """Import a plugin-directory file under a private `name` (once): this runs its code."""
+    existing = sys.modules.get(name)
+    if existing is not None and getattr(existing, "__file__", None) == path:
+        return existing
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
