@@ -102,6 +102,8 @@ def _bound_names(node: ast.AST) -> list[str]:
 def _literal(node: ast.expr) -> Any:
     if type(node) is ast.Constant:  # what literal_eval would return, without its call
         return node.value
+    if type(node) is ast.Tuple and all(type(item) is ast.Constant for item in node.elts):
+        return tuple([item.value for item in node.elts])  # type: ignore[attr-defined]
     try:
         return ast.literal_eval(node)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):

@@ -108,7 +108,7 @@ def _c3(
 
 
 def _resolve(events: list[SourceEvent]) -> ModuleClasses:
-    """Turn the module's class definitions and later bindings into `ModuleMetadata`."""
+    """Turn the module's class definitions and later bindings into `ModuleClasses`."""
     defs: list[SourceClass] = []
     links: list[tuple[int, ...]] = []
     unknown: list[str] = []
@@ -157,28 +157,25 @@ def _resolve(events: list[SourceEvent]) -> ModuleClasses:
             classes.append(ClassMetadata(raw.name, is_planner, is_base, None, reason))
             continue
         assert mro is not None
-        attributes: dict[str, Any] = {}
-        bad = ""
-        for attribute in _ATTRIBUTES:
-            for node in mro:
-                if node == _PLANNER:
-                    break
-                if node < 0:
-                    continue
-                if attribute in defs[node].own:
-                    value = defs[node].own[attribute]
-                    if value is NOT_LITERAL:
-                        bad = f"{attribute!r} in class {defs[node].name} is not a literal"
-                    else:
-                        attributes[attribute] = value
-                    break
-            if bad:
-                break
-        if bad:
-            classes.append(ClassMetadata(raw.name, is_planner, is_base, None, bad))
-        else:
-            classes.append(ClassMetadata(raw.name, is_planner, is_base, attributes))
+        attributes, bad = _mro_attributes(mro, defs)
+        classes.append(ClassMetadata(raw.name, is_planner, is_base, attributes, bad))
     return ModuleClasses(tuple(classes))
+
+
+def _mro_attributes(mro: list[int], defs: list[SourceClass]) -> tuple[dict[str, Any] | None, str]:
+    """Each attribute from the first class of the MRO that binds it, up to `Planner`."""
+    attributes: dict[str, Any] = {}
+    for attribute in _ATTRIBUTES:
+        for node in mro:
+            if node == _PLANNER:
+                break
+            if node >= 0 and attribute in defs[node].own:
+                value = defs[node].own[attribute]
+                if value is NOT_LITERAL:
+                    return None, f"{attribute!r} in class {defs[node].name} is not a literal"
+                attributes[attribute] = value
+                break
+    return attributes, ""
 
 
 def _simple_attributes(
