@@ -270,7 +270,7 @@ class ModuleRegistry:
         return info
 
     def problems(self) -> tuple[RegistryProblem, ...]:
-        """What the last scan could not use, in scan order (directories, then entry points)."""
+        """What the last scan could not use, in scan order (entry points, then directories)."""
         with self._lock:
             self._ensure()
             assert self._scan is not None
