@@ -8,7 +8,8 @@ problems and the directories whose listings the pass relied on. `rank` settles d
 names with one rule for every group: code beats a plugin directory, which beats an entry
 point; among directories the earlier one wins, then the file name (sorted), then the class's
 position in its file; among entry points the distribution name (normalised, sorted), then the
-entry name. No plugin code runs here.
+entry name. Finding runs no plugin code; `import_file` is the one door that does, for a
+group's loader.
 """
 
 from __future__ import annotations
@@ -137,20 +138,7 @@ class PluginScan(Generic[T]):
     distributions_scanned: int = 0
 
     def run(self) -> None:
-        """Entry points, then plugin directories; stamps every directory the pass relied on.
-
-        The collector is paused meanwhile: the syntax trees are thousands of objects without
-        cycles, and each full collection they trigger walks every object of the process (it
-        cost a quarter of a cold pass)."""
-        paused = gc.isenabled()
-        gc.disable()
-        try:
-            self._run()
-        finally:
-            if paused:
-                gc.enable()
-
-    def _run(self) -> None:
+        """Entry points, then plugin directories; stamps every directory the pass relied on."""
         for directory in (*self.search_path, *self.plugin_dirs):
             self.dirs[directory or "."] = _dir_mtime(directory or ".")
         listings: dict[str, list[str]] = {}
@@ -222,6 +210,11 @@ class PluginScan(Generic[T]):
         if isinstance(data, str):
             return found, data
         self.modules_read += 1
+        # The collector pauses while a file is read: its syntax tree is thousands of objects
+        # without cycles, and the full collections they trigger walk every object of the
+        # process (a quarter of a cold pass).
+        collecting = gc.isenabled()
+        gc.disable()
         try:
             return found, self.group.parse(data, path)
         except SyntaxError as exc:
@@ -231,6 +224,9 @@ class PluginScan(Generic[T]):
             )
         except ValueError as exc:  # null bytes and similar
             return found, f"{path} is not valid Python: {exc}; fix the file"
+        finally:
+            if collecting:
+                gc.enable()
 
 
 def rank(
