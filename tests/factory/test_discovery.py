@@ -245,6 +245,27 @@ def test_invalid_metadata_and_broken_sources_are_reported(tmp_path: Path) -> Non
     assert any("malformed entry point line" in reason for reason in reasons.values())
 
 
+def test_a_plugin_file_python_cannot_compile_is_broken_never_healthy(tmp_path: Path) -> None:
+    """Its class statements and literal metadata look fine; a method does not compile."""
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    source = planner_source("Broken", name="broken")
+    source += "\n    def plan(self o c):\n        return None\n"
+    (plugins / "broken.py").write_text(source)
+    (plugins / "fine.py").write_text(planner_source("Fine", name="fine"))
+    line = source.split("def plan(self o c)")[0].count("\n") + 1
+    for force in (False, True):  # the cold pass and the pass that reads it again
+        result = make(tmp_path, tmp_path / "site", plugin_dirs=(plugins,)).discover(force=force)
+        assert names(result) == ["fine"]
+        (problem,) = result.problems
+        assert (problem.source, problem.target) == ("directory", "broken:*")
+        assert f"line {line}" in problem.reason
+        assert "syntax error" in problem.reason
+    warm = make(tmp_path, tmp_path / "site", plugin_dirs=(plugins,)).discover()
+    assert warm.from_cache
+    assert [p.target for p in warm.problems] == ["broken:*"]
+
+
 def test_duplicate_names_follow_the_documented_rule(tmp_path: Path) -> None:
     site = tmp_path / "site"
     add_dist(site, "zeta", EP + "dup = zeta_mod:Z\n", modules={"zeta_mod.py": planner_source("Z")})
@@ -414,11 +435,11 @@ def _as_previous_format(cache: Path) -> None:
     spec rows without the last field, and per-file attributes read without `context_kind`."""
     import marshal
 
-    from planforge.factory import discovery as module
+    from planforge.factory import _cache as module
 
     data = cache.read_bytes()
-    header = len(module._MAGIC) + 16 + 8
-    fingerprint = data[len(module._MAGIC) : len(module._MAGIC) + 16]
+    header = len(module.MAGIC) + 16 + 8
+    fingerprint = data[len(module.MAGIC) : len(module.MAGIC) + 16]
     size = int.from_bytes(data[header - 8 : header], "little")
     _fmt, check, rows, problems, shadowed, scanned = marshal.loads(data[header : header + size])
     files, introspected = marshal.loads(data[header + size :])

@@ -1,31 +1,24 @@
+"""The metadata reader: one standard parser, values exactly as `ast.literal_eval` reads them."""
+
 from __future__ import annotations
 
+import ast
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from planforge.contract import METADATA_ATTRIBUTES
-from planforge.factory import metadata
-from planforge.factory.metadata import (
-    ModuleMetadata,
-    binds_name,
-    read_module,
-    read_module_ast,
-    read_module_fast,
-)
+from planforge.factory._reader import binds_name
+from planforge.factory.metadata import ModuleClasses, read_module
 
 
-def both(source: str) -> ModuleMetadata:
-    """Read with both readers, insist they agree, return the answer."""
-    text = textwrap.dedent(source)
-    slow = read_module_ast(text)
-    fast = read_module_fast(text)
-    if fast is not None:
-        assert fast == slow
-    return slow
+def both(source: str) -> ModuleClasses:
+    """Read a dedented source (the name stays from the days of two readers)."""
+    return read_module(textwrap.dedent(source))
 
 
 def test_every_attribute_plain_and_annotated() -> None:
@@ -83,25 +76,15 @@ def test_every_attribute_plain_and_annotated() -> None:
 @pytest.mark.parametrize(
     "body",
     [
-        '    name = "p"\n    context_kind = "portfolio"\n',  # the class-head step
-        '    name = "p"\n    context_kind: str = "portfolio"\n',  # the general first-tier step
+        '    name = "p"\n    context_kind = "portfolio"\n',
+        '    name = "p"\n    context_kind: str = "portfolio"\n',
         '    name = "p"\n    context_kind = (\n        "portfolio"\n    )\n',
         '    name = "p"\n    context_kind = "portfolio"\n    x = 1 + \\\n        2\n',
     ],
 )
-def test_context_kind_is_read_alike_on_every_path(body: str) -> None:
-    """Every reader and every tier of the fast one reads the new attribute the same way."""
+def test_context_kind_is_read_alike_in_every_shape(body: str) -> None:
     source = f"from x import Planner\n\n\nclass P(Planner):\n{body}"
-    slow = read_module_ast(source)
-    assert slow.classes[0].attributes == {"name": "p", "context_kind": "portfolio"}
-    fast = read_module_fast(source)
-    assert fast is None or fast == slow
-    for scanner in (metadata._scan_quick, metadata._scan):
-        try:
-            tier = scanner(metadata._Text("\n" + source + "\n"))
-        except metadata._Unsure:
-            continue
-        assert tier == slow, scanner.__name__
+    assert read_module(source).classes[0].attributes == {"name": "p", "context_kind": "portfolio"}
 
 
 def test_an_inherited_context_kind_follows_the_mro() -> None:
@@ -224,15 +207,9 @@ def test_non_literal_classes_are_flagged_not_evaluated(source: str, reason_part:
 )
 def test_every_binding_of_a_metadata_name_makes_it_not_literal(body: str) -> None:
     source = "class P(Planner):\n    version = '1'\n" + body
-    slow = read_module_ast(source)
-    assert slow.classes[0].attributes is None
-    assert read_module(source)[0] == slow
-    for scanner in (metadata._scan_quick, metadata._scan):  # no tier may answer otherwise
-        try:
-            tier = scanner(metadata._Text("\n" + source + "\n"))
-        except metadata._Unsure:
-            continue
-        assert tier == slow, scanner.__name__
+    (cls,) = read_module(source).classes
+    assert cls.attributes is None
+    assert "'name'" in cls.reason
 
 
 def test_assignments_inside_a_method_call_are_not_class_attributes() -> None:
@@ -254,17 +231,13 @@ def test_assignments_inside_a_method_call_are_not_class_attributes() -> None:
 
 def test_nothing_is_executed() -> None:
     source = "import sys\nsys.exit(3)\nraise SystemExit(4)\nclass P(Planner):\n    name = 'p'\n"
-    meta, _ = read_module(source)
-    assert meta.get("P") is not None
+    assert read_module(source).get("P") is not None
 
 
-def test_fast_reader_steps_aside_for_shapes_it_does_not_know() -> None:
-    assert read_module_fast("if X:\n    class P(Planner):\n        name = 'p'\n") is None
-    meta, reader = read_module("class P(Planner):\n    name = 'a' \\\n        'b'\n")
-    assert reader == "ast"
+def test_a_class_under_a_condition_is_a_binding_not_a_class() -> None:
+    assert read_module("if X:\n    class P(Planner):\n        name = 'p'\n").classes == ()
+    meta = read_module("class P(Planner):\n    name = 'a' \\\n        'b'\n")
     assert meta.get("P").attributes == {"name": "ab"}  # type: ignore[union-attr]
-    _, reader = read_module("class P(Planner):\n    name = r'raw'\n")
-    assert reader == "fast"
 
 
 _ROOT = Path(__file__).resolve().parents[2]
@@ -283,11 +256,11 @@ def test_the_real_planner_modules_are_all_there() -> None:
 
 
 @pytest.mark.parametrize("path", _REAL_PLANNER_MODULES, ids=lambda path: path.name)
-def test_real_planner_modules_are_read_by_the_fast_reader(path: Path) -> None:
-    source = path.read_bytes()
-    fast = read_module_fast(source)
-    assert fast is not None, f"{path} falls back to ast"
-    assert fast == read_module_ast(source)
+def test_real_planner_modules_are_read_without_the_sandbox(path: Path) -> None:
+    planners = [c for c in read_module(path.read_bytes()).classes if c.is_planner]
+    assert all(c.attributes is not None for c in planners), path
+    if path.name != "__init__.py":
+        assert planners, path
 
 
 @pytest.mark.parametrize(
@@ -304,14 +277,18 @@ def test_real_planner_modules_are_read_by_the_fast_reader(path: Path) -> None:
         (r'"""one\n\t"""', "one\n\t"),
         (r"r'''a\'''b'''", r"a\'''b"),
         ("'line \\\n continued'", "line  continued"),  # a backslash-newline inside a string
-        (r"b'\x00ab'", b"\x00ab"),  # bytes are literals to both readers; validation rejects them
+        (r"b'\x00ab'", b"\x00ab"),  # bytes are literals; validation rejects them later
         (r"rb'\d'", rb"\d"),
         ("Br'x'", b"x"),
         (r"('a\n', r'\b', " + '"c")', ("a\n", r"\b", "c")),
         (r"[u'x', 'y\t']", ["x", "y\t"]),
         ("(\n        'a\\n',\n        r'b',\n    )", ("a\n", "b")),
         ("(r'one')", "one"),
+        ("'\\N{EM DASH}'", "\u2014"),
+        ("'\\U0001F600'", "\U0001f600"),
+        ("\\\n        'p'", "p"),  # a line continuation before the value
         (r"make('\n')", None),  # not a literal
+        ("('a',\n        'b') \\\n        + ('c',)", None),
     ],
 )
 def test_escaped_and_prefixed_values_are_decoded_like_python(value: str, expected: object) -> None:
@@ -319,60 +296,36 @@ def test_escaped_and_prefixed_values_are_decoded_like_python(value: str, expecte
         '"""Doc with \\n and a \\"quote\\"."""\nimport re\n_RE = re.compile(r"\\s+")\n\n\n'
         f"class P(Planner):\n    name = {value}\n    tags = ('t',)\n"
     )
-    fast = read_module_fast(source)
-    assert fast is not None, source
-    assert fast == read_module_ast(source)
+    (cls,) = read_module(source).classes
     if expected is None:
-        assert fast.classes[0].attributes is None
+        assert cls.attributes is None
     else:
-        assert fast.classes[0].attributes == {"name": expected, "tags": ("t",)}
+        assert cls.attributes == {"name": expected, "tags": ("t",)}
 
 
 @pytest.mark.parametrize(
     "value", ["f'p'", "F'p{1}'", r"rf'\d'", "fR'x'", "(f'a', 'b')", "['a', f'b']", "f'''x'''"]
 )
-def test_f_strings_are_not_literals_for_either_reader(value: str) -> None:
-    source = f"class P(Planner):\n    name = {value}\n"
-    fast = read_module_fast(source)
-    assert fast is not None
-    assert fast == read_module_ast(source)
-    assert fast.classes[0].attributes is None
-    assert "'name' in class P is not a literal" in fast.classes[0].reason
-
-
-@pytest.mark.filterwarnings("ignore:invalid octal escape:DeprecationWarning")
-@pytest.mark.parametrize(
-    "source",
-    [
-        "x = 1 + \\\n    2\nclass P(Planner):\n    name = 'p'\n",  # a line continuation
-        "class P(Planner):\n    name = \\\n        'p'\n",
-        "class P(Planner):\n    tags = ('a',\n        'b') \\\n        + ('c',)\n",
-        "class P(Planner):\n    name = '\\N{EM DASH}'\n",  # escapes the fast reader leaves alone
-        "class P(Planner):\n    name = '\\U0001F600'\n",
-        "class P(Planner):\n    name = '\\777'\n",
-    ],
-)
-def test_backslashes_outside_strings_or_rare_escapes_make_the_fast_reader_unsure(
-    source: str,
-) -> None:
-    assert read_module_fast(source) is None
-    meta, reader = read_module(source)
-    assert reader == "ast"
-    assert meta == read_module_ast(source)
+def test_f_strings_are_not_literals(value: str) -> None:
+    (cls,) = read_module(f"class P(Planner):\n    name = {value}\n").classes
+    assert cls.attributes is None
+    assert "'name' in class P is not a literal" in cls.reason
 
 
 @pytest.mark.parametrize(
-    "source",
+    ("source", "line"),
     [
-        "class P(Planner):\n    name = b'caf\u00e9'\n",  # bytes hold ASCII characters only
-        "class P(Planner):\n    name = '\\x4'\n",  # a truncated escape
-        "class P(Planner):\n    name = 'p'\nX = 'unterminated\\'\n",
+        ("class P(Planner):\n    name = b'caf\u00e9'\n", 2),  # bytes hold ASCII characters only
+        ("class P(Planner):\n    name = '\\x4'\n", 2),  # a truncated escape
+        ("class P(Planner):\n    name = 'p'\nX = 'unterminated\\'\n", 3),
+        ("class P(Planner):\n    name = 'p'\n\n    def plan(self o c):\n        pass\n", 4),
+        ("class P(Planner:\n", 1),
     ],
 )
-def test_strings_python_rejects_are_left_to_the_syntax_error(source: str) -> None:
-    assert read_module_fast(source) is None
-    with pytest.raises(SyntaxError):
+def test_sources_python_rejects_raise_a_syntax_error_with_the_line(source: str, line: int) -> None:
+    with pytest.raises(SyntaxError) as caught:
         read_module(source)
+    assert caught.value.lineno == line
 
 
 @pytest.mark.parametrize(
@@ -386,23 +339,42 @@ def test_strings_python_rejects_are_left_to_the_syntax_error(source: str) -> Non
         'U = """a "quoted" \\""" inside"""\n',
     ],
 )
-def test_prefixes_and_escapes_in_module_code_keep_the_fast_reader(code: str) -> None:
+def test_prefixes_and_escapes_in_module_code_do_not_disturb_the_class(code: str) -> None:
     source = code + "\n\nclass P(Planner):\n    name = 'p'\n"
-    fast = read_module_fast(source)
-    assert fast is not None, source
-    assert fast == read_module_ast(source)
+    assert read_module(source).get("P").attributes == {"name": "p"}  # type: ignore[union-attr]
 
 
-def test_syntax_error_raises_and_binds_name_sees_other_bindings() -> None:
-    with pytest.raises(SyntaxError):
-        read_module_ast("class P(Planner:\n")
+def test_binds_name_sees_other_bindings() -> None:
     source = "from x import Imported\nif Y:\n    class Cond(Planner):\n        pass\n"
     assert binds_name(source, "Imported")
     assert binds_name(source, "Cond")
     assert not binds_name(source, "Missing")
+    assert binds_name("from x import *\n", "Anything")
 
 
-# --- property: the fast reader agrees with ast --------------------------------------------
+@pytest.mark.parametrize(
+    "opening",
+    [
+        '"""Doc."""\nfrom x import Planner\n',
+        "from x import *\n",
+        "from x import (\n    Planner,\n    name,\n)\nimport os\n",
+        "import os\nname = 1\nfrom y import Planner\n",
+        "   \nimport os  # a comment\n\n",
+    ],
+)
+def test_the_opening_lines_are_read_like_any_statement(opening: str) -> None:
+    source = opening + '\n\nclass P(Planner):\n    name = "p"\n\n\nP = 3\n'
+    try:
+        meta = read_module(source)
+    except SyntaxError:
+        assert opening.startswith("   \n")  # indented code before the first line, as Python says
+        return
+    (cls,) = meta.classes
+    assert cls.attributes is None
+    assert "rebound" in cls.reason
+
+
+# --- property: the reader agrees with ast.literal_eval ----------------------------------------
 
 _words = st.text(alphabet="abcxyz -_.#=:()'", min_size=0, max_size=8)
 _plain = st.text(alphabet="abcdef xyz-_.#=:()[]", min_size=0, max_size=10)
@@ -512,277 +484,91 @@ def _module(draw: st.DrawFn) -> str:
     return "\n\n\n".join(parts) + "\n"
 
 
+_BAD = object()
+_PLANNER_BASES = {"Planner", "contract.Planner"}
+
+
+def _expected(source: str, node: ast.ClassDef) -> dict[str, Any] | None:
+    """A class's own metadata as `ast.literal_eval` reads each value's source text."""
+    own: dict[str, Any] = {}
+    for stmt in node.body:
+        if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
+            if stmt.name in METADATA_ATTRIBUTES:
+                own[stmt.name] = _BAD
+            continue
+        if isinstance(stmt, ast.Assign):
+            target, value = stmt.targets[0], stmt.value
+        elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
+            target, value = stmt.target, stmt.value
+        else:
+            continue  # a docstring, `pass`, a bare annotation: no binding
+        if isinstance(target, ast.Name) and target.id in METADATA_ATTRIBUTES:
+            text = ast.get_source_segment(source, value)
+            assert text is not None
+            try:
+                own[target.id] = ast.literal_eval(text)
+            except (ValueError, TypeError, SyntaxError):
+                own[target.id] = _BAD
+    return None if any(value is _BAD for value in own.values()) else own
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_module())
-def test_fast_and_ast_readers_agree(source: str) -> None:
-    slow = read_module_ast(source)
-    fast = read_module_fast(source)
-    if "+ \\\n" in source:  # a line continuation (the generated strings hold no `+`)
-        assert fast is None, source
-    if fast is not None:
-        assert fast == slow, source
-    # each tier of the fast reader on its own, so one cannot hide the other's mistakes
-    for scanner in (metadata._scan_quick, metadata._scan):
-        try:
-            tier = scanner(metadata._Text("\n" + source + "\n"))
-        except metadata._Unsure:
+def test_the_reader_agrees_with_literal_eval(source: str) -> None:
+    """Each class deriving only from `Planner`, and not rebound later, holds exactly what
+    `ast.literal_eval` makes of its values' source text, or is not literal where that fails."""
+    meta = read_module(source)
+    tree = ast.parse(source)
+    rebound = {
+        t.id
+        for s in tree.body
+        if isinstance(s, ast.Assign)
+        for t in s.targets
+        if isinstance(t, ast.Name)
+    }
+    for node in tree.body:
+        if not isinstance(node, ast.ClassDef) or node.name in rebound:
             continue
-        assert tier == slow, (scanner.__name__, source)
+        bases = {ast.unparse(b) for b in node.bases}
+        if not bases or not bases <= _PLANNER_BASES:
+            continue
+        found = meta.get(node.name)
+        assert found is not None, source
+        assert found.is_planner, source
+        assert found.attributes == _expected(source, node), source
 
 
-def test_fast_reader_handles_the_generated_common_shape() -> None:
-    source = (
-        '"""A module."""\n\nfrom planforge import contract\n\n\n'
-        "class C0(contract.Planner):\n"
-        '    """Doc."""\n'
-        '    name = "c0"\n'
-        "    tags: tuple[str, ...] = (\n"
-        '        "a",\n'
-        "    )\n\n"
-        "    def plan(self, o, c):\n"
-        "        return 1\n"
-    )
-    fast = read_module_fast(source)
-    assert fast is not None
-    assert fast == read_module_ast(source)
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.text(alphabet="abrfu \n\"'#:=()\\", max_size=40))
-def test_quick_string_split_agrees_with_the_tokenizer(text: str) -> None:
-    try:
-        quick = metadata._split_double_quoted(text)
-    except metadata._Unsure:
-        return  # unsure is always a safe answer
-    if quick is not None:
-        assert quick == metadata._split_tokens(text)
-
-
-def test_quick_string_split_steps_aside_when_unsure() -> None:
-    split = metadata._split_double_quoted
-    assert split('x = """a "b" c"""\ny = "d"\n') == ("x = \x00\ny = \x00\n", ['a "b" c', "d"])
-    assert split("x = 'a'\n") is None  # single quotes: the tokenizer decides
-    assert split('x = 1  # "quoted"\n') is None  # a comment may hide a quote
-    assert split('x = """open\n') is None
-    assert split('x = "a\nb"\n') is None  # a plain string cannot span lines
-    assert split('x = "a"""\n') is None  # `"a"` then `""`: not a triple quote
-    assert split('x = "a\\"b"\n') is None  # a backslash: the tokenizer decides
-    code, values = split('x = rb"a" + f"{b}"\ny = fr"""c"""\nif"d": pass\n')  # type: ignore[misc]
-    assert code == "x = \x00 + \x00\ny = \x00\nif\x00: pass\n"
-    assert [getattr(value, "token", value) for value in values] == [
-        'rb"a"',
-        'f"{b}"',
-        'fr"""c"""',
-        "d",
-    ]
-
-
-# --- the class-head step of the first tier ------------------------------------------------
-
-
-def _head_reads(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, object]]:
-    """Record what the class-head step reads, so a test knows that step ran."""
-    seen: list[dict[str, object]] = []
-    real = metadata._head_values
-
-    def spy(groups: tuple[str | None, ...], values: list[object]) -> dict[str, object]:
-        own = real(groups, values)
-        seen.append(dict(own))
-        return own
-
-    monkeypatch.setattr(metadata, "_head_values", spy)
-    return seen
-
-
-def test_class_head_reads_every_value_shape_like_python(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen = _head_reads(monkeypatch)
-    source = '''
-        """Plugins."""
-
-        from planforge.contract import Planner
-
-        class One(Planner):
-            """Doc."""
-
-            name = "one"
-            version = 'v1'
-            capabilities = ("a", "b",)
-            tags = ["x", 'y']
-            tier = "gold"
-            production_ready = False
-            reliability_score = 1
-            description = "first" "half"
-            keywords = ("solo")
-            stateful = True
-            priority = 3
-            name = "one-again"
-
-            async def plan(self, objective, context):
-                return None
-    '''
-    # `description = "first" "half"` is read in part: the step steps aside for that class
-    text = textwrap.dedent(source)
-    assert both(text).classes[0].attributes is not None
-    assert seen == []
-    seen.clear()
-    result = both(text.replace('"first" "half"', '"whole"'))
-    attributes = result.classes[0].attributes
-    assert attributes is not None
-    assert attributes["name"] == "one-again"  # the last assignment wins
-    assert attributes["capabilities"] == ("a", "b")
-    assert attributes["tags"] == ["x", "y"]
-    assert attributes["keywords"] == "solo"  # brackets around one string make no tuple
-    assert attributes["reliability_score"] == 1
-    assert type(attributes["reliability_score"]) is int
-    assert len(seen) == 1
-
-
-@pytest.mark.parametrize(
-    ("body", "step_runs"),
-    [
-        ('    name = "a"\n    version = "1"\n', True),
-        ('    name = "a"\n\n    def plan(self, o, c):\n        return 1\n', True),
-        ('    name = "a" + suffix\n', False),  # read in part
-        ('    name = "a"\n    print("side effect")\n', False),
-        ('    name = "a"\n    @property\n    def tier(self):\n        return "x"\n', False),
-        ('    name = "a"\n    def tier(self):\n        return "x"\n', False),
-        ('    name = "a"\n    x = tier = "gold"\n', False),  # a chained assignment
-        ('    name: str = "a"\n', False),  # annotated: the general step reads it
-        ('    name = f"a{b}"\n', True),
-        ('    name = r"a\\d"\n    tags = (b"x", "y")\n', True),
-        ('    name = "\\u00e9"\n', True),
-    ],
-)
-def test_class_head_runs_only_where_it_reads_every_line(
-    monkeypatch: pytest.MonkeyPatch, body: str, step_runs: bool
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_module(), st.integers(0, 20))
+def test_a_module_that_does_not_compile_is_a_syntax_error_at_its_line(
+    source: str, where: int
 ) -> None:
-    seen = _head_reads(monkeypatch)
-    source = "from x import Planner\n\n\nclass P(Planner):\n" + body
-    fast = read_module_fast(source)
-    assert fast is None or fast == read_module_ast(source)  # unsure is always allowed
-    assert bool(seen) is step_runs
-    if step_runs:
-        assert fast is not None
+    parts = source.split("\n\n\n")
+    cut = where % (len(parts) + 1)
+    broken = "\n\n\n".join([*parts[:cut], "def plan(self o c):\n    pass", *parts[cut:]])
+    line = broken.split("def plan(self o c)")[0].count("\n") + 1
+    with pytest.raises(SyntaxError) as caught:
+        read_module(broken)
+    assert caught.value.lineno == line, broken
 
 
-@pytest.mark.parametrize(
-    "value",
-    [
-        '("a", "b")',
-        '( "a" , "b" , )',
-        '("a")',
-        '("a",)',
-        "()",
-        "[]",
-        '["a"]',
-        '[\n        "a",\n        "b"\n    ]',
-        '(\n        "a", "b",\n        "c",\n    )',
-    ],
-)
-def test_class_head_reads_bracketed_strings_by_position(
-    monkeypatch: pytest.MonkeyPatch, value: str
-) -> None:
-    """The items of a bracket are the strings between its first and last mark; strings
-    before it (the docstrings, the name) shift the marks, not the items."""
-    seen = _head_reads(monkeypatch)
-    source = (
-        '"""Module."""\nfrom x import Planner\n\n\nclass P(Planner):\n    """Doc."""\n\n'
-        f'    name = "p"\n    tags = {value}\n    description = "after"\n'
-    )
-    assert read_module_fast(source) == read_module_ast(source)
-    assert len(seen) == 1
-
-
-def test_class_head_needs_ascii_code_and_a_class_body(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen = _head_reads(monkeypatch)
-    # a name outside strings in another script could pass for a placeholder: no head step
-    source = 'from x import Planner\n\n\nclass P(Planner):\n    name = "a"\n    ĝ = 1\n'
-    fast = read_module_fast(source)
-    assert fast is None or fast == read_module_ast(source)
-    assert seen == []
-    # a class with no body is a syntax error, never an empty planner
-    with pytest.raises(SyntaxError):
-        read_module("class P(Planner):\n\n\nx = 1\n")
-
-
-_head_line = st.one_of(
-    st.tuples(st.sampled_from([*METADATA_ATTRIBUTES, "other", "_x"]), _literal).map(
-        lambda pair: f"    {pair[0]} = {pair[1]}"
-    ),
-    _escaped_string(("", "r", "u")).map(lambda text: f"    {text}"),  # a bare string
-    st.just(""),
-    st.just("    "),
-    st.just("    other = 1 if flag else 2"),
-    st.just("    reliability_score = -0.25"),
-    st.just("    reliability_score = 0.5e1"),
-    st.just("    production_ready = Truthy"),
-)
-
-
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    st.lists(_head_line, min_size=1, max_size=8),
-    st.booleans(),
-)
-def test_class_head_agrees_with_ast(lines: list[str], methods: bool) -> None:
-    body = "\n".join(lines)
-    if not body.strip():
-        body += "\n    pass"
-    if methods:
-        body += "\n\n    def plan(self, o, c):\n        return f(\n            o,\n        )"
-    source = f"from x import Planner\n\n\nclass P(Planner):\n{body}\n"
-    try:
-        slow = read_module_ast(source)
-    except SyntaxError:
-        return
-    try:
-        quick = metadata._scan_quick(metadata._Text("\n" + source + "\n"))
-    except metadata._Unsure:
-        return
-    assert quick == slow, source
-
-
-@pytest.mark.parametrize(
-    "opening",
-    [
-        '"""Doc."""\nfrom x import Planner\n',
-        "from x import *\n",  # a star import may bind anything: never read past quickly
-        "from x import (\n    Planner,\n    name,\n)\nimport os\n",
-        "import os\nname = 1\nfrom y import Planner\n",
-        "   \nimport os  # a comment\n\n",
-    ],
-)
-def test_the_opening_lines_are_read_like_any_statement(opening: str) -> None:
-    source = opening + '\n\nclass P(Planner):\n    name = "p"\n\n\nP = 3\n'
-    try:
-        slow = read_module_ast(source)
-    except SyntaxError:
-        slow = None
-    fast = read_module_fast(source)
-    if "*" in opening:
-        assert fast is None
-    if fast is not None:
-        assert fast == slow
-
-
-def test_threads_reading_modules_of_many_sizes_get_the_right_strings(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_threads_reading_modules_of_many_sizes_get_the_right_strings() -> None:
     from concurrent.futures import ThreadPoolExecutor
-
-    monkeypatch.setattr(metadata, "_MARKS", [])  # every thread starts by growing the marks
 
     def module(size: int) -> str:
         padding = "".join(f'_S{i} = "s{i}"\n' for i in range(size))
         return f'{padding}\n\nclass P(Planner):\n    name = "p{size}"\n    tags = ("t{size}",)\n'
 
-    sources = [module(size) for size in range(0, 400, 7)]
-    expected = [read_module_ast(source) for source in sources]
+    sizes = range(0, 400, 7)
+    sources = [module(size) for size in sizes]
+    expected = [{"name": f"p{size}", "tags": (f"t{size}",)} for size in sizes]
 
     def read_all(offset: int) -> bool:
         order = sources[offset:] + sources[:offset]
         wanted = expected[offset:] + expected[:offset]
-        return all(read_module_fast(s) == w for s, w in zip(order, wanted, strict=True))
+        return all(
+            read_module(s).classes[0].attributes == w for s, w in zip(order, wanted, strict=True)
+        )
 
     with ThreadPoolExecutor(8) as pool:
         assert all(pool.map(read_all, range(0, 56, 7)))

@@ -33,7 +33,8 @@ PLUGINS = textwrap.dedent(
                     run.progress(step + 1, 3, "counted")
                 if context.get("slow"):
                     time.sleep(0.05)
-            return self.new_plan(objective, [PlanStep(id="1", action="count", params={"config": config})])
+            step = PlanStep(id="1", action="count", params={"config": config})
+            return self.new_plan(objective, [step])
 
 
     class Plain(Planner):
@@ -41,7 +42,8 @@ PLUGINS = textwrap.dedent(
         capabilities = ("count",)
 
         def plan(self, objective, context):
-            return self.new_plan(objective, [PlanStep(id="1", action="count", params=dict(context))])
+            step = PlanStep(id="1", action="count", params=dict(context))
+            return self.new_plan(objective, [step])
     """
 )
 

@@ -231,6 +231,24 @@ def test_invalid_metadata_is_a_reported_problem_never_a_crash(
     assert any("names a module, not a class" in r for r in entry_reasons)
 
 
+def test_a_module_file_that_does_not_compile_is_broken_with_its_line(tmp_path: Path) -> None:
+    """The class statement and its literal metadata are fine; a method does not compile."""
+    source = (
+        "from planforge.holistic import modules\n\n\n"
+        "class Tidy(modules.Filter):\n"
+        "    name = 'tidy'\n\n"
+        "    def apply(self o c):\n"
+        "        return c\n"
+    )
+    plugins = write_module_dir(tmp_path / "plugins", {"tidy.py": source})
+    registry = ModuleRegistry(search_path=[], module_dirs=[plugins])
+    assert registry.list() == []
+    (problem,) = registry.problems()
+    assert (problem.source, problem.target) == ("directory", str(plugins / "tidy.py"))
+    assert "not valid Python" in problem.reason
+    assert "line 7" in problem.reason
+
+
 def test_a_failed_import_is_a_clear_error_naming_the_module_and_the_cause(
     tmp_path: Path, clean_imports: None
 ) -> None:

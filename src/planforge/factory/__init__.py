@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-# -- the facade, selection, reliability and breakers --------------------------------------
 # Imported on first use (PEP 562): a sandbox child imports `planforge.factory.sandbox_child`,
 # and the CLI some factory modules, without paying for the rest of the factory.
 _FACADE_EXPORTS: dict[str, str] = {
@@ -28,18 +27,33 @@ _FACADE_EXPORTS: dict[str, str] = {
     "PlannerStats": "planforge.factory.telemetry",
     "ProfileRing": "planforge.factory.telemetry",
     "RecordStatus": "planforge.factory.registry",
+    # the plugin engine, for every plugin group (the holistic modules use it too)
+    "PluginGroup": "planforge.factory._plugins",
+    "PluginProblem": "planforge.factory._plugins",
+    "PluginScan": "planforge.factory._plugins",
+    "import_file": "planforge.factory._plugins",
+    "settle_duplicates": "planforge.factory._plugins",
+    "NOT_LITERAL": "planforge.factory._reader",
+    "SourceClass": "planforge.factory._reader",
+    "read_source": "planforge.factory._reader",
+    "EntryPoint": "planforge.factory.entrypoints",
 }
 
 __all__ = [
+    "NOT_LITERAL",
     "BreakerConfig",
     "BreakerState",
     "BreakerTransition",
     "Candidate",
     "CircuitBreaker",
     "DecayingReliability",
+    "EntryPoint",
     "Exclusion",
     "PlannerFactory",
     "PlannerStats",
+    "PluginGroup",
+    "PluginProblem",
+    "PluginScan",
     "ProfileRing",
     "RankingIndex",
     "RankingWeights",
@@ -47,9 +61,13 @@ __all__ = [
     "ScoreBreakdown",
     "Selection",
     "SelectionRequest",
+    "SourceClass",
     "default_factory",
+    "import_file",
     "rank",
+    "read_source",
     "set_default_factory",
+    "settle_duplicates",
 ]
 
 
@@ -63,6 +81,14 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:
+    from planforge.factory._plugins import (
+        PluginGroup,
+        PluginProblem,
+        PluginScan,
+        import_file,
+        settle_duplicates,
+    )
+    from planforge.factory._reader import NOT_LITERAL, SourceClass, read_source
     from planforge.factory.breaker import (
         BreakerConfig,
         BreakerState,

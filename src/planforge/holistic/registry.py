@@ -1,6 +1,7 @@
-"""Where holistic modules come from, found the way planners are: without running their code.
+"""The registry of holistic modules: found the way planners are, without running their code.
 
-Three sources, in order of precedence when two declare the same `kind.name`:
+The factory's plugin engine finds them; `_sources.py` holds what makes a class a module. Three
+sources, in order of precedence when two declare the same `kind.name`:
 
 1. classes registered in code (`ModuleRegistry.register`), for tests and embedding;
 2. plugin directories (`PLANFORGE_MODULE_DIRS`, `os.pathsep` separated): every `*.py` file is
@@ -9,11 +10,9 @@ Three sources, in order of precedence when two declare the same `kind.name`:
 3. entry points in the group `planforge.modules` (built-ins and installed plugins), read from
    `*.dist-info/entry_points.txt` and located without importing their packages.
 
-A loser is kept in `shadowed()`. Metadata is read from the source with `ast`: the kind from
-the base class name (or a literal `kind` attribute), the rest from literal class attributes,
-inheriting from classes of the same module (first base first). Anything unreadable or invalid
-(no name, a bad semantic version, an unknown kind, a non-literal value) is a reported problem,
-never a crash. Parsed files are cached in memory by (size, mtime).
+Among directories the earlier one wins, then the file name, then the class's position; among
+entry points the distribution name, then the entry name. A loser is kept in `shadowed()`.
+Parsed files are kept in memory by (size, mtime), so `refresh()` reads only what changed.
 
 Code is imported only by `load(kind, name)`; the loaded class must derive from the kind's base
 and carry the metadata its source declared.
@@ -21,32 +20,28 @@ and carry the metadata its source declared.
 
 from __future__ import annotations
 
-import ast
 import builtins
-import hashlib
 import importlib
 import importlib.util
-import os
-import re
 import sys
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 from planforge.errors import PlannerError
-from planforge.factory.entrypoints import scan_entry_points
-from planforge.factory.locate import ModuleLocator
-from planforge.holistic.modules import (
-    KINDS,
-    Filter,
-    HolisticModule,
-    ModuleMetadata,
-    OpportunityCalculator,
-    PatternGenerator,
-    SequenceGenerator,
+from planforge.factory import PluginProblem, PluginScan, import_file, settle_duplicates
+from planforge.holistic._sources import (
+    ENTRY_POINT_GROUP,
+    KIND_BASES,
+    MODULE_DIRS_ENV,
+    Candidate,
+    ModuleGroup,
+    class_metadata,
+    module_dirs_from_env,
 )
+from planforge.holistic.modules import KINDS, HolisticModule, ModuleMetadata
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -61,29 +56,8 @@ __all__ = [
     "module_dirs_from_env",
 ]
 
-ENTRY_POINT_GROUP: Final = "planforge.modules"
-MODULE_DIRS_ENV: Final = "PLANFORGE_MODULE_DIRS"
-
-#: The base class of each kind; a module class must derive from its kind's base.
-KIND_BASES: Final[Mapping[str, type[HolisticModule]]] = {
-    "opportunity_calculators": OpportunityCalculator,
-    "pattern_generators": PatternGenerator,
-    "sequence_generators": SequenceGenerator,
-    "filters": Filter,
-}
-_KIND_OF_BASE: Final = {base.__name__: kind for kind, base in KIND_BASES.items()}
-_ROOT_BASE: Final = HolisticModule.__name__
-_ATTRIBUTES: Final = ("kind", "name", "version", "author", "description", "tags", "dependencies")
-_DEFAULTS: Final[Mapping[str, Any]] = {
-    "version": HolisticModule.version,
-    "author": "",
-    "description": "",
-    "tags": (),
-    "dependencies": (),
-}
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
-_MAX_SOURCE_BYTES = 4 << 20
-_ORIGIN_RANK: Final = {"code": 0, "directory": 1, "entry_point": 2}
+#: Something a source declared that could not become a module, and why.
+RegistryProblem = PluginProblem
 
 
 # -- errors -----------------------------------------------------------------------------------
@@ -128,21 +102,11 @@ class ModuleLoadError(PlannerError):
 
 
 @dataclass(frozen=True, slots=True)
-class RegistryProblem:
-    """Something a source declared that could not become a module, and why."""
+class _Scan:
+    """What one pass over the sources found: ranked candidates and problems, in scan order."""
 
-    source: str  # "entry_point", "directory" or "code"
-    origin: str  # the distribution, directory or file
-    target: str
-    reason: str
-
-    def to_dict(self) -> dict[str, str]:
-        return {
-            "source": self.source,
-            "origin": self.origin,
-            "target": self.target,
-            "reason": self.reason,
-        }
+    candidates: tuple[tuple[tuple[Any, ...], Any, Candidate], ...]
+    problems: tuple[PluginProblem, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,236 +118,6 @@ class ShadowedModule:
     kept_source: str
     dropped: str
     dropped_source: str
-
-
-@dataclass(frozen=True, slots=True)
-class _Candidate:
-    metadata: ModuleMetadata
-    module: str  # import name
-    qualname: str
-    path: str | None
-    docstring: str
-    rank: tuple[Any, ...]
-    cls: type[HolisticModule] | None = None
-
-    @property
-    def key(self) -> str:
-        return f"{self.metadata.kind}.{self.metadata.name}"
-
-
-@dataclass(frozen=True, slots=True)
-class _SourceClass:
-    """A module class as read from source: its resolved attributes, or why it is unusable."""
-
-    qualname: str
-    attributes: dict[str, Any] | None
-    docstring: str
-    reason: str = ""
-    is_base: bool = False
-    #: Derives from a class of another module and may not be a module at all.
-    uncertain: bool = False
-
-
-@dataclass(slots=True)
-class _RawClass:
-    name: str
-    bases: tuple[str, ...]
-    own: dict[str, Any]
-    docstring: str
-
-
-@dataclass(slots=True)
-class _Scan:
-    candidates: list[_Candidate] = field(default_factory=list)
-    problems: list[RegistryProblem] = field(default_factory=list)
-
-
-class _NotLiteral:
-    __slots__ = ()
-
-
-_NOT_LITERAL: Final = _NotLiteral()
-
-
-# -- reading source ---------------------------------------------------------------------------
-
-
-def _dotted(node: ast.expr) -> str:
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        inner = _dotted(node.value)
-        return f"{inner}.{node.attr}" if inner else ""
-    return ""
-
-
-def _literal(node: ast.expr) -> Any:
-    try:
-        return ast.literal_eval(node)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        return _NOT_LITERAL
-
-
-def _raw_class(node: ast.ClassDef) -> _RawClass:
-    own: dict[str, Any] = {}
-    for stmt in node.body:
-        if isinstance(stmt, ast.Assign):
-            for target in stmt.targets:
-                if isinstance(target, ast.Name) and target.id in _ATTRIBUTES:
-                    own[target.id] = _literal(stmt.value)
-        elif (
-            isinstance(stmt, ast.AnnAssign)
-            and isinstance(stmt.target, ast.Name)
-            and stmt.target.id in _ATTRIBUTES
-            and stmt.value is not None
-        ):
-            own[stmt.target.id] = _literal(stmt.value)
-    bases = tuple(_dotted(base) for base in node.bases)
-    return _RawClass(node.name, bases, own, ast.get_docstring(node) or "")
-
-
-def read_module_classes(source: bytes | str) -> list[_SourceClass]:
-    """The module classes of one source file, in definition order. Raises SyntaxError."""
-    tree = ast.parse(source)
-    raws: dict[str, _RawClass] = {}
-    order: list[str] = []
-    for stmt in tree.body:
-        if isinstance(stmt, ast.ClassDef):
-            raws[stmt.name] = _raw_class(stmt)
-            if stmt.name in order:
-                order.remove(stmt.name)
-            order.append(stmt.name)
-    used_as_base = {
-        base for raw in raws.values() for base in raw.bases if base in raws and base != raw.name
-    }
-    found: list[_SourceClass] = []
-    for name in order:
-        raw = raws[name]
-        attributes, base_kind, is_module, foreign = _resolve(raw, raws, ())
-        is_base = name in used_as_base
-        if not is_module:
-            if not foreign:
-                continue  # a plain class, not a module
-            if attributes.get("kind") not in KIND_BASES:
-                # Maybe a module through a base imported from elsewhere; only an entry point
-                # naming it makes that worth a problem report.
-                reason = (
-                    f"class {name} derives from {foreign}, defined in another module, so its "
-                    "kind cannot be read without importing it; derive from a module kind "
-                    "(OpportunityCalculator, PatternGenerator, SequenceGenerator, Filter) or "
-                    "declare a literal `kind`"
-                )
-                found.append(_SourceClass(name, None, raw.docstring, reason, is_base, True))
-                continue
-        if "kind" not in attributes and base_kind:
-            attributes["kind"] = base_kind
-        bad = sorted(key for key, value in attributes.items() if value is _NOT_LITERAL)
-        if bad:
-            reason = (
-                f"class {name}: {', '.join(bad)} must be plain literals so the metadata can be "
-                "read without importing the module"
-            )
-            found.append(_SourceClass(name, None, raw.docstring, reason, is_base))
-            continue
-        found.append(_SourceClass(name, attributes, raw.docstring, "", is_base))
-    return found
-
-
-def _resolve(
-    raw: _RawClass, raws: Mapping[str, _RawClass], seen: tuple[str, ...]
-) -> tuple[dict[str, Any], str, bool, str]:
-    """Own attributes merged over same-module bases (first base first), the kind of its module
-    base, whether it derives from a module base, and its first base from another module."""
-    attributes: dict[str, Any] = {}
-    base_kind = ""
-    is_module = False
-    foreign = ""
-    for base in raw.bases:
-        short = base.rsplit(".", 1)[-1]
-        if base in raws and base not in seen and base != raw.name:
-            inherited, kind, module, other = _resolve(raws[base], raws, (*seen, raw.name))
-            for key, value in inherited.items():
-                attributes.setdefault(key, value)
-            is_module = is_module or module
-            base_kind = base_kind or kind
-            foreign = foreign or other
-        elif short in _KIND_OF_BASE:
-            is_module = True
-            base_kind = base_kind or _KIND_OF_BASE[short]
-        elif short == _ROOT_BASE:
-            is_module = True
-        elif short != "object":
-            foreign = foreign or (base or "<expression>")
-    merged = dict(raw.own)
-    for key, value in attributes.items():
-        merged.setdefault(key, value)
-    return merged, base_kind, is_module, foreign
-
-
-def _validate(attributes: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str]:
-    """Complete and check the attributes read from source; `(None, why)` when invalid."""
-    values: dict[str, Any] = {**_DEFAULTS, **attributes}
-    kind = values.get("kind")
-    if kind not in KIND_BASES:
-        return None, f"unknown kind {kind!r}; kinds are {', '.join(KINDS)}"
-    name = values.get("name")
-    if not isinstance(name, str) or not name:
-        return None, "it declares no name (set a non-empty literal `name`)"
-    if not _NAME.match(name):
-        return None, (
-            f"name {name!r} is not valid: use letters, digits, '_' and '-' (no dots or spaces)"
-        )
-    version = values["version"]
-    if not isinstance(version, str) or not ModuleMetadata.valid_version(version):
-        return None, f"version {version!r} is not a semantic version like 1.2.3"
-    for text in ("author", "description"):
-        if not isinstance(values[text], str):
-            return None, f"{text} must be a string, got {type(values[text]).__name__}"
-    for items in ("tags", "dependencies"):
-        value = values[items]
-        if not isinstance(value, tuple | list) or not all(isinstance(v, str) for v in value):
-            return None, f"{items} must be a tuple of strings, got {value!r}"
-        values[items] = tuple(value)
-    return values, ""
-
-
-def _metadata(values: Mapping[str, Any], target: str, source: str) -> ModuleMetadata:
-    return ModuleMetadata(
-        name=values["name"],
-        kind=values["kind"],
-        version=values["version"],
-        author=values["author"],
-        description=values["description"],
-        tags=tuple(values["tags"]),
-        dependencies=tuple(values["dependencies"]),
-        target=target,
-        source=source,
-    )
-
-
-def _class_metadata(cls: type[HolisticModule]) -> ModuleMetadata:
-    """The metadata a loaded class really carries, checked like source metadata."""
-    values, reason = _validate({attribute: getattr(cls, attribute) for attribute in _ATTRIBUTES})
-    if values is None:
-        raise PlannerError(
-            f"module class {cls.__module__}.{cls.__qualname__} cannot be registered: {reason}.",
-            where="modules",
-        )
-    return _metadata(values, f"{cls.__module__}:{cls.__qualname__}", "code")
-
-
-def module_dirs_from_env(environ: Mapping[str, str] | None = None) -> list[Path]:
-    """The directories named by `PLANFORGE_MODULE_DIRS` (empty entries ignored)."""
-    raw = (os.environ if environ is None else environ).get(MODULE_DIRS_ENV, "")
-    return [Path(part) for part in raw.split(os.pathsep) if part.strip()]
-
-
-def _stamp(path: str) -> tuple[int, int] | None:
-    try:
-        info = os.stat(path)
-    except OSError:
-        return None
-    return (info.st_size, info.st_mtime_ns)
 
 
 # -- the registry -----------------------------------------------------------------------------
@@ -398,10 +132,10 @@ class ModuleRegistry:
         self._search_path = None if search_path is None else tuple(search_path)
         self._module_dirs = tuple(Path(d) for d in module_dirs)
         self._lock = threading.RLock()
-        self._parsed: dict[str, tuple[tuple[int, int], list[_SourceClass] | str]] = {}
+        self._parsed: dict[str, tuple[tuple[int, int], Any]] = {}
         self._scan: _Scan | None = None
-        self._code: dict[tuple[str, str], _Candidate] = {}
-        self._table: dict[tuple[str, str], _Candidate] | None = None
+        self._code: dict[tuple[str, str], Candidate] = {}
+        self._table: dict[tuple[str, str], Candidate] | None = None
         self._shadowed: builtins.list[ShadowedModule] = []
         self._loaded: dict[tuple[str, str, str], type[HolisticModule]] = {}
 
@@ -424,7 +158,7 @@ class ModuleRegistry:
             self._scan = self._scan_sources()
             self._table = None
 
-    def _ensure(self) -> dict[tuple[str, str], _Candidate]:
+    def _ensure(self) -> dict[tuple[str, str], Candidate]:
         with self._lock:
             if self._scan is None:
                 self._scan = self._scan_sources()
@@ -434,209 +168,26 @@ class ModuleRegistry:
             return self._table
 
     def _scan_sources(self) -> _Scan:
-        scan = _Scan()
-        previous, self._parsed = self._parsed, {}
         search_path = self._search_path if self._search_path is not None else tuple(sys.path)
-        for index, directory in enumerate(self._module_dirs):
-            self._scan_directory(scan, index, str(directory), previous)
-        self._scan_entry_points(scan, search_path, previous)
-        return scan
+        module_dirs = tuple(str(d) for d in self._module_dirs)
+        scan: PluginScan[Any] = PluginScan(ModuleGroup(), search_path, module_dirs, self._parsed)
+        scan.run()
+        self._parsed = scan.parsed
+        return _Scan(tuple(scan.candidates), tuple(scan.problems))
 
-    def _parse(
-        self, path: str, previous: Mapping[str, tuple[tuple[int, int], Any]]
-    ) -> list[_SourceClass] | str:
-        stamp = _stamp(path)
-        if stamp is None:
-            return f"cannot read {path}"
-        known = self._parsed.get(path) or previous.get(path)
-        if known is not None and known[0] == stamp:
-            self._parsed[path] = known
-            result: list[_SourceClass] | str = known[1]
-            return result
-        if stamp[0] > _MAX_SOURCE_BYTES:
-            result = f"{path} is larger than {_MAX_SOURCE_BYTES} bytes; not read"
-        else:
-            try:
-                with open(path, "rb") as handle:
-                    result = read_module_classes(handle.read())
-            except OSError as exc:
-                result = f"cannot read {path}: {exc.strerror or exc}"
-            except (SyntaxError, ValueError) as exc:
-                result = f"{path} is not valid Python: {exc}"
-        self._parsed[path] = (stamp, result)
-        return result
-
-    def _scan_directory(
-        self,
-        scan: _Scan,
-        index: int,
-        directory: str,
-        previous: Mapping[str, tuple[tuple[int, int], Any]],
-    ) -> None:
-        try:
-            names = sorted(os.listdir(directory))
-        except OSError as exc:
-            scan.problems.append(
-                RegistryProblem(
-                    "directory",
-                    directory,
-                    directory,
-                    f"module directory cannot be listed ({exc.strerror or exc}); "
-                    f"fix {MODULE_DIRS_ENV}",
-                )
+    def _build_table(self, scan: _Scan) -> dict[tuple[str, str], Candidate]:
+        code = [((0,), key, candidate) for key, candidate in self._code.items()]
+        table, losers = settle_duplicates([*code, *scan.candidates])
+        self._shadowed = [
+            ShadowedModule(
+                key=winner.key,
+                kept=winner.metadata.target,
+                kept_source=winner.metadata.source,
+                dropped=loser.metadata.target,
+                dropped_source=loser.metadata.source,
             )
-            return
-        for file_name in names:
-            stem, dot, suffix = file_name.rpartition(".")
-            if not dot or suffix != "py" or not stem.isidentifier() or stem == "__init__":
-                continue
-            path = os.path.join(directory, file_name)
-            parsed = self._parse(path, previous)
-            if isinstance(parsed, str):
-                scan.problems.append(RegistryProblem("directory", directory, path, parsed))
-                continue
-            import_name = _directory_module_name(path, stem)
-            for position, found in enumerate(parsed):
-                if found.uncertain:
-                    continue  # not provably a module class; a helper of the plugin
-                target = f"{path}:{found.qualname}"
-                candidate = self._candidate(
-                    scan,
-                    found,
-                    source="directory",
-                    origin=directory,
-                    target=target,
-                    module=import_name,
-                    path=path,
-                    rank=(1, index, file_name, position),
-                )
-                if candidate is not None:
-                    scan.candidates.append(candidate)
-
-    def _scan_entry_points(
-        self,
-        scan: _Scan,
-        search_path: Sequence[str],
-        previous: Mapping[str, tuple[tuple[int, int], Any]],
-    ) -> None:
-        found_points = scan_entry_points(ENTRY_POINT_GROUP, search_path)
-        for problem in found_points.problems:
-            scan.problems.append(
-                RegistryProblem(
-                    "entry_point",
-                    problem.dist,
-                    f"{problem.file}:{problem.line}",
-                    f"malformed entry point line: {problem.reason}",
-                )
-            )
-        locator = ModuleLocator(search_path)
-        order = 0
-        for dist in found_points.dists:
-            for entry in dist.entries:
-                order += 1
-                target = f"{entry.module}:{entry.attr}"
-                if not entry.attr:
-                    reason = "the entry point names a module, not a class; write module:Class"
-                    scan.problems.append(RegistryProblem("entry_point", entry.dist, target, reason))
-                    continue
-                path = locator.locate(entry.module)
-                if path is None:
-                    reason = (
-                        f"the source of module {entry.module} was not found on the search path "
-                        "(compiled or missing), so its metadata cannot be read without importing it"
-                    )
-                    scan.problems.append(RegistryProblem("entry_point", entry.dist, target, reason))
-                    continue
-                parsed = self._parse(path, previous)
-                if isinstance(parsed, str):
-                    scan.problems.append(RegistryProblem("entry_point", entry.dist, target, parsed))
-                    continue
-                match = next((c for c in parsed if c.qualname == entry.attr), None)
-                if match is None:
-                    reason = (
-                        f"no top-level module class {entry.attr} (deriving from a module kind) "
-                        f"in {path}"
-                    )
-                    scan.problems.append(RegistryProblem("entry_point", entry.dist, target, reason))
-                    continue
-                candidate = self._candidate(
-                    scan,
-                    match,
-                    source="entry_point",
-                    origin=entry.dist,
-                    target=target,
-                    module=entry.module,
-                    path=path,
-                    rank=(2, order),
-                    explicit=True,
-                )
-                if candidate is None:
-                    continue
-                if candidate.metadata.name != entry.name:
-                    scan.problems.append(
-                        RegistryProblem(
-                            "entry_point",
-                            entry.dist,
-                            target,
-                            f"the entry point is named {entry.name!r} but the class declares "
-                            f"name {candidate.metadata.name!r}; the class's name is used",
-                        )
-                    )
-                scan.candidates.append(candidate)
-
-    @staticmethod
-    def _candidate(
-        scan: _Scan,
-        found: _SourceClass,
-        *,
-        source: str,
-        origin: str,
-        target: str,
-        module: str,
-        path: str,
-        rank: tuple[Any, ...],
-        explicit: bool = False,
-    ) -> _Candidate | None:
-        if found.attributes is None:
-            scan.problems.append(RegistryProblem(source, origin, target, found.reason))
-            return None
-        if found.is_base and not explicit and not found.attributes.get("name"):
-            return None  # an abstract base shared by the file's modules
-        values, reason = _validate(found.attributes)
-        if values is None:
-            scan.problems.append(RegistryProblem(source, origin, target, reason))
-            return None
-        return _Candidate(
-            metadata=_metadata(values, target, source),
-            module=module,
-            qualname=found.qualname,
-            path=path,
-            docstring=found.docstring,
-            rank=rank,
-        )
-
-    def _build_table(self, scan: _Scan) -> dict[tuple[str, str], _Candidate]:
-        groups: dict[tuple[str, str], builtins.list[_Candidate]] = {}
-        for candidate in (*self._code.values(), *scan.candidates):
-            key = (candidate.metadata.kind, candidate.metadata.name)
-            groups.setdefault(key, []).append(candidate)
-        table: dict[tuple[str, str], _Candidate] = {}
-        shadowed: builtins.list[ShadowedModule] = []
-        for key in sorted(groups):
-            ranked = sorted(groups[key], key=lambda c: c.rank)
-            winner = ranked[0]
-            table[key] = winner
-            for loser in ranked[1:]:
-                shadowed.append(
-                    ShadowedModule(
-                        key=winner.key,
-                        kept=winner.metadata.target,
-                        kept_source=winner.metadata.source,
-                        dropped=loser.metadata.target,
-                        dropped_source=loser.metadata.source,
-                    )
-                )
-        self._shadowed = shadowed
+            for _, winner, loser in sorted(losers, key=lambda item: item[0])
+        ]
         return table
 
     # -- code registration ------------------------------------------------------------------
@@ -647,7 +198,7 @@ class ModuleRegistry:
             raise PlannerError(
                 f"only HolisticModule subclasses can be registered, got {cls!r}.", where="modules"
             )
-        metadata = _class_metadata(cls)
+        metadata = class_metadata(cls)
         base = KIND_BASES[metadata.kind]
         if not issubclass(cls, base):
             raise PlannerError(
@@ -655,13 +206,12 @@ class ModuleRegistry:
                 f"derive from {base.__name__}.",
                 where="modules",
             )
-        candidate = _Candidate(
+        candidate = Candidate(
             metadata=metadata,
             module=cls.__module__,
             qualname=cls.__qualname__,
             path=None,
             docstring=cls.__doc__ or "",
-            rank=(0,),
             cls=cls,
         )
         with self._lock:
@@ -677,7 +227,7 @@ class ModuleRegistry:
 
     # -- queries ----------------------------------------------------------------------------
 
-    def _lookup(self, kind: str, name: str) -> _Candidate:
+    def _lookup(self, kind: str, name: str) -> Candidate:
         with self._lock:
             found = self._ensure().get((kind, name))
             if found is None:
@@ -720,7 +270,7 @@ class ModuleRegistry:
         return info
 
     def problems(self) -> tuple[RegistryProblem, ...]:
-        """What the last scan could not use, in scan order (directories, then entry points)."""
+        """What the last scan could not use, in scan order (entry points, then directories)."""
         with self._lock:
             self._ensure()
             assert self._scan is not None
@@ -750,12 +300,12 @@ class ModuleRegistry:
                 self._table[(kind, name)] = replace(candidate, cls=cls)
             return cls
 
-    def _import(self, candidate: _Candidate) -> type[HolisticModule]:
+    def _import(self, candidate: Candidate) -> type[HolisticModule]:
         key, target = candidate.key, candidate.metadata.target
         try:
             if candidate.metadata.source == "directory":
                 assert candidate.path is not None
-                module = _import_file(candidate.module, candidate.path)
+                module = import_file(candidate.module, candidate.path)
             else:
                 self._extend_sys_path()
                 module = importlib.import_module(candidate.module)
@@ -772,7 +322,7 @@ class ModuleRegistry:
                 key, target, f"{candidate.qualname} is not a subclass of {base.__name__}"
             )
         try:
-            real = _class_metadata(obj)
+            real = class_metadata(obj)
         except PlannerError as exc:
             raise ModuleLoadError(key, target, exc.message.rstrip(".")) from exc
         declared = candidate.metadata
@@ -804,29 +354,6 @@ class ModuleRegistry:
                 key=lambda k: (order[k[0]], k[1]),
             )
             return [table[k].metadata for k in keys]
-
-
-def _directory_module_name(path: str, stem: str) -> str:
-    """A private import name per file, so a plugin called `json.py` cannot shadow `json`."""
-    digest = hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:12]
-    return f"_planforge_module_{digest}_{stem}"
-
-
-def _import_file(name: str, path: str) -> Any:
-    existing = sys.modules.get(name)
-    if existing is not None and getattr(existing, "__file__", None) == path:
-        return existing
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop(name, None)
-        raise
-    return module
 
 
 _default: ModuleRegistry | None = None
