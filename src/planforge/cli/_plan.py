@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
 
 import typer
 
@@ -163,8 +163,6 @@ def plan(
     as itself. A progress bar follows the evaluation when stdout is a terminal (not with
     --json).
     """
-    from planforge.contract import CONFIG_CONTEXT_KEY, Run, accepts_run  # --help stays light
-
     if bucket is not None and config is not None:
         fail("give either --bucket or --config, not both")
     context_data = read_context(context) if context is not None else {}
@@ -173,38 +171,63 @@ def plan(
     if bucket is not None:
         bucket_toml, reference = _bucket_config(bucket)
     factory = open_factory()
-    unsubscribe: Any = None
-    progress: Any = None
-    watcher: _PlanWatcher | None = None
     try:
-        kind = factory.admit_context(
-            objective, context_data, planner=planner, context_kind=context_kind
+        request = _PlanRequest(
+            objective, context_data, planner, context_kind, reference, bucket_toml
         )
-        name = planner or factory.select_best_planner_name(objective, context_kind=kind)
-        instance = _shared_instance(factory, name)
-        run: Run | None = None
-        if reference is not None:
-            chosen = _chosen_config(instance, reference, bucket_toml)
-            if accepts_run(instance):
-                run = Run(config=chosen)  # the run protocol carries the configuration
-            else:
-                context_data[CONFIG_CONTEXT_KEY] = chosen  # an older planner reads it here
-        subscribe = getattr(getattr(instance, "events", None), "subscribe", None)
-        if not as_json and callable(subscribe):
-            progress = _progress_bar() if sys.stdout.isatty() else None
-            watcher = _PlanWatcher(progress)
-            unsubscribe = subscribe(watcher)
-        result = factory.run_plan(objective, context_data, planner=name, context_kind=kind, run=run)
+        result, watcher = _plan_with(factory, request, follow=not as_json)
     finally:
-        if unsubscribe is not None:
-            unsubscribe()
-        if progress is not None:
-            progress.stop()
         factory.close()
     if as_json:
         typer.echo(result.model_dump_json(indent=2))
         return
     _print_plan(result, watcher)
+
+
+class _PlanRequest(NamedTuple):
+    objective: str
+    context: dict[str, Any]
+    planner: str | None
+    context_kind: str | None
+    reference: Any  # the configuration chosen with --config or --bucket, if any
+    bucket_toml: str | None
+
+
+def _plan_with(
+    factory: PlannerFactory, request: _PlanRequest, *, follow: bool
+) -> tuple[Any, _PlanWatcher | None]:
+    """Admit, select, send the chosen configuration the way the planner reads it, and plan,
+    following the engine's events when the planner has them (`follow`: not with --json)."""
+    from planforge.contract import CONFIG_CONTEXT_KEY, Run, accepts_run  # --help stays light
+
+    objective, context_data = request.objective, request.context
+    kind = factory.admit_context(
+        objective, context_data, planner=request.planner, context_kind=request.context_kind
+    )
+    name = request.planner or factory.select_best_planner_name(objective, context_kind=kind)
+    instance = _shared_instance(factory, name)
+    run: Run | None = None
+    if request.reference is not None:
+        chosen = _chosen_config(instance, request.reference, request.bucket_toml)
+        if accepts_run(instance):
+            run = Run(config=chosen)  # the run protocol carries the configuration
+        else:
+            context_data[CONFIG_CONTEXT_KEY] = chosen  # a planner without it reads it here
+    subscribe = getattr(getattr(instance, "events", None), "subscribe", None)
+    if not follow or not callable(subscribe):
+        return factory.run_plan(
+            objective, context_data, planner=name, context_kind=kind, run=run
+        ), None
+    progress = _progress_bar() if sys.stdout.isatty() else None
+    watcher = _PlanWatcher(progress)
+    unsubscribe = subscribe(watcher)
+    try:
+        plan = factory.run_plan(objective, context_data, planner=name, context_kind=kind, run=run)
+    finally:
+        unsubscribe()
+        if progress is not None:
+            progress.stop()
+    return plan, watcher
 
 
 def _chosen_config(instance: Any, reference: Any, bucket_toml: str | None) -> Any:
