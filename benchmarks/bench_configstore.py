@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from planforge.configstore import BucketPlannerCache, ConfigStore, parse_validated
-from planforge.holistic.engine import HolisticEngine
+from planforge.holistic import HolisticEngine
 from planforge.portfolio.planner import HolisticPortfolioPlanner
 
 TARGET_OP_P50_MS = 5.0

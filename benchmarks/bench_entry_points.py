@@ -26,7 +26,7 @@ CHILD = r"""
 import json, sys, time
 import planforge.contract  # imports pydantic, which imports importlib.metadata
 import importlib.metadata as metadata
-from planforge.factory.entrypoints import scan_entry_points
+from planforge.factory._entrypoints import scan_entry_points
 site = sys.argv[1]
 path = [site, *[entry for entry in sys.path if entry and entry != site]]
 ours, standard = [], []

@@ -23,8 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from planforge.runtime.bus import InProcessEventBus
-from planforge.runtime.events import AGENT_THINKING, RuntimeEvent
+from planforge.runtime import AGENT_THINKING, InProcessEventBus, RuntimeEvent
 
 TARGET_DELIVERED_PER_S = 50_000.0
 SUBSCRIBERS = 1_000

@@ -14,7 +14,7 @@ import threading
 import time
 from pathlib import Path
 
-from planforge.factory.core import PlannerFactory
+from planforge.factory import PlannerFactory
 from planforge.settings import load_settings
 
 TARGET_US = 1.0

@@ -21,8 +21,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
-from planforge.holistic.domain import Evaluation
-from planforge.holistic.engine import HolisticEngine
+from planforge.holistic import Evaluation, HolisticEngine
 from planforge.holistic.modules import ActionSequence
 from planforge.portfolio.domain import PortfolioDomain
 from planforge.portfolio.planner import HolisticPortfolioPlanner

@@ -33,11 +33,13 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from planforge.factory.core import PlannerFactory
-from planforge.runtime.bus import InProcessEventBus
-from planforge.runtime.context import UserExecutionContext
-from planforge.runtime.engine import ExecutionEngineFactory
-from planforge.runtime.settings import load_runtime_settings
+from planforge.factory import PlannerFactory
+from planforge.runtime import (
+    ExecutionEngineFactory,
+    InProcessEventBus,
+    UserExecutionContext,
+    load_runtime_settings,
+)
 from planforge.settings import load_settings
 
 TARGET_CREATE_P50_US = 100.0

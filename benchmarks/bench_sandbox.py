@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from planforge.factory.sandbox import ImportTarget, Sandbox
+from planforge.factory._sandbox import ImportTarget, Sandbox
 
 MODULES = 50
 SUBPROCESS_MODULES = 20

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from planforge.contract import TIERS, PlannerSpec
-from planforge.factory.core import PlannerFactory
-from planforge.factory.ranking import (
+from planforge.factory import PlannerFactory
+from planforge.factory._ranking import (
     HOTSPOT_CAPABILITIES,
     TIER_BONUS,
     Candidate,

@@ -32,7 +32,7 @@ import httpx
 import websockets
 
 from planforge.configstore import ConfigStore
-from planforge.factory.core import PlannerFactory
+from planforge.factory import PlannerFactory
 from planforge.settings import load_settings
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "portfolio.json"

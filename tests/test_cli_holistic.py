@@ -15,8 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from planforge.cli import app
+from planforge.holistic import default_registry
 from planforge.holistic.modules import KINDS
-from planforge.holistic.registry import default_registry
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "portfolio.json"

@@ -8,7 +8,7 @@ import pytest
 from planforge.configstore._users import check_user_name
 from planforge.configstore.errors import InvalidInput
 from planforge.ids import ID_EXAMPLE, ID_PATTERN, MAX_ID_LENGTH, id_problem
-from planforge.runtime import context
+from planforge.runtime import _context as context
 
 CASES = {
     "alice": None,

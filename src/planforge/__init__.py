@@ -36,13 +36,13 @@ _EXPORTS: dict[str, str] = {
     "PlanExecutionError": "planforge.errors",
     "SettingsError": "planforge.errors",
     # factory
-    "PlannerFactory": "planforge.factory.core",
-    "Selection": "planforge.factory.ranking",
-    "SelectionRequest": "planforge.factory.ranking",
-    "ScoreBreakdown": "planforge.factory.ranking",
+    "PlannerFactory": "planforge.factory._core",
+    "Selection": "planforge.factory._ranking",
+    "SelectionRequest": "planforge.factory._ranking",
+    "ScoreBreakdown": "planforge.factory._ranking",
     "CircuitOpenError": "planforge.errors",
 }
-# The names of `planforge.factory.default.__all__` (a test keeps the two equal), written here so
+# The names of `planforge.factory._default.__all__` (a test keeps the two equal), written here so
 # that `import planforge` imports no part of the factory; the functions' parameters live on the
 # `PlannerFactory` methods only.
 _API = (
@@ -78,7 +78,7 @@ _API = (
     "self_heal",
     "set_default_factory",
 )
-_EXPORTS.update(dict.fromkeys(_API, "planforge.factory.default"))
+_EXPORTS.update(dict.fromkeys(_API, "planforge.factory._default"))
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
 
@@ -120,15 +120,8 @@ if TYPE_CHECKING:
         SandboxTimeout,
         SettingsError,
     )
-    from planforge.factory.core import (
-        PlannerFactory,
-    )
-    from planforge.factory.default import *  # noqa: F403 (the names of _API)
-    from planforge.factory.ranking import (
-        ScoreBreakdown,
-        Selection,
-        SelectionRequest,
-    )
+    from planforge.factory import PlannerFactory, ScoreBreakdown, Selection, SelectionRequest
+    from planforge.factory._default import *  # noqa: F403 (the names of _API)
     from planforge.settings import (
         FactorySettings,
         load_settings,

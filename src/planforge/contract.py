@@ -3,7 +3,7 @@
 A planner's metadata lives in plain literal class attributes so discovery can read it from
 the source with `ast`, without running the plugin. Among them, `context_kind` names the kind
 of context the planner reads (`"portfolio"`, ...); `"any"` (the default) means it reads any
-mapping and checks it itself. Kinds are plugins too (see `planforge.factory.contexts`).
+mapping and checks it itself. Kinds are plugins too (see `planforge.factory._contexts`).
 
 The run protocol: a planner that wants to report progress, read the configuration the
 request chose, or stop at the run's deadline declares `accepts_run = True` (a literal class

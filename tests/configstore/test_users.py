@@ -20,7 +20,7 @@ from planforge.configstore._db import create_store_engine
 from planforge.configstore._models import ApiUserRow
 from planforge.configstore._store import SCRIPT_LOCATION, token_digest
 from planforge.configstore.errors import UserExists, UserNotFound
-from planforge.runtime.context import (
+from planforge.runtime._context import (
     MAX_ID_LENGTH,
     InvalidContextError,
     UserExecutionContext,

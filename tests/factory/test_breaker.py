@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from planforge.errors import PlannerError
-from planforge.factory.breaker import (
+from planforge.factory._breaker import (
     BreakerConfig,
     BreakerState,
     BreakerTransition,

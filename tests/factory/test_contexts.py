@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from planforge.errors import InvalidContext, PlannerError, PlannerSelectionError
-from planforge.factory.contexts import ContextKinds, decide_context_kind
-from planforge.factory.core import PlannerFactory
+from planforge.factory import PlannerFactory
+from planforge.factory._contexts import ContextKinds, decide_context_kind
 from planforge.settings import load_settings
 from tests.factory._dists import add_dist
 

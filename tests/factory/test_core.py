@@ -23,7 +23,7 @@ from planforge.errors import (
     SandboxImportError,
     SandboxTimeout,
 )
-from planforge.factory.core import PlannerFactory
+from planforge.factory import PlannerFactory
 from planforge.settings import load_settings
 
 
@@ -462,7 +462,7 @@ def test_selection_is_identical_across_processes_with_different_hash_seeds(
         f"""
         import json
         from pathlib import Path
-        from planforge.factory.core import PlannerFactory
+        from planforge.factory._core import PlannerFactory
         from planforge.settings import load_settings
         factory = PlannerFactory(
             load_settings(plugin_dirs=(Path({str(plugin_dir)!r}),)),

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import planforge
-from planforge.factory.core import PlannerFactory
+from planforge.factory import PlannerFactory
 from planforge.settings import load_settings
 from tests.factory.test_core import planner_source
 
@@ -65,7 +65,7 @@ def test_unknown_attribute_is_an_attribute_error() -> None:
 
 
 def test_the_package_lists_exactly_the_default_api() -> None:
-    from planforge.factory import default
+    from planforge.factory import _default as default
 
     assert sorted(planforge._API) == sorted(default.__all__)
     for name in default.__all__:
@@ -75,7 +75,7 @@ def test_the_package_lists_exactly_the_default_api() -> None:
 def test_module_functions_show_the_methods_signatures_and_docstrings() -> None:
     import inspect
 
-    from planforge.factory import default
+    from planforge.factory import _default as default
 
     for name in default.__all__:
         if name in ("default_factory", "set_default_factory"):
@@ -114,8 +114,8 @@ def test_the_factory_package_reexports_lazily() -> None:
     assert planforge.factory.PlannerFactory is planforge.PlannerFactory
     assert planforge.factory.SelectionRequest is planforge.SelectionRequest
     code = (
-        "import sys, planforge.factory.sandbox_child\n"
-        "print('planforge.factory.core' in sys.modules)"
+        "import sys, planforge.factory._sandbox_child\n"
+        "print('planforge.factory._core' in sys.modules)"
     )
     output = subprocess.run(
         [sys.executable, "-c", code], check=True, capture_output=True, text=True

@@ -13,7 +13,7 @@ import pytest
 
 from planforge.contract import PlannerSpec, spec_from_attributes
 from planforge.errors import SandboxImportError
-from planforge.factory.discovery import (
+from planforge.factory._discovery import (
     NEEDS_SANDBOX,
     Discovery,
     DiscoveryResult,
@@ -121,7 +121,7 @@ def test_packages_are_not_imported_and_importlib_metadata_stays_out(tmp_path: Pa
         "    del sys.modules[name]\n"
         "sys.modules['importlib.metadata'] = None\n"
         "del importlib.metadata\n"
-        "from planforge.factory.discovery import Discovery\n"
+        "from planforge.factory._discovery import Discovery\n"
         "d = Discovery(load_settings(plugin_dirs=()), search_path=[sys.argv[1]],"
         " cache_dir=Path(sys.argv[2]))\n"
         "r = d.discover()\n"

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from planforge.factory.entrypoints import (
+from planforge.factory._entrypoints import (
     normalise_dist_name,
     parse_entry_points,
     scan_entry_points,

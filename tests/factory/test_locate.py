@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from planforge.factory.locate import ModuleLocator
+from planforge.factory._locate import ModuleLocator
 
 EXPLODING_INIT = "open({marker!r}, 'w').write('ran')\nraise RuntimeError('imported!')\n"
 
@@ -82,7 +82,7 @@ def test_a_module_is_resolved_once_per_pass(tmp_path: Path) -> None:
 def test_a_listing_handed_over_by_the_scan_is_used_instead_of_listing_again(
     tmp_path: Path,
 ) -> None:
-    from planforge.factory.entrypoints import scan_entry_points
+    from planforge.factory._entrypoints import scan_entry_points
 
     site = tmp_path / "site"
     target = _write(site / "plugin.py")

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from planforge.contract import METADATA_ATTRIBUTES
+from planforge.factory._metadata import ModuleClasses, read_module
 from planforge.factory._reader import binds_name
-from planforge.factory.metadata import ModuleClasses, read_module
 
 
 def both(source: str) -> ModuleClasses:

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from planforge.errors import PlannerError, PlannerNotFound, PlannerQuarantined
-from planforge.factory.core import PlannerFactory
-from planforge.factory.passes import PassStore, SandboxPass
+from planforge.factory import PlannerFactory
+from planforge.factory._passes import PassStore, SandboxPass
 from planforge.settings import load_settings
 from tests.factory.test_core import CodePlanner, planner_source
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from planforge.factory.quarantine import QuarantineEntry, QuarantineStore, file_fingerprint
+from planforge.factory._quarantine import QuarantineEntry, QuarantineStore, file_fingerprint
 
 
 def entry(name: str, since: float = 1000.0, fingerprint: str = "10:1") -> QuarantineEntry:

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from planforge.contract import PlannerSpec
 from planforge.errors import PlannerNotFound, PlannerSelectionError
-from planforge.factory.ranking import (
+from planforge.factory._ranking import (
     Candidate,
     RankingIndex,
     RankingWeights,
@@ -527,7 +527,7 @@ SCRIPT = textwrap.dedent(
     """
     import json
     from planforge.contract import PlannerSpec
-    from planforge.factory.ranking import (
+    from planforge.factory._ranking import (
         Candidate, RankingIndex, RankingWeights, SelectionRequest, rank)
 
     def spec(name, caps, kw):

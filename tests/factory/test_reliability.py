@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from planforge.errors import PlannerError
-from planforge.factory.reliability import DecayingReliability
+from planforge.factory import DecayingReliability
 from planforge.settings import load_settings
 
 

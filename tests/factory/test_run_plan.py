@@ -10,7 +10,7 @@ import pytest
 
 from planforge.contract import Run, RunEvent
 from planforge.errors import PlanExecutionError, RunStopped
-from planforge.factory.core import PlannerFactory
+from planforge.factory import PlannerFactory
 from planforge.settings import load_settings
 
 PLUGINS = textwrap.dedent(

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from planforge.errors import SandboxImportError, SandboxTimeout
-from planforge.factory.sandbox import ImportTarget, Sandbox, validate_module_name
+from planforge.factory._sandbox import ImportTarget, Sandbox, validate_module_name
 
 PLUGINS: dict[str, str] = {
     "pf_sbx_good": """

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from planforge.errors import SANDBOX_PHASES, PlannerQuarantined, SandboxTimeout
-from planforge.factory.core import PlannerFactory
-from planforge.factory.sandbox import ImportTarget, Sandbox
+from planforge.factory import PlannerFactory
+from planforge.factory._sandbox import ImportTarget, Sandbox
 from planforge.settings import load_settings
 
 HANGS: dict[str, tuple[str, str]] = {

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from planforge.errors import PlannerQuarantined, SandboxImportError
-from planforge.factory.core import PlannerFactory
-from planforge.factory.sandbox import ImportTarget, Sandbox
-from planforge.factory.sandbox_reaper import _children_by_scan, children, descendants
+from planforge.factory import PlannerFactory
+from planforge.factory._sandbox import ImportTarget, Sandbox
+from planforge.factory._sandbox_reaper import _children_by_scan, children, descendants
 from planforge.settings import load_settings
 
 pytestmark = pytest.mark.skipif(

@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from planforge.factory.telemetry import PlannerStats, ProfileRing, percentile
+from planforge.factory._telemetry import PlannerStats, ProfileRing, percentile
 
 
 def test_ring_keeps_only_the_newest_profiles() -> None:

@@ -6,7 +6,7 @@ import pytest
 from pydantic import BaseModel
 
 from planforge.errors import PlannerError
-from planforge.holistic.cache import CalculationCache, canonical_json, params_digest
+from planforge.holistic._cache import CalculationCache, canonical_json, params_digest
 from planforge.holistic.modules import Action
 
 

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
-from planforge.holistic.config import (
+from planforge.holistic import ModuleRegistry
+from planforge.holistic._config import (
     MAX_CONFIG_BYTES,
     EngineSettings,
     HolisticConfig,
@@ -31,7 +32,6 @@ from planforge.holistic.modules import (
     PatternGenerator,
     SequenceGenerator,
 )
-from planforge.holistic.registry import ModuleRegistry
 
 
 class DomainSettings(BaseModel):

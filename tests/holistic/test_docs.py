@@ -10,8 +10,9 @@ from typing import Any, Literal
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
-from planforge.holistic.config import ENGINE_PARAMS
-from planforge.holistic.docs import kind_title, module_docs, param_docs
+from planforge.holistic import ModuleRegistry, default_registry
+from planforge.holistic._config import ENGINE_PARAMS
+from planforge.holistic._docs import kind_title, module_docs, param_docs
 from planforge.holistic.modules import (
     KINDS,
     Action,
@@ -20,7 +21,6 @@ from planforge.holistic.modules import (
     OpportunityCalculator,
     SequenceGenerator,
 )
-from planforge.holistic.registry import ModuleRegistry, default_registry
 
 
 class Windfall(OpportunityCalculator):

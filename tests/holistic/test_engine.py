@@ -23,10 +23,16 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict, Field
 
 from planforge.contract import Plan
-from planforge.holistic.config import config_digest, dump_config, parse_config
-from planforge.holistic.engine import EngineResult, HolisticEngine
+from planforge.holistic import (
+    EngineResult,
+    HolisticEngine,
+    ModuleRegistry,
+    config_digest,
+    dump_config,
+    parse_config,
+)
+from planforge.holistic._events import MODULE_FAILED, MODULE_SKIPPED, EventHub
 from planforge.holistic.errors import ConfigError
-from planforge.holistic.events import MODULE_FAILED, MODULE_SKIPPED, EventHub
 from planforge.holistic.modules import (
     Action,
     ActionSequence,
@@ -35,7 +41,6 @@ from planforge.holistic.modules import (
     PatternGenerator,
     SequenceGenerator,
 )
-from planforge.holistic.registry import ModuleRegistry
 from planforge.portfolio.context import PortfolioContext, parse_context
 from planforge.portfolio.domain import PortfolioDomain, PortfolioSettings
 from planforge.portfolio.generators import CombinatorialGenerator

@@ -6,7 +6,7 @@ import threading
 import pytest
 
 from planforge.errors import PlannerError
-from planforge.holistic.events import (
+from planforge.holistic._events import (
     EVALUATION_STARTED,
     EVENT_TYPES,
     MODULE_FAILED,
@@ -50,7 +50,7 @@ def test_a_raising_subscriber_is_counted_logged_and_never_stops_the_others(
 
     hub.subscribe(broken)
     hub.subscribe(lambda event: got.append(event.type))
-    with caplog.at_level(logging.WARNING, logger="planforge.holistic.events"):
+    with caplog.at_level(logging.WARNING, logger="planforge.holistic._events"):
         hub.emit(MODULE_FAILED, {"module": "filters.diversity"})
         hub.emit(PLANNING_COMPLETED)
     assert got == [MODULE_FAILED, PLANNING_COMPLETED]

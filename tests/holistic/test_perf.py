@@ -5,7 +5,7 @@ import threading
 import pytest
 
 from planforge.errors import PlannerError
-from planforge.holistic.perf import PerformanceTracker
+from planforge.holistic import PerformanceTracker
 
 
 class FakeClock:

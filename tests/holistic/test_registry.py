@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 
 from planforge.errors import PlannerError
-from planforge.holistic.modules import Filter, HolisticModule, OpportunityCalculator
-from planforge.holistic.registry import (
+from planforge.holistic._registry import (
     ENTRY_POINT_GROUP,
     ModuleLoadError,
     ModuleRegistry,
     UnknownModuleError,
     module_dirs_from_env,
 )
+from planforge.holistic.modules import Filter, HolisticModule, OpportunityCalculator
 from tests.factory._dists import add_dist, rewrite_keeping_stamp, touch_later
 
 CALCULATORS = '''

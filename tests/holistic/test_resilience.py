@@ -7,17 +7,16 @@ from collections.abc import Iterator
 import pytest
 
 from planforge.errors import PlannerError
-from planforge.factory.breaker import BreakerConfig
-from planforge.holistic.config import EngineSettings
-from planforge.holistic.events import (
+from planforge.factory import BreakerConfig
+from planforge.holistic import EngineSettings, PerformanceTracker
+from planforge.holistic._events import (
     MODULE_COMPLETED,
     MODULE_FAILED,
     MODULE_SKIPPED,
     MODULE_STARTED,
     EventHub,
 )
-from planforge.holistic.perf import PerformanceTracker
-from planforge.holistic.resilience import ModuleGuard, breaker_config_from_settings
+from planforge.holistic._resilience import ModuleGuard, breaker_config_from_settings
 
 KEY = "filters.diversity"
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from planforge.contract import Plan
-from planforge.holistic.domain import Simulation
+from planforge.holistic import Simulation
 from planforge.holistic.modules import Action
 from planforge.portfolio.context import load_context, parse_context
 from planforge.portfolio.domain import PortfolioDomain, PortfolioSettings, PortfolioSimulation

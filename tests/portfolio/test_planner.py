@@ -11,11 +11,9 @@ from typing import Any
 import pytest
 
 from planforge.contract import Plan
-from planforge.factory.core import PlannerFactory
-from planforge.holistic.config import parse_config
-from planforge.holistic.engine import HolisticEngine
+from planforge.factory import PlannerFactory
+from planforge.holistic import HolisticEngine, default_registry, parse_config
 from planforge.holistic.errors import ConfigError
-from planforge.holistic.registry import default_registry
 from planforge.portfolio.context import load_context, parse_context
 from planforge.portfolio.domain import PortfolioDomain, PortfolioSettings
 from planforge.portfolio.errors import ContextError

@@ -15,15 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from planforge.runtime.bus import (
+from planforge.runtime import (
+    AGENT_THINKING,
     EventBus,
     InProcessEventBus,
     RedisEventBus,
+    RuntimeEvent,
     event_bus_from_settings,
+    load_runtime_settings,
 )
 from planforge.runtime.errors import EventBusError, InvalidContextError
-from planforge.runtime.events import AGENT_THINKING, RuntimeEvent
-from planforge.runtime.settings import load_runtime_settings
 
 REDIS_ENV = "PLANFORGE_TEST_REDIS_URL"
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -408,9 +409,9 @@ def test_an_event_published_in_another_process_reaches_a_subscriber_here(
     bus.subscribe("bob", bob)
     script = textwrap.dedent(
         f"""
-        from planforge.runtime.bus import RedisEventBus
-        from planforge.runtime.context import UserExecutionContext
-        from planforge.runtime.emitter import UserEventEmitter
+        from planforge.runtime._bus import RedisEventBus
+        from planforge.runtime._context import UserExecutionContext
+        from planforge.runtime._emitter import UserEventEmitter
 
         bus = RedisEventBus({redis_url!r}, prefix={prefix!r})
         for user in ("alice", "bob"):

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from planforge.errors import PlannerError
-from planforge.runtime.context import (
+from planforge.runtime._context import (
     MAX_CONTEXT_DEPTH,
     InvalidContextError,
     UserExecutionContext,

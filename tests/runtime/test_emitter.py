@@ -11,10 +11,14 @@ from collections.abc import Iterator
 import pytest
 
 from planforge.errors import PlanExecutionError
-from planforge.runtime.bus import InProcessEventBus, RedisEventBus
-from planforge.runtime.context import UserExecutionContext
-from planforge.runtime.emitter import MAX_PAYLOAD_ITEMS, UserEventEmitter, jsonable
-from planforge.runtime.events import EVENT_TYPES, RuntimeEvent
+from planforge.runtime import (
+    EVENT_TYPES,
+    InProcessEventBus,
+    RedisEventBus,
+    RuntimeEvent,
+    UserExecutionContext,
+)
+from planforge.runtime._emitter import MAX_PAYLOAD_ITEMS, UserEventEmitter, jsonable
 
 REDIS_ENV = "PLANFORGE_TEST_REDIS_URL"
 

@@ -16,11 +16,24 @@ import pytest
 from planforge.configstore import ConfigStore
 from planforge.contract import Plan
 from planforge.errors import PlanExecutionError, PlannerError, PlannerNotFound
-from planforge.factory.core import PlannerFactory
+from planforge.factory import PlannerFactory
 from planforge.portfolio.planner import HolisticPortfolioPlanner
-from planforge.runtime.bus import InProcessEventBus
-from planforge.runtime.context import UserExecutionContext
-from planforge.runtime.engine import ExecutionEngine, ExecutionEngineFactory
+from planforge.runtime import (
+    AGENT_COMPLETED,
+    AGENT_ERROR,
+    AGENT_STARTED,
+    AGENT_THINKING,
+    TOOL_COMPLETED,
+    TOOL_EXECUTING,
+    ExecutionEngine,
+    ExecutionEngineFactory,
+    InProcessEventBus,
+    RuntimeEvent,
+    RuntimeSettings,
+    UserExecutionContext,
+    load_runtime_settings,
+)
+from planforge.runtime._metrics import DurationWindow
 from planforge.runtime.errors import (
     EngineBusy,
     EngineClosed,
@@ -28,17 +41,6 @@ from planforge.runtime.errors import (
     RunTimeout,
     UserCapacityExceeded,
 )
-from planforge.runtime.events import (
-    AGENT_COMPLETED,
-    AGENT_ERROR,
-    AGENT_STARTED,
-    AGENT_THINKING,
-    TOOL_COMPLETED,
-    TOOL_EXECUTING,
-    RuntimeEvent,
-)
-from planforge.runtime.metrics import DurationWindow
-from planforge.runtime.settings import RuntimeSettings, load_runtime_settings
 from planforge.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -781,7 +783,7 @@ def test_metrics_count_every_engine_and_run(
 
 
 def test_a_named_run_is_refused_while_the_planners_breaker_is_open(tmp_path: Path) -> None:
-    from planforge.factory.breaker import CircuitOpenError
+    from planforge.factory._breaker import CircuitOpenError
 
     plugins = tmp_path / "breaker_plugins"
     plugins.mkdir()

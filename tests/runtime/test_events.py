@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from planforge.runtime.events import (
+from planforge.runtime import (
     AGENT_COMPLETED,
     AGENT_ERROR,
     AGENT_STARTED,

@@ -20,23 +20,23 @@ from typing import Any, TypeVar
 import pytest
 
 from planforge.configstore import ConfigStore
-from planforge.factory.core import PlannerFactory
-from planforge.holistic.events import MODULE_STARTED, EngineEvent
+from planforge.factory import PlannerFactory
+from planforge.holistic._events import MODULE_STARTED, EngineEvent
 from planforge.portfolio.planner import HolisticPortfolioPlanner
-from planforge.runtime.bus import InProcessEventBus
-from planforge.runtime.context import UserExecutionContext
-from planforge.runtime.engine import ExecutionEngineFactory
-from planforge.runtime.errors import RunTimeout
-from planforge.runtime.events import (
+from planforge.runtime import (
     AGENT_COMPLETED,
     AGENT_ERROR,
     AGENT_STARTED,
     AGENT_THINKING,
     TOOL_COMPLETED,
     TOOL_EXECUTING,
+    ExecutionEngineFactory,
+    InProcessEventBus,
     RuntimeEvent,
+    UserExecutionContext,
+    load_runtime_settings,
 )
-from planforge.runtime.settings import load_runtime_settings
+from planforge.runtime.errors import RunTimeout
 from planforge.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from planforge.errors import SettingsError
-from planforge.runtime.settings import RuntimeSettings, load_runtime_settings
+from planforge.runtime import RuntimeSettings, load_runtime_settings
 
 VARIABLES = (
     "PLANFORGE_MAX_RUNS_PER_USER",
@@ -97,7 +97,7 @@ def test_a_malformed_redis_url_is_refused_without_showing_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from planforge.errors import SettingsError
-    from planforge.runtime.settings import load_runtime_settings
+    from planforge.runtime import load_runtime_settings
 
     monkeypatch.setenv("PLANFORGE_REDIS_URL", "http://ops:hunter2@cache:6379/0")
     with pytest.raises(SettingsError, match="PLANFORGE_REDIS_URL") as info:

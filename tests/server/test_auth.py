@@ -19,9 +19,9 @@ from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
 from planforge.configstore import ConfigStore
-from planforge.factory.core import PlannerFactory
+from planforge.factory import PlannerFactory
 from planforge.portfolio.planner import HolisticPortfolioPlanner
-from planforge.runtime.bus import InProcessEventBus
+from planforge.runtime import InProcessEventBus
 from planforge.server import create_app
 from planforge.server._auth import WS_PROTOCOL, WS_TOKEN_PROTOCOL_PREFIX, bearer_token
 from planforge.server._routes import configs, ops, planners

@@ -11,7 +11,7 @@ import pytest
 from starlette.testclient import WebSocketTestSession
 from starlette.websockets import WebSocketDisconnect
 
-from planforge.runtime.events import RuntimeEvent
+from planforge.runtime import RuntimeEvent
 from tests.server.test_plans import Service, make_service
 
 

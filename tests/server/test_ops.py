@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from planforge.configstore import ConfigStore
-from planforge.runtime.bus import InProcessEventBus
+from planforge.runtime import InProcessEventBus
 from planforge.server import create_app
 from planforge.server._routes import ops
 from tests.server.test_auth import Service, assert_error_json, build_factory, running_service

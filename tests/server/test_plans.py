@@ -13,8 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from planforge.configstore import ConfigStore
-from planforge.factory.core import PlannerFactory
-from planforge.runtime.bus import InProcessEventBus
+from planforge.factory import PlannerFactory
+from planforge.runtime import InProcessEventBus
 from planforge.server import create_app
 from planforge.settings import load_settings
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 if TYPE_CHECKING:
-    from planforge.factory.core import PlannerFactory
+    from planforge.factory import PlannerFactory
 
 __all__ = [
     "JsonOption",
@@ -44,7 +44,7 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 def open_factory() -> PlannerFactory:
     from planforge.errors import SettingsError
-    from planforge.factory.core import PlannerFactory
+    from planforge.factory import PlannerFactory
     from planforge.logs import configure_logging
     from planforge.settings import load_settings
 

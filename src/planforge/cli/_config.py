@@ -76,8 +76,7 @@ def config_schema(
 
     Point a TOML file at it with a top-level `"$schema" = "path/to/schema.json"` line.
     """
-    from planforge.holistic.config import config_json_schema
-    from planforge.holistic.registry import default_registry
+    from planforge.holistic import config_json_schema, default_registry
     from planforge.portfolio.domain import PortfolioSettings
 
     text = json.dumps(config_json_schema(default_registry(), PortfolioSettings), indent=2) + "\n"
@@ -95,7 +94,7 @@ def config_validate(
     as_json: JsonOption = False,
 ) -> None:
     """Parse and check a configuration; exit 1 with the offending key when it is not valid."""
-    from planforge.holistic.config import config_digest
+    from planforge.holistic import config_digest
     from planforge.holistic.errors import ConfigError
     from planforge.portfolio.planner import HolisticPortfolioPlanner
 

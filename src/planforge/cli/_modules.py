@@ -29,7 +29,7 @@ def modules_list(
     as_json: JsonOption = False,
 ) -> None:
     """List the registered modules (metadata only: nothing is imported)."""
-    from planforge.holistic.registry import default_registry
+    from planforge.holistic import default_registry
 
     if kind is not None:
         _check_kind(kind)
@@ -70,8 +70,7 @@ def modules_describe(
     as_json: JsonOption = False,
 ) -> None:
     """Metadata, docstring, default parameters and the parameters' schema of one module."""
-    from planforge.holistic.docs import param_docs
-    from planforge.holistic.registry import default_registry
+    from planforge.holistic import default_registry, param_docs
 
     _check_kind(kind)
     registry = default_registry()
@@ -116,8 +115,7 @@ def modules_docs(
     ] = None,
 ) -> None:
     """Markdown documentation of every module, from its metadata, docstring and params."""
-    from planforge.holistic.docs import module_docs
-    from planforge.holistic.registry import default_registry
+    from planforge.holistic import default_registry, module_docs
 
     text = module_docs(default_registry())
     if output is None:

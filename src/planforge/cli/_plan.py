@@ -24,7 +24,7 @@ from planforge.cli._common import (
 from planforge.cli._store import open_store
 
 if TYPE_CHECKING:
-    from planforge.factory.core import PlannerFactory
+    from planforge.factory import PlannerFactory
 
 __all__ = ["abtest", "plan"]
 
@@ -323,7 +323,7 @@ def abtest(
     score itself); the higher one wins, equal scores go to the plan with fewer steps.
     """
     from planforge.contract import CONFIG_CONTEXT_KEY
-    from planforge.holistic.abtest import compare
+    from planforge.holistic import compare
     from planforge.portfolio.planner import HolisticPortfolioPlanner
 
     context_data = read_context(context)

@@ -12,7 +12,7 @@ from planforge.cli._apps import app, planners_app
 from planforge.cli._common import JsonOption, emit_json, guarded, open_factory, rich_console
 
 if TYPE_CHECKING:
-    from planforge.factory.ranking import Selection
+    from planforge.factory import Selection
 
 __all__ = ["planners_check", "planners_describe", "planners_list", "select"]
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from planforge.configstore._records import ConfigVersion
-    from planforge.holistic.config import HolisticConfig
+    from planforge.holistic import HolisticConfig
 
 __all__ = [
     "ParamChange",
@@ -126,8 +126,7 @@ def parse_validated(text: str, *, source: str = "config") -> HolisticConfig:
     The text is always treated as TOML (never as a preset name or a path), unlike
     `HolisticPortfolioPlanner.load_config`, since stored documents are TOML text.
     """
-    from planforge.holistic.config import parse_config
-    from planforge.holistic.registry import default_registry
+    from planforge.holistic import default_registry, parse_config
     from planforge.portfolio.domain import PortfolioSettings
 
     return parse_config(

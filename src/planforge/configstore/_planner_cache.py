@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from planforge.configstore._records import ConfigChange, ConfigVersion
     from planforge.configstore._store import ConfigStore
-    from planforge.holistic.engine import EngineResult, HolisticEngine, Progress
+    from planforge.holistic import EngineResult, HolisticEngine, Progress
     from planforge.portfolio.planner import HolisticPortfolioPlanner
 
 __all__ = ["BucketPlannerCache", "PlannerCacheStats"]

@@ -12,7 +12,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from planforge.configstore.errors import DocumentTooLarge, InvalidConfig, InvalidInput
-from planforge.holistic.config import ConfigError, parse_config
+from planforge.holistic import ConfigError, parse_config
 
 if TYPE_CHECKING:
     from planforge.portfolio.planner import HolisticPortfolioPlanner

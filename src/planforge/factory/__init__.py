@@ -5,28 +5,28 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-# Imported on first use (PEP 562): a sandbox child imports `planforge.factory.sandbox_child`,
+# Imported on first use (PEP 562): a sandbox child imports `planforge.factory._sandbox_child`,
 # and the CLI some factory modules, without paying for the rest of the factory.
 _FACADE_EXPORTS: dict[str, str] = {
-    "PlannerFactory": "planforge.factory.core",
-    "default_factory": "planforge.factory.default",
-    "set_default_factory": "planforge.factory.default",
-    "Candidate": "planforge.factory.ranking",
-    "Exclusion": "planforge.factory.ranking",
-    "RankingIndex": "planforge.factory.ranking",
-    "RankingWeights": "planforge.factory.ranking",
-    "ScoreBreakdown": "planforge.factory.ranking",
-    "Selection": "planforge.factory.ranking",
-    "SelectionRequest": "planforge.factory.ranking",
-    "rank": "planforge.factory.ranking",
-    "BreakerConfig": "planforge.factory.breaker",
-    "BreakerState": "planforge.factory.breaker",
-    "BreakerTransition": "planforge.factory.breaker",
-    "CircuitBreaker": "planforge.factory.breaker",
-    "DecayingReliability": "planforge.factory.reliability",
-    "PlannerStats": "planforge.factory.telemetry",
-    "ProfileRing": "planforge.factory.telemetry",
-    "RecordStatus": "planforge.factory.registry",
+    "PlannerFactory": "planforge.factory._core",
+    "default_factory": "planforge.factory._default",
+    "set_default_factory": "planforge.factory._default",
+    "Candidate": "planforge.factory._ranking",
+    "Exclusion": "planforge.factory._ranking",
+    "RankingIndex": "planforge.factory._ranking",
+    "RankingWeights": "planforge.factory._ranking",
+    "ScoreBreakdown": "planforge.factory._ranking",
+    "Selection": "planforge.factory._ranking",
+    "SelectionRequest": "planforge.factory._ranking",
+    "rank": "planforge.factory._ranking",
+    "BreakerConfig": "planforge.factory._breaker",
+    "BreakerState": "planforge.factory._breaker",
+    "BreakerTransition": "planforge.factory._breaker",
+    "CircuitBreaker": "planforge.factory._breaker",
+    "DecayingReliability": "planforge.factory._reliability",
+    "PlannerStats": "planforge.factory._telemetry",
+    "ProfileRing": "planforge.factory._telemetry",
+    "RecordStatus": "planforge.factory._registry",
     # the plugin engine, for every plugin group (the holistic modules use it too)
     "PluginGroup": "planforge.factory._plugins",
     "PluginProblem": "planforge.factory._plugins",
@@ -36,7 +36,7 @@ _FACADE_EXPORTS: dict[str, str] = {
     "NOT_LITERAL": "planforge.factory._reader",
     "SourceClass": "planforge.factory._reader",
     "read_source": "planforge.factory._reader",
-    "EntryPoint": "planforge.factory.entrypoints",
+    "EntryPoint": "planforge.factory._entrypoints",
 }
 
 __all__ = [
@@ -81,6 +81,14 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:
+    from planforge.factory._breaker import (
+        BreakerConfig,
+        BreakerState,
+        BreakerTransition,
+        CircuitBreaker,
+    )
+    from planforge.factory._core import PlannerFactory
+    from planforge.factory._default import default_factory, set_default_factory
     from planforge.factory._plugins import (
         PluginGroup,
         PluginProblem,
@@ -88,16 +96,7 @@ if TYPE_CHECKING:
         import_file,
         settle_duplicates,
     )
-    from planforge.factory._reader import NOT_LITERAL, SourceClass, read_source
-    from planforge.factory.breaker import (
-        BreakerConfig,
-        BreakerState,
-        BreakerTransition,
-        CircuitBreaker,
-    )
-    from planforge.factory.core import PlannerFactory
-    from planforge.factory.default import default_factory, set_default_factory
-    from planforge.factory.ranking import (
+    from planforge.factory._ranking import (
         Candidate,
         Exclusion,
         RankingIndex,
@@ -107,6 +106,7 @@ if TYPE_CHECKING:
         SelectionRequest,
         rank,
     )
-    from planforge.factory.registry import RecordStatus
-    from planforge.factory.reliability import DecayingReliability
-    from planforge.factory.telemetry import PlannerStats, ProfileRing
+    from planforge.factory._reader import NOT_LITERAL, SourceClass, read_source
+    from planforge.factory._registry import RecordStatus
+    from planforge.factory._reliability import DecayingReliability
+    from planforge.factory._telemetry import PlannerStats, ProfileRing

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from planforge.contract import PlannerSpec
+from planforge.factory._entrypoints import dist_info_names
 from planforge.factory._plugins import plugin_files
-from planforge.factory.entrypoints import dist_info_names
 
 __all__ = [
     "CACHE_FORMAT",

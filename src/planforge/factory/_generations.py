@@ -15,12 +15,12 @@ from typing import Any
 
 from planforge.contract import ANY_CONTEXT, Planner, PlannerSpec
 from planforge.errors import PlannerNotAllowed, PlannerNotFound
-from planforge.factory.contexts import ContextKinds
-from planforge.factory.discovery import Discovery, DiscoveryResult, IntrospectionTarget
-from planforge.factory.passes import PassStore, SandboxPass, current_pass, unchecked_or_active
-from planforge.factory.quarantine import QuarantineEntry, QuarantineStore, file_fingerprint
-from planforge.factory.ranking import Candidate, RankingIndex, RankingWeights
-from planforge.factory.registry import (
+from planforge.factory._contexts import ContextKinds
+from planforge.factory._discovery import Discovery, DiscoveryResult, IntrospectionTarget
+from planforge.factory._passes import PassStore, SandboxPass, current_pass, unchecked_or_active
+from planforge.factory._quarantine import QuarantineEntry, QuarantineStore, file_fingerprint
+from planforge.factory._ranking import Candidate, RankingIndex, RankingWeights
+from planforge.factory._registry import (
     SELECTABLE,
     Generation,
     PlannerRecord,

@@ -13,8 +13,8 @@ from planforge.contract import ANY_CONTEXT
 from planforge.errors import PlannerNotFound
 from planforge.factory._generations import Generations
 from planforge.factory._loader import Loader
+from planforge.factory._registry import RecordStatus
 from planforge.factory._selector import Selector
-from planforge.factory.registry import RecordStatus
 
 __all__ = ["Health"]
 

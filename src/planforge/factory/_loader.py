@@ -23,13 +23,13 @@ from planforge.errors import (
     PlannerQuarantined,
     SandboxError,
 )
+from planforge.factory._discovery import IntrospectionTarget
 from planforge.factory._generations import Generations
-from planforge.factory.discovery import IntrospectionTarget
-from planforge.factory.passes import SANDBOX_OFF_CHECK, SandboxPass, check_result
-from planforge.factory.quarantine import QuarantineEntry, file_fingerprint
-from planforge.factory.registry import PlannerRecord, RecordStatus
-from planforge.factory.sandbox import ImportTarget, Sandbox, SandboxReport
-from planforge.factory.telemetry import ProfileRing
+from planforge.factory._passes import SANDBOX_OFF_CHECK, SandboxPass, check_result
+from planforge.factory._quarantine import QuarantineEntry, file_fingerprint
+from planforge.factory._registry import PlannerRecord, RecordStatus
+from planforge.factory._sandbox import ImportTarget, Sandbox, SandboxReport
+from planforge.factory._telemetry import ProfileRing
 from planforge.logs import get_logger
 from planforge.settings import FactorySettings
 

@@ -16,10 +16,10 @@ from typing import Any, Final
 
 from planforge.contract import PlannerSpec, spec_from_attributes
 from planforge.errors import PlannerError
+from planforge.factory._entrypoints import EntryPoint
+from planforge.factory._metadata import ClassMetadata, ModuleClasses, read_module
 from planforge.factory._plugins import PluginScan, stamp
 from planforge.factory._reader import binds_name
-from planforge.factory.entrypoints import EntryPoint
-from planforge.factory.metadata import ClassMetadata, ModuleClasses, read_module
 
 __all__ = [
     "GROUP",

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Final, Generic, Protocol, TypeVar
 
-from planforge.factory.entrypoints import EntryPoint, scan_entry_points
-from planforge.factory.locate import ModuleLocator
+from planforge.factory._entrypoints import EntryPoint, scan_entry_points
+from planforge.factory._locate import ModuleLocator
 
 __all__ = [
     "MAX_SOURCE_BYTES",

@@ -1,6 +1,6 @@
 """The ranking formula in its plain, readable form: `rank()` scores and explains every candidate.
 
-See `planforge.factory.ranking` for the formula; `RankingIndex` must agree with `rank()` bit for
+See `planforge.factory._ranking` for the formula; `RankingIndex` must agree with `rank()` bit for
 bit, so the sums here are evaluated in exactly the documented order.
 """
 

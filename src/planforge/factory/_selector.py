@@ -22,11 +22,11 @@ from planforge.errors import (
     PlannerSelectionError,
     RunStopped,
 )
+from planforge.factory._contexts import admit_context
 from planforge.factory._generations import Generations
-from planforge.factory.contexts import admit_context
-from planforge.factory.ranking import Selection, SelectionRequest
-from planforge.factory.registry import Generation, PlannerRecord
-from planforge.factory.telemetry import ProfileRing
+from planforge.factory._ranking import Selection, SelectionRequest
+from planforge.factory._registry import Generation, PlannerRecord
+from planforge.factory._telemetry import ProfileRing
 from planforge.logs import get_logger
 
 __all__ = ["Selector", "selection_request"]

@@ -14,10 +14,10 @@ from pydantic import BaseModel, ValidationError
 from planforge.documents import find_non_finite, load_toml
 from planforge.errors import DocumentError
 from planforge.holistic._models import ENGINE_PARAMS, HolisticConfig, ModuleConfig
+from planforge.holistic._registry import ModuleRegistry
 from planforge.holistic._settings import EngineSettings
-from planforge.holistic.errors import ConfigError
+from planforge.holistic.errors import ConfigError, ModuleLoadError
 from planforge.holistic.modules import KINDS
-from planforge.holistic.registry import ModuleLoadError, ModuleRegistry
 
 __all__ = ["MAX_CONFIG_BYTES", "SCHEMA_KEY", "field_names", "load_config", "parse_config"]
 

@@ -8,9 +8,10 @@ from pydantic import BaseModel
 
 from planforge.holistic._models import ENGINE_PARAMS
 from planforge.holistic._parse import SCHEMA_KEY
+from planforge.holistic._registry import ModuleRegistry
 from planforge.holistic._settings import EngineSettings
+from planforge.holistic.errors import ModuleLoadError
 from planforge.holistic.modules import KINDS, ModuleMetadata
-from planforge.holistic.registry import ModuleLoadError, ModuleRegistry
 
 __all__ = ["config_json_schema"]
 

@@ -24,6 +24,7 @@ from planforge.errors import PlannerError
 from planforge.factory import NOT_LITERAL, EntryPoint, PluginScan, SourceClass, read_source
 from planforge.holistic.modules import (
     KINDS,
+    MODULE_DIRS_ENV,
     Filter,
     HolisticModule,
     ModuleMetadata,
@@ -44,7 +45,6 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP: Final = "planforge.modules"
-MODULE_DIRS_ENV: Final = "PLANFORGE_MODULE_DIRS"
 
 #: The base class of each kind; a module class must derive from its kind's base.
 KIND_BASES: Final[Mapping[str, type[HolisticModule]]] = {

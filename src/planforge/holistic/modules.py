@@ -14,12 +14,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Final, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 __all__ = [
     "KINDS",
+    "MODULE_DIRS_ENV",
     "Action",
     "ActionSequence",
     "Filter",
@@ -42,6 +43,9 @@ KINDS: tuple[ModuleKind, ...] = (
     "sequence_generators",
     "filters",
 )
+
+#: The environment variable naming directories of module plugins (os.pathsep separated).
+MODULE_DIRS_ENV: Final = "PLANFORGE_MODULE_DIRS"
 
 _SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:[-+][0-9A-Za-z.-]+)?$")
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from planforge.contract import Plan
 from planforge.errors import PlannerError
-from planforge.holistic.config import HolisticConfig
+from planforge.holistic import HolisticConfig
 from planforge.logs import get_logger
 from planforge.portfolio.planner import HolisticPortfolioPlanner
 

@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from planforge.contract import Plan, PlannerRef, PlanStep
-from planforge.holistic.domain import Evaluation, Simulation
+from planforge.holistic import Evaluation, Simulation
 from planforge.holistic.modules import Action, ActionSequence
 from planforge.portfolio.context import PortfolioContext, Position, parse_context
 from planforge.portfolio.evaluation import (

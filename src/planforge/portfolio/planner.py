@@ -20,11 +20,19 @@ from pathlib import Path
 from typing import Any
 
 from planforge.contract import CONFIG_CONTEXT_KEY, Plan, Planner, Run
-from planforge.holistic.config import HolisticConfig, config_digest, load_config, parse_config
-from planforge.holistic.engine import EngineResult, HolisticEngine, Progress
+from planforge.holistic import (
+    EngineResult,
+    EventHub,
+    HolisticConfig,
+    HolisticEngine,
+    ModuleRegistry,
+    Progress,
+    config_digest,
+    default_registry,
+    load_config,
+    parse_config,
+)
 from planforge.holistic.errors import ConfigError
-from planforge.holistic.events import EventHub
-from planforge.holistic.registry import ModuleRegistry, default_registry
 from planforge.portfolio.domain import PortfolioDomain, PortfolioSettings
 from planforge.portfolio.errors import ContextError
 

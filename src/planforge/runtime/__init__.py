@@ -10,28 +10,29 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS: dict[str, str] = {
-    "RuntimeSettings": "planforge.runtime.settings",
-    "load_runtime_settings": "planforge.runtime.settings",
+    "RuntimeSettings": "planforge.runtime._settings",
+    "load_runtime_settings": "planforge.runtime._settings",
     "InvalidContextError": "planforge.runtime.errors",
-    "UserExecutionContext": "planforge.runtime.context",
-    "new_run_id": "planforge.runtime.context",
-    "AGENT_COMPLETED": "planforge.runtime.events",
-    "AGENT_ERROR": "planforge.runtime.events",
-    "AGENT_STARTED": "planforge.runtime.events",
-    "AGENT_THINKING": "planforge.runtime.events",
-    "TOOL_COMPLETED": "planforge.runtime.events",
-    "TOOL_EXECUTING": "planforge.runtime.events",
-    "EVENT_TYPES": "planforge.runtime.events",
+    "UserExecutionContext": "planforge.runtime._context",
+    "new_run_id": "planforge.runtime._context",
+    "AGENT_COMPLETED": "planforge.runtime._events",
+    "AGENT_ERROR": "planforge.runtime._events",
+    "AGENT_STARTED": "planforge.runtime._events",
+    "AGENT_THINKING": "planforge.runtime._events",
+    "TOOL_COMPLETED": "planforge.runtime._events",
+    "TOOL_EXECUTING": "planforge.runtime._events",
+    "EVENT_TYPES": "planforge.runtime._events",
     "InvalidEventError": "planforge.runtime.errors",
-    "RuntimeEvent": "planforge.runtime.events",
-    "EventBus": "planforge.runtime.bus",
+    "RuntimeEvent": "planforge.runtime._events",
+    "EventBus": "planforge.runtime._bus",
     "EventBusError": "planforge.runtime.errors",
-    "InProcessEventBus": "planforge.runtime.bus",
-    "RedisEventBus": "planforge.runtime.bus",
-    "event_bus_from_settings": "planforge.runtime.bus",
-    "UserEventEmitter": "planforge.runtime.emitter",
-    "ExecutionEngine": "planforge.runtime.engine",
-    "ExecutionEngineFactory": "planforge.runtime.engine",
+    "InProcessEventBus": "planforge.runtime._bus",
+    "RedisEventBus": "planforge.runtime._bus",
+    "event_bus_from_settings": "planforge.runtime._bus",
+    "UserEventEmitter": "planforge.runtime._emitter",
+    "BUCKET_PLANNER": "planforge.runtime._engines",
+    "ExecutionEngine": "planforge.runtime._engines",
+    "ExecutionEngineFactory": "planforge.runtime._engines",
     "RunLimitExceeded": "planforge.runtime.errors",
     "RunTimeout": "planforge.runtime.errors",
     "EngineBusy": "planforge.runtime.errors",
@@ -44,6 +45,7 @@ __all__ = [
     "AGENT_ERROR",
     "AGENT_STARTED",
     "AGENT_THINKING",
+    "BUCKET_PLANNER",
     "EVENT_TYPES",
     "TOOL_COMPLETED",
     "TOOL_EXECUTING",
@@ -84,15 +86,30 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from planforge.runtime.bus import (
+    from planforge.runtime._bus import (
         EventBus,
         InProcessEventBus,
         RedisEventBus,
         event_bus_from_settings,
     )
-    from planforge.runtime.context import UserExecutionContext, new_run_id
-    from planforge.runtime.emitter import UserEventEmitter
-    from planforge.runtime.engine import ExecutionEngine, ExecutionEngineFactory
+    from planforge.runtime._context import UserExecutionContext, new_run_id
+    from planforge.runtime._emitter import UserEventEmitter
+    from planforge.runtime._engines import (
+        BUCKET_PLANNER,
+        ExecutionEngine,
+        ExecutionEngineFactory,
+    )
+    from planforge.runtime._events import (
+        AGENT_COMPLETED,
+        AGENT_ERROR,
+        AGENT_STARTED,
+        AGENT_THINKING,
+        EVENT_TYPES,
+        TOOL_COMPLETED,
+        TOOL_EXECUTING,
+        RuntimeEvent,
+    )
+    from planforge.runtime._settings import RuntimeSettings, load_runtime_settings
     from planforge.runtime.errors import (
         EngineBusy,
         EngineClosed,
@@ -103,14 +120,3 @@ if TYPE_CHECKING:
         RunTimeout,
         UserCapacityExceeded,
     )
-    from planforge.runtime.events import (
-        AGENT_COMPLETED,
-        AGENT_ERROR,
-        AGENT_STARTED,
-        AGENT_THINKING,
-        EVENT_TYPES,
-        TOOL_COMPLETED,
-        TOOL_EXECUTING,
-        RuntimeEvent,
-    )
-    from planforge.runtime.settings import RuntimeSettings, load_runtime_settings

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from planforge.logs import get_logger
+from planforge.runtime._events import RuntimeEvent
 from planforge.runtime.errors import EventBusError
-from planforge.runtime.events import RuntimeEvent
 
 __all__ = ["EventCallback", "Subscriber", "Unsubscribe", "check_since", "deliver"]
 

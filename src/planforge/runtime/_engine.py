@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from planforge.contract import Plan, Run
 from planforge.errors import PlanExecutionError, PlannerError, RunStopped
+from planforge.runtime._context import UserExecutionContext
+from planforge.runtime._emitter import UserEventEmitter
 from planforge.runtime._reporter import RunReporter, plan_summary
-from planforge.runtime.context import UserExecutionContext
-from planforge.runtime.emitter import UserEventEmitter
 from planforge.runtime.errors import EngineBusy, EngineClosed, RunTimeout
 
 if TYPE_CHECKING:
-    from planforge.runtime.engine import ExecutionEngineFactory
+    from planforge.runtime._engines import ExecutionEngineFactory
 
 __all__ = ["ExecutionEngine", "PlanRequest"]
 

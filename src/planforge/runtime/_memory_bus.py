@@ -7,15 +7,15 @@ from collections import OrderedDict, deque
 from itertools import islice
 
 from planforge.logs import get_logger
+from planforge.runtime._context import check_id
 from planforge.runtime._delivery import (
     EventCallback,
     Subscriber,
     Unsubscribe,
     check_since,
 )
-from planforge.runtime.context import check_id
+from planforge.runtime._events import RuntimeEvent
 from planforge.runtime.errors import EventBusError
-from planforge.runtime.events import RuntimeEvent
 
 __all__ = ["InProcessEventBus"]
 

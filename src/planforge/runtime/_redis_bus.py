@@ -8,6 +8,7 @@ import threading
 from typing import Any
 
 from planforge.logs import get_logger
+from planforge.runtime._context import check_id, new_run_id
 from planforge.runtime._delivery import (
     EventCallback,
     Subscriber,
@@ -15,9 +16,8 @@ from planforge.runtime._delivery import (
     check_since,
     deliver,
 )
-from planforge.runtime.context import check_id, new_run_id
+from planforge.runtime._events import RuntimeEvent
 from planforge.runtime.errors import EventBusError, InvalidEventError
-from planforge.runtime.events import RuntimeEvent
 
 __all__ = ["RedisEventBus"]
 

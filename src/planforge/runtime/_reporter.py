@@ -14,7 +14,7 @@ from planforge.contract import (
     Plan,
     RunEvent,
 )
-from planforge.runtime.emitter import UserEventEmitter
+from planforge.runtime._emitter import UserEventEmitter
 
 __all__ = ["RunReporter", "plan_summary"]
 

@@ -17,7 +17,7 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from planforge.configstore import User
-from planforge.runtime.context import UserExecutionContext
+from planforge.runtime import UserExecutionContext
 from planforge.runtime.errors import RunTimeout
 from planforge.server._state import ServiceState
 

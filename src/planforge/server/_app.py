@@ -20,11 +20,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from planforge import __version__
 from planforge.configstore import ConfigStore
 from planforge.errors import PlannerError
-from planforge.factory.core import PlannerFactory
+from planforge.factory import PlannerFactory
 from planforge.logs import get_logger
-from planforge.runtime.bus import EventBus, event_bus_from_settings
-from planforge.runtime.engine import ExecutionEngineFactory
-from planforge.runtime.settings import load_runtime_settings
+from planforge.runtime import (
+    EventBus,
+    ExecutionEngineFactory,
+    event_bus_from_settings,
+    load_runtime_settings,
+)
 from planforge.server._requestlog import RequestLogMiddleware
 from planforge.server._responses import error_content, status_for
 from planforge.server._routes import configs, events, ops, planners, plans

@@ -6,9 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from planforge.configstore import ConfigStore
-from planforge.factory.core import PlannerFactory
-from planforge.runtime.bus import EventBus
-from planforge.runtime.engine import ExecutionEngineFactory
+from planforge.factory import PlannerFactory
+from planforge.runtime import EventBus, ExecutionEngineFactory
 from planforge.server._streams import OpenStreams
 from planforge.server._tokens import TokenCache
 

@@ -1,1 +1,3 @@
-"""One router per resource; `app.create_app` includes them all."""
+"""One router per resource; `create_app` includes them all."""
+
+__all__ = ["configs", "events", "ops", "planners", "plans"]

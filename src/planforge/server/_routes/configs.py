@@ -30,12 +30,10 @@ from planforge.configstore import (
 )
 from planforge.configstore.errors import DocumentTooLarge
 from planforge.contract import CONFIG_CONTEXT_KEY
-from planforge.holistic.abtest import compare
-from planforge.holistic.config import HolisticConfig
-from planforge.holistic.engine import HolisticEngine
+from planforge.holistic import HolisticConfig, HolisticEngine, compare
 from planforge.holistic.errors import ConfigError
 from planforge.portfolio.planner import PRESETS, HolisticPortfolioPlanner, preset_text
-from planforge.runtime.engine import BUCKET_PLANNER
+from planforge.runtime import BUCKET_PLANNER
 from planforge.server._admission import run_admitted
 from planforge.server._auth import Admin, Operator, Viewer, service
 from planforge.server._bodies import CheckedJSONRoute

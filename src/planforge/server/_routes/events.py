@@ -31,8 +31,8 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from planforge.errors import PlannerError
 from planforge.logs import get_logger
+from planforge.runtime import RuntimeEvent
 from planforge.runtime.errors import EventBusError
-from planforge.runtime.events import RuntimeEvent
 from planforge.server._auth import websocket_subprotocol, websocket_token
 from planforge.server._state import ServiceState
 

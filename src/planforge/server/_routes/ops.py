@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from planforge import __version__
-from planforge.runtime.bus import RedisEventBus
+from planforge.runtime import RedisEventBus
 from planforge.server._bodies import CheckedJSONRoute
 from planforge.server._state import ServiceState
 

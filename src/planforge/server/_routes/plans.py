@@ -20,8 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from planforge.errors import InvalidContext, PlannerError, shown_value
 from planforge.logs import get_logger
-from planforge.runtime.context import UserExecutionContext
-from planforge.runtime.engine import ExecutionEngine
+from planforge.runtime import ExecutionEngine, UserExecutionContext
 from planforge.server._auth import Operator, Viewer, service
 from planforge.server._bodies import CheckedJSONRoute
 from planforge.server._responses import GUARDED, WITH_BODY, errors

@@ -33,16 +33,16 @@ from typing import Any, cast
 
 from planforge.contract import CONFIG_CONTEXT_KEY, Plan, Planner, Run, RunAwarePlanner, accepts_run
 from planforge.errors import InvalidContext, PlanExecutionError, PlannerError, RunStopped
-from planforge.factory.core import PlannerFactory
+from planforge.factory import PlannerFactory
 from planforge.logs import get_logger
+from planforge.runtime._bus import EventBus
+from planforge.runtime._context import UserExecutionContext
+from planforge.runtime._emitter import UserEventEmitter
 from planforge.runtime._engine import ExecutionEngine, PlanRequest
+from planforge.runtime._metrics import RuntimeMetrics
 from planforge.runtime._reporter import RunReporter
-from planforge.runtime.bus import EventBus
-from planforge.runtime.context import UserExecutionContext
-from planforge.runtime.emitter import UserEventEmitter
+from planforge.runtime._settings import RuntimeSettings, load_runtime_settings
 from planforge.runtime.errors import RunLimitExceeded, UserCapacityExceeded
-from planforge.runtime.metrics import RuntimeMetrics
-from planforge.runtime.settings import RuntimeSettings, load_runtime_settings
 
 __all__ = ["BUCKET_PLANNER", "ExecutionEngine", "ExecutionEngineFactory"]
 

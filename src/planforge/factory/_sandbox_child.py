@@ -1,6 +1,6 @@
 """What one forked sandbox child does: confine itself, check one planner module, answer, exit.
 
-The child is forked by the sandbox helper (`planforge.factory.sandbox_helper`) ahead of its
+The child is forked by the sandbox helper (`planforge.factory._sandbox_helper`) ahead of its
 request, as a spare. When the request arrives it imports the module, looks the class up, reads
 its metadata, instantiates it and runs its `self_test`. Before each of these phases it writes
 the phase's number on a pipe to the helper, so a check that hangs can be reported by the phase

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from planforge.factory.core import PlannerFactory
+from planforge.factory._core import PlannerFactory
 
 __all__ = [
     "admit_context",

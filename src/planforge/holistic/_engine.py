@@ -22,10 +22,13 @@ from typing import Any
 import numpy as np
 
 from planforge.contract import Plan, Run
-from planforge.holistic.cache import CalculationCache
-from planforge.holistic.config import HolisticConfig, estimate_sequences
-from planforge.holistic.domain import Domain, Simulation
-from planforge.holistic.events import EventHub, to_run
+from planforge.holistic._cache import CalculationCache
+from planforge.holistic._config import HolisticConfig, estimate_sequences
+from planforge.holistic._domain import Domain, Simulation
+from planforge.holistic._events import EventHub, to_run
+from planforge.holistic._perf import PerformanceTracker
+from planforge.holistic._registry import ModuleRegistry
+from planforge.holistic._resilience import ModuleGuard
 from planforge.holistic.modules import (
     KINDS,
     Action,
@@ -36,9 +39,6 @@ from planforge.holistic.modules import (
     PatternGenerator,
     SequenceGenerator,
 )
-from planforge.holistic.perf import PerformanceTracker
-from planforge.holistic.registry import ModuleRegistry
-from planforge.holistic.resilience import ModuleGuard
 from planforge.logs import get_logger
 
 __all__ = ["DryRunReport", "EngineResult", "HolisticEngine"]

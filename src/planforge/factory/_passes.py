@@ -21,8 +21,8 @@ from types import MappingProxyType
 from typing import Any
 
 from planforge.contract import PlannerSpec
-from planforge.factory.registry import PlannerRecord, RecordStatus
-from planforge.factory.statefile import JsonStateFile, drop_oldest
+from planforge.factory._registry import PlannerRecord, RecordStatus
+from planforge.factory._statefile import JsonStateFile, drop_oldest
 from planforge.logs import get_logger
 
 __all__ = [

@@ -32,12 +32,12 @@ from typing import Any
 
 import tomli_w
 
+from planforge.holistic._cache import sha256_digest
 from planforge.holistic._estimate import estimate_sequences
 from planforge.holistic._models import ENGINE_PARAMS, HolisticConfig, ModuleConfig, default_config
 from planforge.holistic._parse import MAX_CONFIG_BYTES, load_config, parse_config
 from planforge.holistic._schema import config_json_schema
 from planforge.holistic._settings import EngineSettings
-from planforge.holistic.cache import sha256_digest
 from planforge.holistic.errors import ConfigError
 from planforge.holistic.modules import KINDS
 

@@ -18,13 +18,13 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from planforge.contract import Plan, Planner, PlannerSpec, Run
 from planforge.errors import InvalidContext
+from planforge.factory._contexts import ContextKinds, ContextValidator
 from planforge.factory._generations import Generations
 from planforge.factory._health import Health
 from planforge.factory._loader import Loader, SandboxSession
+from planforge.factory._ranking import Selection, SelectionRequest
+from planforge.factory._registry import Generation, PlannerRecord
 from planforge.factory._selector import Selector, selection_request
-from planforge.factory.contexts import ContextKinds, ContextValidator
-from planforge.factory.ranking import Selection, SelectionRequest
-from planforge.factory.registry import Generation, PlannerRecord
 from planforge.settings import FactorySettings, load_settings
 
 __all__ = ["PlannerFactory"]
@@ -305,7 +305,7 @@ class PlannerFactory:
         Raises `InvalidContext` naming the field for a bad context. Returns the kind to
         select with (`select_best_planner_name(..., context_kind=...)`), or None when
         `planner` names no usable planner (running it reports why). The rule is
-        `planforge.factory.contexts.decide_context_kind`.
+        `planforge.factory._contexts.decide_context_kind`.
         """
         request = selection_request(
             objective,

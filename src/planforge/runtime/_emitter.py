@@ -17,9 +17,9 @@ from typing import Any
 
 from planforge.errors import InvalidContext
 from planforge.logs import get_logger
-from planforge.runtime.bus import EventBus
-from planforge.runtime.context import UserExecutionContext
-from planforge.runtime.events import (
+from planforge.runtime._bus import EventBus
+from planforge.runtime._context import UserExecutionContext
+from planforge.runtime._events import (
     AGENT_COMPLETED,
     AGENT_ERROR,
     AGENT_STARTED,

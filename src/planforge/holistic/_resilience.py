@@ -30,19 +30,19 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from planforge.errors import PlannerError
-from planforge.factory.breaker import BreakerConfig, BreakerState, CircuitBreaker
-from planforge.holistic.events import (
+from planforge.factory import BreakerConfig, BreakerState, CircuitBreaker
+from planforge.holistic._events import (
     MODULE_COMPLETED,
     MODULE_FAILED,
     MODULE_SKIPPED,
     MODULE_STARTED,
     EventHub,
 )
-from planforge.holistic.perf import PerformanceTracker
+from planforge.holistic._perf import PerformanceTracker
 from planforge.logs import get_logger
 
 if TYPE_CHECKING:
-    from planforge.holistic.config import EngineSettings
+    from planforge.holistic._config import EngineSettings
 
 __all__ = ["DEFAULT_TIMEOUT", "ModuleGuard", "breaker_config_from_settings"]
 

@@ -1,10 +1,10 @@
 """The sandbox helper process: preloads planforge's contract once, then forks one child per check.
 
-Run as `python -m planforge.factory.sandbox_helper` by `planforge.factory.sandbox.Sandbox`.
+Run as `python -m planforge.factory._sandbox_helper` by `planforge.factory._sandbox.Sandbox`.
 Forking from a warm process costs about a millisecond, where a fresh interpreter costs tens of
 milliseconds before the plugin's own import even starts, and plugins (which subclass
 `Planner`) find pydantic already imported. What a child does is in
-`planforge.factory.sandbox_child`.
+`planforge.factory._sandbox_child`.
 
 Protocol: each message is a 4-byte big-endian length followed by that many bytes of UTF-8
 JSON, requests on the helper's stdin and replies on its stdout. The helper first sends
@@ -18,7 +18,7 @@ request with its copy-on-write faults already taken; a child that has answered c
 reaped while the helper waits for work, not before the reply.
 
 Processes a check starts: the helper is a child subreaper (see
-`planforge.factory.sandbox_reaper`), so every process a check's child starts stays in the
+`planforge.factory._sandbox_reaper`), so every process a check's child starts stays in the
 helper's tree, even after `setsid()` and a double fork. When a check ends the helper counts the
 ones still running (reported as `leftovers`, which fails the check), kills them all and reaps
 them; the spare and the children still being reaped are the helper's own and are never touched.
@@ -43,8 +43,8 @@ import sys
 import time
 from typing import Any
 
-from planforge.factory.sandbox_child import child_main, phase_name, write_all
-from planforge.factory.sandbox_reaper import (
+from planforge.factory._sandbox_child import child_main, phase_name, write_all
+from planforge.factory._sandbox_reaper import (
     become_subreaper,
     descendants,
     kill_all,

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from planforge.runtime.context import ID_PATTERN
+from planforge.runtime._context import ID_PATTERN
 from planforge.runtime.errors import InvalidEventError
 
 __all__ = [

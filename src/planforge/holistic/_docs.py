@@ -21,8 +21,9 @@ import tomli_w
 from pydantic import BaseModel
 
 from planforge.holistic._models import ENGINE_PARAMS
+from planforge.holistic._registry import ModuleRegistry
+from planforge.holistic.errors import ModuleLoadError
 from planforge.holistic.modules import KINDS, ModuleMetadata
-from planforge.holistic.registry import ModuleLoadError, ModuleRegistry
 
 __all__ = ["ParamDoc", "kind_title", "module_docs", "param_docs"]
 

@@ -1,7 +1,7 @@
 """The isolated import check: a planner module is imported in a throwaway child before the main
 process trusts it.
 
-`Sandbox` keeps one small helper process (`planforge.factory.sandbox_helper`) that has
+`Sandbox` keeps one small helper process (`planforge.factory._sandbox_helper`) that has
 planforge's contract preloaded; each check forks a child from it, so a check costs a fork and a
 pipe round trip instead of a fresh interpreter. The child imports the module under a memory
 limit, resolves the planner class, reads its metadata, optionally instantiates it and runs its
@@ -13,7 +13,7 @@ Processes left behind: a check must end with nothing it started still running. T
 child subreaper, so it sees every process a check started (even after `setsid()` and a double
 fork); a module that leaves any running after its import, class lookup, metadata or self-test
 fails with "left N processes behind", and they are all killed and reaped (see
-`planforge.factory.sandbox_helper`). A check that hangs is reported by the phase it hung in
+`planforge.factory._sandbox_helper`). A check that hangs is reported by the phase it hung in
 (`SandboxTimeout.phase`).
 
 Output policy: a module that prints more than `max_output_bytes` while being imported is killed
@@ -43,7 +43,7 @@ from types import TracebackType
 from typing import Any
 
 from planforge.errors import SandboxError, SandboxImportError, SandboxTimeout
-from planforge.factory.sandbox_helper import HEADER, MAX_MESSAGE_BYTES, decode_message
+from planforge.factory._sandbox_helper import HEADER, MAX_MESSAGE_BYTES, decode_message
 from planforge.logs import get_logger
 
 __all__ = ["OUTPUT_TAIL_BYTES", "ImportTarget", "Sandbox", "SandboxReport", "validate_module_name"]
@@ -138,7 +138,7 @@ class _Helper:
             part for part in (_SRC_ROOT, env.get("PYTHONPATH", "")) if part
         )
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "planforge.factory.sandbox_helper"],
+            [sys.executable, "-m", "planforge.factory._sandbox_helper"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,

@@ -41,61 +41,22 @@ from planforge.holistic._sources import (
     class_metadata,
     module_dirs_from_env,
 )
+from planforge.holistic.errors import ModuleLoadError, UnknownModuleError
 from planforge.holistic.modules import KINDS, HolisticModule, ModuleMetadata
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "KIND_BASES",
     "MODULE_DIRS_ENV",
-    "ModuleLoadError",
     "ModuleRegistry",
     "RegistryProblem",
     "ShadowedModule",
-    "UnknownModuleError",
     "default_registry",
     "module_dirs_from_env",
 ]
 
 #: Something a source declared that could not become a module, and why.
 RegistryProblem = PluginProblem
-
-
-# -- errors -----------------------------------------------------------------------------------
-
-
-class UnknownModuleError(PlannerError):
-    """No registered module has this `kind.name`."""
-
-    def __init__(self, kind: str, name: str, known: Sequence[str]) -> None:
-        key = f"{kind}.{name}"
-        if kind not in KIND_BASES:
-            hint = f"{kind!r} is not a module kind; kinds are {', '.join(KINDS)}"
-        elif known:
-            hint = f"known {kind}: {', '.join(known)}"
-        else:
-            hint = f"no {kind} are registered; check {MODULE_DIRS_ENV} and installed plugins"
-        super().__init__(
-            f"No module {key!r}: {hint}.",
-            where="modules",
-            context={"module": key},
-        )
-        self.module_key = key
-        self.known = tuple(known)
-
-
-class ModuleLoadError(PlannerError):
-    """A registered module could not be imported, or is not what its source declared."""
-
-    def __init__(self, module_key: str, target: str, cause: str) -> None:
-        super().__init__(
-            f"Module {module_key!r} ({target}) could not be loaded: {cause}. Fix the module, "
-            "or disable it in the configuration.",
-            where="modules",
-            context={"module": module_key, "target": target},
-        )
-        self.module_key = module_key
-        self.target = target
-        self.cause = cause
 
 
 # -- records ----------------------------------------------------------------------------------

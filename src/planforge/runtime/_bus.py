@@ -14,12 +14,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from planforge.runtime._delivery import EventCallback, Unsubscribe
+from planforge.runtime._events import RuntimeEvent
 from planforge.runtime._memory_bus import InProcessEventBus
 from planforge.runtime._redis_bus import RedisEventBus
-from planforge.runtime.events import RuntimeEvent
 
 if TYPE_CHECKING:
-    from planforge.runtime.settings import RuntimeSettings
+    from planforge.runtime._settings import RuntimeSettings
 
 __all__ = [
     "EventBus",

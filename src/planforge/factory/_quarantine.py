@@ -2,7 +2,7 @@
 
 An entry blocks a planner only while its source file is unchanged (same fingerprint), so fixing
 the file is enough to get it checked again; an operator can also release it by name. The store
-is a small JSON file shared between processes (`planforge.factory.statefile`): every read first
+is a small JSON file shared between processes (`planforge.factory._statefile`): every read first
 re-reads the file if it changed on disk, so `planforge quarantine release NAME` in another
 process takes effect at once.
 """
@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from planforge.factory.statefile import JsonStateFile, drop_oldest
+from planforge.factory._statefile import JsonStateFile, drop_oldest
 from planforge.logs import get_logger
 
 __all__ = ["QuarantineEntry", "QuarantineStore", "file_fingerprint"]

@@ -34,14 +34,14 @@ from planforge.errors import (
     PlannerError,
     PlannerSelectionError,
 )
-from planforge.factory.entrypoints import scan_entry_points
-from planforge.factory.ranking import (
+from planforge.factory._entrypoints import scan_entry_points
+from planforge.factory._ranking import (
     SelectionRequest,
     kind_mismatch,
     objective_terms,
     planner_terms,
 )
-from planforge.factory.registry import Generation, RecordStatus
+from planforge.factory._registry import Generation, RecordStatus
 from planforge.logs import get_logger
 
 __all__ = ["GROUP", "ContextKinds", "ContextValidator", "admit_context", "decide_context_kind"]

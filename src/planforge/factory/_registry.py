@@ -20,11 +20,11 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from planforge.contract import Planner, PlannerSpec
-from planforge.factory.breaker import BreakerConfig, BreakerState, CircuitBreaker
-from planforge.factory.discovery import DiscoveryResult
-from planforge.factory.ranking import RankingIndex
-from planforge.factory.reliability import DecayingReliability
-from planforge.factory.telemetry import PlannerStats
+from planforge.factory._breaker import BreakerConfig, BreakerState, CircuitBreaker
+from planforge.factory._discovery import DiscoveryResult
+from planforge.factory._ranking import RankingIndex
+from planforge.factory._reliability import DecayingReliability
+from planforge.factory._telemetry import PlannerStats
 
 if TYPE_CHECKING:
     from planforge.settings import FactorySettings

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from planforge.holistic.domain import Simulation
-from planforge.holistic.engine import EngineResult, HolisticEngine
+from planforge.holistic._domain import Simulation
+from planforge.holistic._engine import EngineResult, HolisticEngine
 
 __all__ = ["ABResult", "compare"]
 
