@@ -7,10 +7,11 @@ default `PlannerFactory`.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
+from planforge._lazy import lazy_exports
 from planforge._version import __version__
+from planforge.factory._api import MODULE_API
 
 _EXPORTS: dict[str, str] = {
     # contract
@@ -42,59 +43,12 @@ _EXPORTS: dict[str, str] = {
     "ScoreBreakdown": "planforge.factory._ranking",
     "CircuitOpenError": "planforge.errors",
 }
-# The names of `planforge.factory._default.__all__` (a test keeps the two equal), written here so
-# that `import planforge` imports no part of the factory; the functions' parameters live on the
-# `PlannerFactory` methods only.
-_API = (
-    "admit_context",
-    "aexplain_selection",
-    "arun_plan",
-    "aselect_best_planner_name",
-    "batch_select_best_planners",
-    "check_planners",
-    "default_factory",
-    "describe_planner",
-    "diagnostics_json",
-    "diagnostics_report",
-    "discover",
-    "explain_selection",
-    "export_diagnostics",
-    "get_all_planners",
-    "get_planner",
-    "health_check",
-    "instantiation_profiles",
-    "list_planners",
-    "list_quarantined",
-    "planner_stats",
-    "refresh_metadata",
-    "register",
-    "register_context_kind",
-    "release_quarantine",
-    "reload_planners",
-    "run_plan",
-    "select_best_planner",
-    "select_best_planner_name",
-    "selection_profiles",
-    "self_heal",
-    "set_default_factory",
-)
-_EXPORTS.update(dict.fromkeys(_API, "planforge.factory._default"))
+_EXPORTS.update(dict.fromkeys(MODULE_API, "planforge.factory._default"))
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'planforge' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
-
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
     from planforge.contract import (
@@ -121,7 +75,7 @@ if TYPE_CHECKING:
         SettingsError,
     )
     from planforge.factory import PlannerFactory, ScoreBreakdown, Selection, SelectionRequest
-    from planforge.factory._default import *  # noqa: F403 (the names of _API)
+    from planforge.factory._default import *  # noqa: F403 (the names of MODULE_API)
     from planforge.settings import (
         FactorySettings,
         load_settings,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from planforge._lazy import lazy_exports
 
 # Imported on first use (PEP 562): a sandbox child imports `planforge.factory._sandbox_child`,
 # and the CLI some factory modules, without paying for the rest of the factory.
@@ -71,14 +72,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _FACADE_EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'planforge.factory' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
+__getattr__, __dir__ = lazy_exports(__name__, _FACADE_EXPORTS)
 
 if TYPE_CHECKING:
     from planforge.factory._breaker import (

@@ -4,10 +4,12 @@ This is the only global state in planforge. `set_default_factory` swaps it (test
 applications); everything else is an object you construct.
 
 Each function is made from the `PlannerFactory` method of the same name by `_on_default`, so
-its parameters are written once, on the method. The assignments below are the one list of
-names; they are plain assignments (not a loop over names) so that mypy, IDEs and `help()` see
-every function with the method's real signature and docstring: `_on_default` is typed with a
-`ParamSpec`, which carries the parameters through to the function it returns.
+its parameters are written once, on the method. The names are listed once, in `_api.py`,
+where `import planforge` reads them without importing the factory; the assignments below
+define them (a test checks that each is defined). They are plain assignments (not a loop over
+names) so that mypy, IDEs and `help()` see every function with the method's real signature
+and docstring: `_on_default` is typed with a `ParamSpec`, which carries the parameters
+through to the function it returns.
 """
 
 from __future__ import annotations
@@ -18,41 +20,10 @@ import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from planforge.factory._api import MODULE_API
 from planforge.factory._core import PlannerFactory
 
-__all__ = [
-    "admit_context",
-    "aexplain_selection",
-    "arun_plan",
-    "aselect_best_planner_name",
-    "batch_select_best_planners",
-    "check_planners",
-    "default_factory",
-    "describe_planner",
-    "diagnostics_json",
-    "diagnostics_report",
-    "discover",
-    "explain_selection",
-    "export_diagnostics",
-    "get_all_planners",
-    "get_planner",
-    "health_check",
-    "instantiation_profiles",
-    "list_planners",
-    "list_quarantined",
-    "planner_stats",
-    "refresh_metadata",
-    "register",
-    "register_context_kind",
-    "release_quarantine",
-    "reload_planners",
-    "run_plan",
-    "select_best_planner",
-    "select_best_planner_name",
-    "selection_profiles",
-    "self_heal",
-    "set_default_factory",
-]
+__all__ = [*MODULE_API]
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
