@@ -15,6 +15,7 @@ from typing import Any
 
 from planforge.contract import ANY_CONTEXT, Planner, PlannerSpec
 from planforge.errors import PlannerNotAllowed, PlannerNotFound
+from planforge.factory._collector import collector_paused
 from planforge.factory._contexts import ContextKinds
 from planforge.factory._discovery import Discovery, DiscoveryResult, IntrospectionTarget
 from planforge.factory._passes import PassStore, SandboxPass, current_pass, unchecked_or_active
@@ -107,7 +108,7 @@ class Generations:
         something changed or `new_generation` asks for one."""
         if force:
             self.contexts.refresh()  # a forced rediscovery reads the context kinds again too
-        with self.state_lock:
+        with self.state_lock, collector_paused():  # hundreds of specs and records, no cycles
             code_specs = [self._code_specs[name] for name in sorted(self._code_specs)]
             result = self._discovery.discover(force=force, code_specs=code_specs)
             latest = self._latest

@@ -14,7 +14,6 @@ group's loader.
 
 from __future__ import annotations
 
-import gc
 import importlib.util
 import os
 import sys
@@ -23,6 +22,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Final, Generic, Protocol, TypeVar
 
+from planforge.factory._collector import collector_paused
 from planforge.factory._entrypoints import EntryPoint, scan_entry_points
 from planforge.factory._locate import ModuleLocator
 
@@ -210,13 +210,9 @@ class PluginScan(Generic[T]):
         if isinstance(data, str):
             return found, data
         self.modules_read += 1
-        # The collector pauses while a file is read: its syntax tree is thousands of objects
-        # without cycles, and the full collections they trigger walk every object of the
-        # process (a quarter of a cold pass).
-        collecting = gc.isenabled()
-        gc.disable()
         try:
-            return found, self.group.parse(data, path)
+            with collector_paused():  # a syntax tree is thousands of acyclic objects
+                return found, self.group.parse(data, path)
         except SyntaxError as exc:
             return found, (
                 f"{path} is not valid Python: syntax error at line {exc.lineno}: {exc.msg}; "
@@ -224,9 +220,6 @@ class PluginScan(Generic[T]):
             )
         except ValueError as exc:  # null bytes and similar
             return found, f"{path} is not valid Python: {exc}; fix the file"
-        finally:
-            if collecting:
-                gc.enable()
 
 
 def settle_duplicates(
