@@ -88,7 +88,7 @@ FACTORY_CHILD = """
 import json, sys, time
 sys.path.insert(0, sys.argv[1])
 import planforge.contract
-from planforge.factory._core import PlannerFactory
+from planforge import PlannerFactory
 started = time.perf_counter()
 factory = PlannerFactory()
 built = time.perf_counter()
