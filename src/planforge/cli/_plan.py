@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
 
@@ -30,7 +31,7 @@ __all__ = ["abtest", "plan"]
 
 
 class _PlanWatcher:
-    """Follows a planner's engine events: a progress bar on a terminal, counts for the summary.
+    """Follows a run's events: a progress bar on a terminal, counts for the summary.
 
     Events may arrive from a module's worker thread; rich's progress is thread-safe.
     """
@@ -51,7 +52,7 @@ class _PlanWatcher:
             self.generated = payload.get("sequences")
         elif kind == "evaluation_started":
             self._update(description="evaluating sequences", total=payload.get("sequences"))
-        elif kind == "evaluation_progress":
+        elif kind == "progress":  # the run protocol's progress: the evaluation's batches
             self._update(completed=payload.get("done", 0), total=payload.get("total"))
         elif kind == "evaluation_completed":
             self.evaluated = payload.get("sequences")
@@ -196,8 +197,12 @@ class _PlanRequest(NamedTuple):
 def _plan_with(
     factory: PlannerFactory, request: _PlanRequest, *, follow: bool
 ) -> tuple[Any, _PlanWatcher | None]:
-    """Admit, select, send the chosen configuration the way the planner reads it, and plan,
-    following the engine's events when the planner has them (`follow`: not with --json)."""
+    """Admit, select, and plan, sending the chosen configuration the way the planner reads it.
+
+    A planner that declares the run protocol gets a run carrying the configuration, and its
+    events reach a watcher (a progress bar on a terminal, counts for the summary) unless
+    `follow` is off (--json).
+    """
     from planforge.contract import CONFIG_CONTEXT_KEY, Run, accepts_run  # --help stays light
 
     objective, context_data = request.objective, request.context
@@ -206,25 +211,19 @@ def _plan_with(
     )
     name = request.planner or factory.select_best_planner_name(objective, context_kind=kind)
     instance = _shared_instance(factory, name)
-    run: Run | None = None
+    chosen = None
     if request.reference is not None:
         chosen = _chosen_config(instance, request.reference, request.bucket_toml)
-        if accepts_run(instance):
-            run = Run(config=chosen)  # the run protocol carries the configuration
-        else:
-            context_data[CONFIG_CONTEXT_KEY] = chosen  # a planner without it reads it here
-    subscribe = getattr(getattr(instance, "events", None), "subscribe", None)
-    if not follow or not callable(subscribe):
-        return factory.run_plan(
-            objective, context_data, planner=name, context_kind=kind, run=run
-        ), None
-    progress = _progress_bar() if sys.stdout.isatty() else None
-    watcher = _PlanWatcher(progress)
-    unsubscribe = subscribe(watcher)
+    if not accepts_run(instance):
+        if chosen is not None:
+            context_data[CONFIG_CONTEXT_KEY] = chosen  # a planner without the protocol
+        return factory.run_plan(objective, context_data, planner=name, context_kind=kind), None
+    progress = _progress_bar() if follow and sys.stdout.isatty() else None
+    watcher = _PlanWatcher(progress) if follow else None
+    run = Run(f"cli-{uuid.uuid4().hex[:12]}", config=chosen, sink=watcher)
     try:
         plan = factory.run_plan(objective, context_data, planner=name, context_kind=kind, run=run)
     finally:
-        unsubscribe()
         if progress is not None:
             progress.stop()
     return plan, watcher
