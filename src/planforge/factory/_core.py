@@ -128,7 +128,10 @@ class PlannerFactory:
 
     def get_planner(self, name: str) -> Planner:
         """The shared instance of a planner, built once per generation under contention."""
-        return self._loader.get_planner(name)
+        # The hot path stays here, one dict lookup: every request of the service takes it.
+        latest = self._generations.latest
+        instance = latest.instances.get(name) if latest is not None else None
+        return instance if instance is not None else self._loader.get_planner(name)
 
     def new_planner(self, name: str) -> Planner:
         """A fresh instance, for stateful planners that must not be shared between users."""

@@ -78,19 +78,16 @@ class Generations:
         self.breaker_blocked: set[str] = set()
         self._code_specs: dict[str, PlannerSpec] = {}
         self._weights = RankingWeights.from_settings(settings)
-        self._latest: Generation | None = None
+        #: the current generation, None before the first discovery; a plain attribute (not a
+        #: property) because `get_planner`'s hot path reads it on every call
+        self.latest: Generation | None = None
         self._counter = 0
         self._discovery = Discovery(
             settings, search_path=search_path, cache_dir=cache_dir, introspect=introspect
         )
 
-    @property
-    def latest(self) -> Generation | None:
-        """The current generation, or None before the first discovery."""
-        return self._latest
-
     def current(self) -> Generation:
-        generation = self._latest
+        generation = self.latest
         if generation is None:
             generation = self.refresh(force=False)
         return generation
@@ -111,7 +108,7 @@ class Generations:
         with self.state_lock, collector_paused():  # hundreds of specs and records, no cycles
             code_specs = [self._code_specs[name] for name in sorted(self._code_specs)]
             result = self._discovery.discover(force=force, code_specs=code_specs)
-            latest = self._latest
+            latest = self.latest
             if (
                 latest is not None
                 and not new_generation
@@ -121,7 +118,7 @@ class Generations:
             ):
                 return latest
             generation = self._build(result, keep=None if new_generation else latest)
-            self._latest = generation
+            self.latest = generation
             _log.info(
                 "discovered planners",
                 generation=generation.number,
