@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from planforge._api import MODULE_API
 from planforge._lazy import lazy_exports
 from planforge._version import __version__
-from planforge.factory._api import MODULE_API
 
 _EXPORTS: dict[str, str] = {
     # contract

@@ -65,8 +65,8 @@ def test_unknown_attribute_is_an_attribute_error() -> None:
 
 
 def test_the_package_offers_every_function_the_default_api_defines() -> None:
+    from planforge._api import MODULE_API
     from planforge.factory import _default as default
-    from planforge.factory._api import MODULE_API
 
     assert set(MODULE_API) <= set(planforge.__all__)
     for name in MODULE_API:

@@ -4,7 +4,7 @@ This is the only global state in planforge. `set_default_factory` swaps it (test
 applications); everything else is an object you construct.
 
 Each function is made from the `PlannerFactory` method of the same name by `_on_default`, so
-its parameters are written once, on the method. The names are listed once, in `_api.py`,
+its parameters are written once, on the method. The names are listed once, in `planforge._api`,
 where `import planforge` reads them without importing the factory; the assignments below
 define them (a test checks that each is defined). They are plain assignments (not a loop over
 names) so that mypy, IDEs and `help()` see every function with the method's real signature
@@ -20,7 +20,7 @@ import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from planforge.factory._api import MODULE_API
+from planforge._api import MODULE_API
 from planforge.factory._core import PlannerFactory
 
 __all__ = [*MODULE_API]
