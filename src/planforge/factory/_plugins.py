@@ -14,7 +14,6 @@ group's loader.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -24,6 +23,7 @@ from typing import Any, Final, Generic, Protocol, TypeVar
 
 from planforge.factory._collector import collector_paused
 from planforge.factory._entrypoints import EntryPoint, scan_entry_points
+from planforge.factory._importing import import_path
 from planforge.factory._locate import ModuleLocator
 
 __all__ = [
@@ -260,14 +260,4 @@ def import_file(name: str, path: str) -> ModuleType:
     existing = sys.modules.get(name)
     if existing is not None and getattr(existing, "__file__", None) == path:
         return existing
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop(name, None)
-        raise
-    return module
+    return import_path(name, path)

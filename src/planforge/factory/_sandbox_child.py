@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 from planforge.errors import SANDBOX_PHASES
+from planforge.factory._importing import import_path
 
 __all__ = ["PHASES", "TRACEBACK_TAIL_CHARS", "check", "child_main", "phase_name", "write_all"]
 
@@ -110,24 +111,7 @@ def _import_target(request: dict[str, Any]) -> Any:
     path: str | None = request.get("path")
     if path is None:
         return importlib.import_module(module_name)
-    location = path
-    search_locations: list[str] | None = None
-    if os.path.isdir(path):
-        location = os.path.join(path, "__init__.py")
-        search_locations = [path]
-    spec = importlib.util.spec_from_file_location(
-        module_name, location, submodule_search_locations=search_locations
-    )
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load a module from {path!r}", name=module_name, path=path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop(module_name, None)
-        raise
-    return module
+    return import_path(module_name, path)
 
 
 def _resolve(module: Any, qualname: str) -> Any:
