@@ -34,7 +34,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal, NamedTuple, Protocol
+from typing import Any, ClassVar, Literal, NamedTuple, Protocol, cast
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
@@ -72,6 +72,7 @@ __all__ = [
     "Tier",
     "accepts_run",
     "is_context_kind",
+    "plan_with",
     "spec_from_attributes",
 ]
 
@@ -547,3 +548,16 @@ def accepts_run(planner: object) -> bool:
     """Whether `planner` (an instance or a class) declared the run protocol, literally."""
     cls = planner if isinstance(planner, type) else type(planner)
     return getattr(cls, "accepts_run", False) is True
+
+
+def plan_with(
+    planner: Planner, objective: str, context: Mapping[str, Any], run: Run | None
+) -> Plan:
+    """Call `planner.plan`, handing it `run` only if it declared the run protocol.
+
+    The one place a runner decides how to call a planner: the runtime, `run_plan` and any
+    other caller pass their run here and never look at the planner's signature.
+    """
+    if run is not None and accepts_run(planner):
+        return cast(RunAwarePlanner, planner).plan(objective, context, run=run)
+    return planner.plan(objective, context)

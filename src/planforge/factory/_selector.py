@@ -11,9 +11,9 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, cast
+from typing import Any
 
-from planforge.contract import Plan, Planner, Run, RunAwarePlanner, accepts_run
+from planforge.contract import Plan, Planner, Run, plan_with
 from planforge.errors import (
     CircuitOpenError,
     InvalidContext,
@@ -257,10 +257,7 @@ class Selector:
         objective = request.objective
         started = time.perf_counter()
         try:
-            if run is not None and accepts_run(instance):
-                plan = cast(RunAwarePlanner, instance).plan(objective, data, run=run)
-            else:
-                plan = instance.plan(objective, data)
+            plan = plan_with(instance, objective, data, run)
             if not isinstance(plan, Plan):
                 raise TypeError(f"plan() returned {type(plan).__name__}, not a Plan")
         except InvalidContext as exc:

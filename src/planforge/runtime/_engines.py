@@ -29,9 +29,9 @@ import time
 import zlib
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any, cast
+from typing import Any
 
-from planforge.contract import CONFIG_CONTEXT_KEY, Plan, Planner, Run, RunAwarePlanner, accepts_run
+from planforge.contract import CONFIG_CONTEXT_KEY, Plan, Planner, Run, accepts_run, plan_with
 from planforge.errors import InvalidContext, PlanExecutionError, PlannerError, RunStopped
 from planforge.factory import PlannerFactory
 from planforge.logs import get_logger
@@ -417,10 +417,7 @@ class ExecutionEngineFactory:
         started = time.perf_counter()
         reporter.planning_started = started
         try:
-            if run_aware:
-                plan = cast(RunAwarePlanner, instance).plan(objective, planning_context, run=run)
-            else:
-                plan = instance.plan(objective, planning_context)
+            plan = plan_with(instance, objective, planning_context, run)
             if not isinstance(plan, Plan):
                 raise TypeError(f"plan() returned {type(plan).__name__}, not a Plan")
         except RunStopped:  # the run timed out: the caller reports it as a timeout
