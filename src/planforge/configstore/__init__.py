@@ -27,6 +27,7 @@ from planforge.configstore._transfer import (
     import_config,
 )
 from planforge.configstore._users import ROLES, TOUCH_INTERVAL_S, check_new_user, token_digest
+from planforge.configstore._validator import BUCKET_PLANNER
 from planforge.configstore.errors import (
     BucketNotFound,
     ConfigNotFound,
@@ -43,6 +44,7 @@ from planforge.configstore.errors import (
 )
 
 __all__ = [
+    "BUCKET_PLANNER",
     "MAX_DOCUMENT_BYTES",
     "ROLES",
     "TOUCH_INTERVAL_S",

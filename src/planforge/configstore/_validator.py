@@ -17,7 +17,10 @@ from planforge.holistic import ConfigError, parse_config
 if TYPE_CHECKING:
     from planforge.portfolio.planner import HolisticPortfolioPlanner
 
-__all__ = ["DocumentValidator", "content_digest"]
+__all__ = ["BUCKET_PLANNER", "DocumentValidator", "content_digest"]
+
+#: The planner whose configurations the store keeps, and so the one a bucket runs by default.
+BUCKET_PLANNER = "holistic"
 
 
 def content_digest(text: str) -> str:

@@ -31,7 +31,6 @@ _EXPORTS: dict[str, str] = {
     "RedisEventBus": "planforge.runtime._bus",
     "event_bus_from_settings": "planforge.runtime._bus",
     "UserEventEmitter": "planforge.runtime._emitter",
-    "BUCKET_PLANNER": "planforge.runtime._engines",
     "ExecutionEngine": "planforge.runtime._engines",
     "ExecutionEngineFactory": "planforge.runtime._engines",
     "RunLimitExceeded": "planforge.runtime.errors",
@@ -46,7 +45,6 @@ __all__ = [
     "AGENT_ERROR",
     "AGENT_STARTED",
     "AGENT_THINKING",
-    "BUCKET_PLANNER",
     "EVENT_TYPES",
     "TOOL_COMPLETED",
     "TOOL_EXECUTING",
@@ -84,11 +82,7 @@ if TYPE_CHECKING:
     )
     from planforge.runtime._context import UserExecutionContext, new_run_id
     from planforge.runtime._emitter import UserEventEmitter
-    from planforge.runtime._engines import (
-        BUCKET_PLANNER,
-        ExecutionEngine,
-        ExecutionEngineFactory,
-    )
+    from planforge.runtime._engines import ExecutionEngine, ExecutionEngineFactory
     from planforge.runtime._events import (
         AGENT_COMPLETED,
         AGENT_ERROR,

@@ -104,7 +104,7 @@ class ExecutionEngine:
         admitted: bool = False,
     ) -> Plan:
         """Plan `objective`: by factory selection, with `planner`, or with `bucket`'s active
-        configuration (run by `planner`, default the holistic planner).
+        configuration (run by `planner`, default the store's `BUCKET_PLANNER`).
 
         `admitted=True`: the caller already ran `admit_context` on this very context and
         passes the kind it decided as `context_kind` (the service admits before it answers

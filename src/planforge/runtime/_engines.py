@@ -44,10 +44,9 @@ from planforge.runtime._reporter import RunReporter
 from planforge.runtime._settings import RuntimeSettings, load_runtime_settings
 from planforge.runtime.errors import RunLimitExceeded, UserCapacityExceeded
 
-__all__ = ["BUCKET_PLANNER", "ExecutionEngine", "ExecutionEngineFactory"]
+__all__ = ["ExecutionEngine", "ExecutionEngineFactory"]
 
 #: The planner a bucket's configuration is run with unless `planner=` names another.
-BUCKET_PLANNER = "holistic"
 _SHARDS = 64  # a power of two: the shard is crc32(user) & (_SHARDS - 1)
 _ERROR_TEXT_LIMIT = 500
 _log = get_logger("runtime.engine")
@@ -295,10 +294,11 @@ class ExecutionEngineFactory:
         """Decide the run's context kind and validate the context, before anything starts.
 
         Raises `InvalidContext` naming the field for a bad context. A bucket run is run by
-        the holistic planner unless `planner` names another, so it is validated as that
-        planner's kind. Blocking (a validator may take milliseconds): call it off the loop.
+        the store's planner (`BUCKET_PLANNER`) unless `planner` names another, so it is
+        validated as that planner's kind. Blocking (a validator may take milliseconds): call
+        it off the loop.
         """
-        name = planner if bucket is None else planner or BUCKET_PLANNER
+        name = planner if bucket is None else planner or _bucket_planner()
         return self.factory.admit_context(
             objective, context or {}, planner=name, context_kind=context_kind
         )
@@ -392,7 +392,7 @@ class ExecutionEngineFactory:
                 bucket=request.bucket,
                 config={"id": config.id, "name": config.name, "version": config.version},
             )
-            return request.planner or BUCKET_PLANNER
+            return request.planner or _bucket_planner()
         if request.planner is not None:
             details["selected_by"] = "planner"
             return request.planner
@@ -448,3 +448,11 @@ class ExecutionEngineFactory:
         snapshot["users_with_engines"] = self.users_with_engines
         snapshot["stateful_instances"] = self.stateful_instances()
         return snapshot
+
+
+def _bucket_planner() -> str:
+    """The planner whose configurations the store keeps; the store is imported only by runs
+    that use it (it brings the database layer and the configuration models)."""
+    from planforge.configstore import BUCKET_PLANNER
+
+    return BUCKET_PLANNER

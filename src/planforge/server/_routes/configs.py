@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from planforge.configstore import (
+    BUCKET_PLANNER,
     MAX_DOCUMENT_BYTES,
     ConfigVersion,
     CreateResult,
@@ -33,7 +34,6 @@ from planforge.contract import CONFIG_CONTEXT_KEY
 from planforge.holistic import HolisticConfig, HolisticEngine, compare
 from planforge.holistic.errors import ConfigError
 from planforge.portfolio.planner import PRESETS, HolisticPortfolioPlanner, preset_text
-from planforge.runtime import BUCKET_PLANNER
 from planforge.server._admission import run_admitted
 from planforge.server._auth import Admin, Operator, Viewer, service
 from planforge.server._bodies import CheckedJSONRoute
