@@ -120,3 +120,17 @@ def test_module_declares_its_exports(path: Path) -> None:
         for node in tree.body
     )
     assert declared, f"{_name(path)} has no __all__; say which names are its public face"
+
+
+@pytest.mark.parametrize("path", sorted((SOURCE / "runtime").rglob("*.py")), ids=_name)
+def test_the_runtime_knows_no_planner_family(path: Path) -> None:
+    """It talks to planners only through the contract (the run protocol)."""
+    module = _module_name(path)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    families = [
+        (line, target)
+        for line, target in _imports(tree, package)
+        if target.startswith(("planforge.holistic", "planforge.portfolio"))
+    ]
+    assert not families, f"{module} imports a planner family: {families}"
