@@ -70,6 +70,7 @@ class PlannerFactory:
         sleep: Callable[[float], object] = time.sleep,
     ) -> None:
         self.settings = settings if settings is not None else load_settings()
+        self._search_path = None if search_path is None else list(search_path)
         self.cache_dir = cache_dir or self.settings.cache_dir or _default_dir("cache")
         self.state_dir = state_dir or self.settings.state_dir or _default_dir("state")
         self.contexts = ContextKinds(search_path)
@@ -92,6 +93,17 @@ class PlannerFactory:
             cache_dir=self.cache_dir,
             state_dir=self.state_dir,
         )
+
+    def recipe(self) -> dict[str, Any]:
+        """Keyword arguments that build an equivalent factory in another process (a worker):
+        the same settings, search path, cache and state. Planners registered in code are not
+        part of it: they plan only where they were registered."""
+        return {
+            "settings": self.settings,
+            "search_path": self._search_path,
+            "cache_dir": self.cache_dir,
+            "state_dir": self.state_dir,
+        }
 
     def _current(self) -> Generation:
         return self._generations.current()

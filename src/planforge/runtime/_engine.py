@@ -13,7 +13,7 @@ from planforge.errors import PlanExecutionError, PlannerError, RunStopped
 from planforge.runtime._context import UserExecutionContext
 from planforge.runtime._emitter import UserEventEmitter
 from planforge.runtime._reporter import RunReporter, plan_summary
-from planforge.runtime.errors import EngineBusy, EngineClosed, RunTimeout
+from planforge.runtime.errors import EngineBusy, EngineClosed, RunTimeout, WorkerLost
 
 if TYPE_CHECKING:
     from planforge.runtime._engines import ExecutionEngineFactory
@@ -196,7 +196,7 @@ class ExecutionEngine:
         """The run failed; a planner's own failure is recorded in the factory's reliability."""
         elapsed = time.perf_counter() - started
         if (
-            isinstance(error, PlanExecutionError)
+            isinstance(error, PlanExecutionError | WorkerLost)
             and reporter.planner_name is not None
             and reporter.plan_duration_s is not None
         ):

@@ -27,18 +27,19 @@ import contextlib
 import threading
 import time
 import zlib
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
-from planforge.contract import CONFIG_CONTEXT_KEY, Plan, Planner, Run, accepts_run, plan_with
-from planforge.errors import InvalidContext, PlanExecutionError, PlannerError, RunStopped
+from planforge.contract import Plan, Run
+from planforge.errors import InvalidContext, PlannerError
 from planforge.factory import PlannerFactory
 from planforge.logs import get_logger
 from planforge.runtime._bus import EventBus
 from planforge.runtime._context import UserExecutionContext
 from planforge.runtime._emitter import UserEventEmitter
 from planforge.runtime._engine import ExecutionEngine, PlanRequest
+from planforge.runtime._executor import Executor, build_executor
+from planforge.runtime._jobs import JobFailure, RunJob
 from planforge.runtime._metrics import RuntimeMetrics
 from planforge.runtime._reporter import RunReporter
 from planforge.runtime._settings import RuntimeSettings, load_runtime_settings
@@ -78,19 +79,22 @@ class ExecutionEngineFactory:
         bus: EventBus,
         store: Any | None = None,
         settings: RuntimeSettings | None = None,
+        executor: Executor | str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.factory = factory
         self.bus = bus
         self.store = store
         self.settings = settings if settings is not None else load_runtime_settings()
+        if executor is None or isinstance(executor, str):
+            name = executor or self.settings.executor or "inline"
+            executor = build_executor(name, factory, self.settings)
+        self.executor: Executor = executor
         self.clock = clock
         self.metrics_store = RuntimeMetrics()
         self._shards = tuple(_Shard() for _ in range(_SHARDS))
         self._users = 0
         self._users_lock = threading.Lock()
-        self._stateful: OrderedDict[tuple[str, str], Planner] = OrderedDict()
-        self._stateful_lock = threading.Lock()
         self._bucket_cache: Any | None = None
         self._bucket_lock = threading.Lock()
         self._reaper: asyncio.Task[None] | None = None
@@ -242,7 +246,9 @@ class ExecutionEngineFactory:
                 _log.error("engine reaper pass failed", error=repr(exc)[:_ERROR_TEXT_LIMIT])
 
     def start(self) -> None:
-        """Start the background reaper on the running event loop (no-op if started)."""
+        """Start the executor's workers, and the background reaper on the running event loop
+        (no-op if started)."""
+        self.executor.start()
         if self._reaper is None or self._reaper.done():
             self._reaper = asyncio.get_running_loop().create_task(
                 self._reap_forever(), name="planforge-engine-reaper"
@@ -262,8 +268,7 @@ class ExecutionEngineFactory:
             cache, self._bucket_cache = self._bucket_cache, None
         if cache is not None:
             cache.close()
-        with self._stateful_lock:
-            self._stateful.clear()
+        await asyncio.to_thread(self.executor.close)
 
     async def __aenter__(self) -> ExecutionEngineFactory:
         self.start()
@@ -303,28 +308,9 @@ class ExecutionEngineFactory:
             objective, context or {}, planner=name, context_kind=context_kind
         )
 
-    def _instance(self, user_id: str, name: str) -> Planner:
-        """Stateless planners are shared; a stateful one gets an instance per user."""
-        shared = self.factory.get_planner(name)
-        if not type(shared).stateful:
-            return shared
-        key = (user_id, name)
-        with self._stateful_lock:
-            instance = self._stateful.get(key)
-            if instance is not None:
-                self._stateful.move_to_end(key)
-                return instance
-        built = self.factory.new_planner(name)
-        with self._stateful_lock:
-            instance = self._stateful.setdefault(key, built)
-            self._stateful.move_to_end(key)
-            while len(self._stateful) > self.settings.max_users:
-                self._stateful.popitem(last=False)
-        return instance
-
     def stateful_instances(self) -> int:
-        with self._stateful_lock:
-            return len(self._stateful)
+        """Stateful planner instances kept in this process (inline runs only)."""
+        return int(self.executor.describe().get("stateful_instances", 0))
 
     def _bucket_config(self, bucket: str) -> Any:
         if self.store is None:
@@ -367,18 +353,22 @@ class ExecutionEngineFactory:
         }
         name = self._choose(request, kind, run, details)
         details["context_kind"] = kind
-        self.factory.admit(name)  # the planner's circuit breaker may refuse this run
-        try:
-            instance = self._instance(user.user_id, name)
-        except BaseException:
-            self.factory.release_admission(name)
-            raise
+        record = self.factory.admit(name)  # the planner's circuit breaker may refuse this run
         details["planner"] = name
-        details["planner_version"] = type(instance).version
+        details["planner_version"] = record.spec.version  # metadata: nothing imported here
         reporter.planner_name = name
         reporter.started(name, details)
         reporter.thinking(f"planning with {name} (chosen by {details['selected_by']})", 0.0)
-        return self._plan(instance, name, reporter, run, request.objective, planning_context)
+        job = RunJob(
+            user.run_id,
+            user.user_id,
+            name,
+            request.objective,
+            planning_context,
+            run.config,
+            run.remaining_s,
+        )
+        return self._plan(job, run, reporter)
 
     def _choose(
         self, request: PlanRequest, kind: str | None, run: Run, details: dict[str, Any]
@@ -399,42 +389,24 @@ class ExecutionEngineFactory:
         details["selected_by"] = "objective"
         return self.factory.select_best_planner_name(request.objective, context_kind=kind)
 
-    def _plan(
-        self,
-        instance: Planner,
-        name: str,
-        reporter: RunReporter,
-        run: Run,
-        objective: str,
-        planning_context: dict[str, Any],
-    ) -> Plan:
-        """Call the planner (with the run when it declared the run protocol) and time it."""
-        run_aware = accepts_run(instance)
-        if run_aware:
-            chosen = planning_context.pop(CONFIG_CONTEXT_KEY, None)  # the user's choice
-            if run.config is None:
-                run.config = chosen
-        started = time.perf_counter()
-        reporter.planning_started = started
+    def _plan(self, job: RunJob, run: Run, reporter: RunReporter) -> Plan:
+        """Hand the job to the executor; a failure counts for the planner only when it is
+        the planner's (a load failure or a rejected context gives the admission back)."""
+        reporter.planning_started = time.perf_counter()
         try:
-            plan = plan_with(instance, objective, planning_context, run)
-            if not isinstance(plan, Plan):
-                raise TypeError(f"plan() returned {type(plan).__name__}, not a Plan")
-        except RunStopped:  # the run timed out: the caller reports it as a timeout
-            reporter.plan_duration_s = time.perf_counter() - started
-            raise
-        except InvalidContext as exc:  # the caller's input: neither a failure nor a success
-            reporter.plan_duration_s = time.perf_counter() - started
-            try:
-                self.factory.release_admission(name, input_error=exc)
-            except PlannerError as gone:  # the planner vanished (reload) meanwhile
-                _log.warning("admission not released", planner=name, error=gone.message)
-            raise
-        except Exception as exc:
-            reporter.plan_duration_s = time.perf_counter() - started
-            raise PlanExecutionError(name, f"{type(exc).__name__}: {exc}") from exc
-        reporter.plan_duration_s = time.perf_counter() - started
-        return plan
+            outcome = self.executor.execute(job, run)
+        except JobFailure as failure:
+            reporter.plan_duration_s = failure.duration_s
+            if failure.stage in ("load", "input"):
+                input_error = failure.error if isinstance(failure.error, InvalidContext) else None
+                try:
+                    self.factory.release_admission(job.planner, input_error=input_error)
+                except PlannerError as gone:  # the planner vanished (reload) meanwhile
+                    _log.warning("admission not released", planner=job.planner, error=gone.message)
+            raise failure.error from None
+        reporter.plan_duration_s = outcome.duration_s
+        reporter.worker = outcome.worker
+        return outcome.plan
 
     # -- metrics -----------------------------------------------------------------------
 

@@ -38,6 +38,7 @@ class RunReporter:
         "plan_duration_s",
         "planner_name",
         "planning_started",
+        "worker",
     )
 
     def __init__(self, emitter: UserEventEmitter) -> None:
@@ -51,6 +52,7 @@ class RunReporter:
         self.planner_name: str | None = None
         self.planning_started: float | None = None  # perf_counter when plan() was called
         self.plan_duration_s: float | None = None
+        self.worker: str | None = None  # which process planned, once it answered
 
     def abandon(self) -> bool:
         """The run timed out: True if its thread is still working (it will say when done)."""

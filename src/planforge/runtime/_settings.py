@@ -6,6 +6,7 @@ Read when asked for (never at import); a malformed value is a `SettingsError` na
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from pydantic import Field, field_validator
@@ -18,8 +19,12 @@ __all__ = ["RuntimeSettings", "load_runtime_settings"]
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
-def _env(name: str, default: Any, **constraints: Any) -> Any:
+def _env(name: str, default: Any = ..., **constraints: Any) -> Any:
     return Field(default, validation_alias=name, **constraints)
+
+
+def _cores() -> int:
+    return os.cpu_count() or 1
 
 
 class RuntimeSettings(BaseSettings):
@@ -37,6 +42,24 @@ class RuntimeSettings(BaseSettings):
     event_buffer: int = _env("PLANFORGE_EVENT_BUFFER", 1000, ge=1, le=1_000_000)
     max_users: int = _env("PLANFORGE_MAX_USERS", 100_000, ge=1, le=100_000_000)
     redis_url: str | None = _env("PLANFORGE_REDIS_URL", None)
+    #: Where runs plan: inline, process or ray; None: inline for the library, process for
+    #: the service.
+    executor: str | None = _env("PLANFORGE_EXECUTOR", None)
+    workers: int = _env("PLANFORGE_WORKERS", default_factory=_cores, ge=1, le=1024)
+    #: Address-space limit of each worker process, in MiB; 0: no limit.
+    worker_memory_mb: int = _env("PLANFORGE_WORKER_MEMORY_MB", 2048, ge=0)
+    #: A worker is replaced by a fresh one after this many runs.
+    worker_max_runs: int = _env("PLANFORGE_WORKER_MAX_RUNS", 500, ge=1)
+    ray_address: str | None = _env("PLANFORGE_RAY_ADDRESS", None)
+
+    @field_validator("executor", mode="before")
+    @classmethod
+    def _check_executor(cls, value: Any) -> Any:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        if value not in ("inline", "process", "ray"):
+            raise ValueError("expected inline, process or ray")
+        return value
 
     @field_validator("redis_url", mode="before")
     @classmethod

@@ -13,6 +13,7 @@ __all__ = [
     "RunLimitExceeded",
     "RunTimeout",
     "UserCapacityExceeded",
+    "WorkerLost",
 ]
 
 
@@ -123,3 +124,20 @@ class EngineBusy(PlannerError):
             context={"run_id": run_id},
         )
         self.run_id = run_id
+
+
+class WorkerLost(PlannerError):
+    """The worker process planning a run died (exit code, signal, memory limit); the run
+    failed with that cause, and the server and every other run went on."""
+
+    def __init__(self, run_id: str, planner_name: str, cause: str) -> None:
+        super().__init__(
+            f"Run {run_id}: the worker planning with {planner_name!r} died ({cause}). "
+            "The planner crashed or exceeded the worker's memory limit "
+            "(PLANFORGE_WORKER_MEMORY_MB); fix the planner or raise the limit.",
+            where="worker",
+            context={"run_id": run_id, "planner_name": planner_name, "cause": cause},
+        )
+        self.run_id = run_id
+        self.planner_name = planner_name
+        self.cause = cause
