@@ -28,7 +28,7 @@ from planforge.runtime import (
     load_runtime_settings,
 )
 from planforge.runtime._process_pool import ProcessExecutor
-from planforge.runtime.errors import RunTimeout, WorkerLost
+from planforge.runtime.errors import RunCancelled, RunTimeout, WorkerLost
 from planforge.settings import load_settings
 
 HEADER = """
@@ -208,3 +208,29 @@ def test_events_of_a_worker_reach_the_users_stream(engines: ExecutionEngineFacto
     assert TOOL_COMPLETED in types
     assert types[-1] == AGENT_COMPLETED
     assert AGENT_ERROR not in types
+
+
+def test_cancelling_a_run_stops_its_worker_and_ends_it_cancelled(
+    engines: ExecutionEngineFactory,
+) -> None:
+    executor = engines.executor
+    assert isinstance(executor, ProcessExecutor)
+    before = set(executor.worker_pids())
+
+    async def main() -> BaseException | None:
+        context = UserExecutionContext.create("mallory")
+        async with engines.user_execution_scope(context) as engine:
+            task = asyncio.create_task(engine.run("plan it", {}, planner="h_sleep", timeout_s=60))
+            while not engine.details:  # the run has reached its worker
+                await asyncio.sleep(0.01)
+            engine.cancel("the owner changed their mind")
+            try:
+                await task
+            except RunCancelled as exc:
+                return exc
+        return None
+
+    error = asyncio.run(main())
+    assert isinstance(error, RunCancelled)
+    assert "changed their mind" in error.message
+    assert set(executor.worker_pids()) != before

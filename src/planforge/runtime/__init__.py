@@ -38,6 +38,15 @@ _EXPORTS: dict[str, str] = {
     "EngineBusy": "planforge.runtime.errors",
     "EngineClosed": "planforge.runtime.errors",
     "UserCapacityExceeded": "planforge.runtime.errors",
+    "RunCancelled": "planforge.runtime.errors",
+    "WorkerLost": "planforge.runtime.errors",
+    "Executor": "planforge.runtime._executor",
+    "InlineExecutor": "planforge.runtime._executor",
+    "build_executor": "planforge.runtime._executor",
+    "ProcessExecutor": "planforge.runtime._process_pool",
+    "RunJob": "planforge.runtime._jobs",
+    "JobOutcome": "planforge.runtime._jobs",
+    "JobFailure": "planforge.runtime._jobs",
 }
 
 __all__ = [
@@ -54,10 +63,17 @@ __all__ = [
     "EventBusError",
     "ExecutionEngine",
     "ExecutionEngineFactory",
+    "Executor",
     "InProcessEventBus",
+    "InlineExecutor",
     "InvalidContextError",
     "InvalidEventError",
+    "JobFailure",
+    "JobOutcome",
+    "ProcessExecutor",
     "RedisEventBus",
+    "RunCancelled",
+    "RunJob",
     "RunLimitExceeded",
     "RunTimeout",
     "RuntimeEvent",
@@ -65,6 +81,8 @@ __all__ = [
     "UserCapacityExceeded",
     "UserEventEmitter",
     "UserExecutionContext",
+    "WorkerLost",
+    "build_executor",
     "event_bus_from_settings",
     "load_runtime_settings",
     "new_run_id",
@@ -93,6 +111,9 @@ if TYPE_CHECKING:
         TOOL_EXECUTING,
         RuntimeEvent,
     )
+    from planforge.runtime._executor import Executor, InlineExecutor, build_executor
+    from planforge.runtime._jobs import JobFailure, JobOutcome, RunJob
+    from planforge.runtime._process_pool import ProcessExecutor
     from planforge.runtime._settings import RuntimeSettings, load_runtime_settings
     from planforge.runtime.errors import (
         EngineBusy,
@@ -100,7 +121,9 @@ if TYPE_CHECKING:
         EventBusError,
         InvalidContextError,
         InvalidEventError,
+        RunCancelled,
         RunLimitExceeded,
         RunTimeout,
         UserCapacityExceeded,
+        WorkerLost,
     )

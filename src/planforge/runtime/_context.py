@@ -161,9 +161,11 @@ class UserExecutionContext:
         thread_id: str | None = None,
         request_id: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        run_id: str | None = None,
     ) -> UserExecutionContext:
-        """A root context for `user_id`; missing thread and request ids are generated."""
-        run_id = new_run_id()
+        """A root context for `user_id`; missing run, thread and request ids are generated
+        (a run id is given when a stored run is taken up again, by this or another replica)."""
+        run_id = new_run_id() if run_id is None else run_id
         return cls(
             user_id=user_id,
             thread_id=run_id if thread_id is None else thread_id,

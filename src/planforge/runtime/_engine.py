@@ -13,7 +13,13 @@ from planforge.errors import PlanExecutionError, PlannerError, RunStopped
 from planforge.runtime._context import UserExecutionContext
 from planforge.runtime._emitter import UserEventEmitter
 from planforge.runtime._reporter import RunReporter, plan_summary
-from planforge.runtime.errors import EngineBusy, EngineClosed, RunTimeout, WorkerLost
+from planforge.runtime.errors import (
+    EngineBusy,
+    EngineClosed,
+    RunCancelled,
+    RunTimeout,
+    WorkerLost,
+)
 
 if TYPE_CHECKING:
     from planforge.runtime._engines import ExecutionEngineFactory
@@ -43,11 +49,14 @@ class ExecutionEngine:
     """
 
     __slots__ = (
+        "_cancelled",
         "_closed",
         "_owner",
+        "_run",
         "_running",
         "context",
         "created_at",
+        "details",
         "emitter",
         "engine_id",
         "last_active",
@@ -68,6 +77,10 @@ class ExecutionEngine:
         self.last_active = now
         self._running = False
         self._closed = False
+        self._run: Run | None = None
+        self._cancelled: str | None = None
+        #: What the last run was started with: planner, version, bucket configuration.
+        self.details: dict[str, Any] = {}
 
     @property
     def user_id(self) -> str:
@@ -122,6 +135,9 @@ class ExecutionEngine:
         owner.metrics_store.run_started()
         reporter = RunReporter(self.emitter)
         run = Run(self.context.run_id, timeout_s=timeout, sink=reporter.on_run_event)
+        self._run = run
+        if self._cancelled is not None:
+            run.cancel(self._cancelled)
         request = PlanRequest(objective, context, planner, bucket, context_kind, admitted)
         release = True  # False while a timed-out run's thread is still working
         started = time.perf_counter()
@@ -132,6 +148,10 @@ class ExecutionEngine:
         except (TimeoutError, RunStopped):  # RunStopped: the planner saw the deadline first
             run.cancel(f"it timed out after {timeout:g} s")
             release = not reporter.abandon()
+            if self._cancelled is not None:
+                cancelled = RunCancelled(self.context.run_id, self._cancelled)
+                self._failed(reporter, planner, cancelled, started)
+                raise cancelled from None
             raise self._timed_out(reporter, planner, timeout, started) from None
         except asyncio.CancelledError:
             run.cancel(f"run {self.context.run_id} was cancelled")
@@ -150,6 +170,14 @@ class ExecutionEngine:
         reporter.completed(plan_summary(plan, name), elapsed * 1e3)
         owner.metrics_store.run_finished(elapsed * 1e3, outcome="ok")
         return plan
+
+    def cancel(self, reason: str = "cancelled by its owner") -> None:
+        """Stop the run (from any thread): the executor stops the work, and the run ends with
+        `RunCancelled`. A planner running inline stops at its next `run.check()`."""
+        self._cancelled = reason
+        run = self._run
+        if run is not None:
+            run.cancel(reason)
 
     def _check_run(self, objective: str, timeout_s: float | None) -> float:
         """The run's timeout, after refusing a closed or busy engine and bad arguments."""

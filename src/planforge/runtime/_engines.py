@@ -356,6 +356,7 @@ class ExecutionEngineFactory:
         record = self.factory.admit(name)  # the planner's circuit breaker may refuse this run
         details["planner"] = name
         details["planner_version"] = record.spec.version  # metadata: nothing imported here
+        engine.details = details
         reporter.planner_name = name
         reporter.started(name, details)
         reporter.thinking(f"planning with {name} (chosen by {details['selected_by']})", 0.0)
@@ -419,6 +420,7 @@ class ExecutionEngineFactory:
         snapshot = self.metrics_store.snapshot(live_events_sent=sent, live_events_failed=failed)
         snapshot["users_with_engines"] = self.users_with_engines
         snapshot["stateful_instances"] = self.stateful_instances()
+        snapshot["executor"] = self.executor.describe()
         return snapshot
 
 

@@ -10,6 +10,7 @@ __all__ = [
     "EventBusError",
     "InvalidContextError",
     "InvalidEventError",
+    "RunCancelled",
     "RunLimitExceeded",
     "RunTimeout",
     "UserCapacityExceeded",
@@ -141,3 +142,16 @@ class WorkerLost(PlannerError):
         self.run_id = run_id
         self.planner_name = planner_name
         self.cause = cause
+
+
+class RunCancelled(PlannerError):
+    """A run was cancelled (by its owner or an admin) before it finished."""
+
+    def __init__(self, run_id: str, reason: str) -> None:
+        super().__init__(
+            f"Run {run_id} was cancelled: {reason}.",
+            where="runtime",
+            context={"run_id": run_id, "reason": reason},
+        )
+        self.run_id = run_id
+        self.reason = reason

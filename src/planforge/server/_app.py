@@ -36,6 +36,9 @@ from planforge.server._state import ServiceState
 __all__ = ["create_app"]
 
 _log = get_logger("server")
+#: Where the service plans when PLANFORGE_EXECUTOR is unset: worker processes, so a plugin
+#: planner is never imported into the server and cannot take it down.
+SERVICE_EXECUTOR = "process"
 
 
 def create_app(
@@ -74,7 +77,11 @@ def _lifespan(
         the_store = store if store is not None else ConfigStore.from_environment()
         the_bus = bus if bus is not None else event_bus_from_settings(settings)
         engines = ExecutionEngineFactory(
-            the_factory, bus=the_bus, store=the_store, settings=settings
+            the_factory,
+            bus=the_bus,
+            store=the_store,
+            settings=settings,
+            executor=settings.executor or SERVICE_EXECUTOR,
         )
         app.state.service = ServiceState(
             factory=the_factory, store=the_store, bus=the_bus, engines=engines
