@@ -369,7 +369,7 @@ class ExecutionEngineFactory:
             run.config,
             run.remaining_s,
         )
-        return self._plan(job, run, reporter)
+        return self._plan(job, run, reporter, details)
 
     def _choose(
         self, request: PlanRequest, kind: str | None, run: Run, details: dict[str, Any]
@@ -381,7 +381,12 @@ class ExecutionEngineFactory:
             details.update(
                 selected_by="bucket",
                 bucket=request.bucket,
-                config={"id": config.id, "name": config.name, "version": config.version},
+                config={
+                    "id": config.id,
+                    "name": config.name,
+                    "version": config.version,
+                    "digest": config.digest,
+                },
             )
             return request.planner or _bucket_planner()
         if request.planner is not None:
@@ -390,7 +395,7 @@ class ExecutionEngineFactory:
         details["selected_by"] = "objective"
         return self.factory.select_best_planner_name(request.objective, context_kind=kind)
 
-    def _plan(self, job: RunJob, run: Run, reporter: RunReporter) -> Plan:
+    def _plan(self, job: RunJob, run: Run, reporter: RunReporter, details: dict[str, Any]) -> Plan:
         """Hand the job to the executor; a failure counts for the planner only when it is
         the planner's (a load failure or a rejected context gives the admission back)."""
         reporter.planning_started = time.perf_counter()
@@ -398,6 +403,7 @@ class ExecutionEngineFactory:
             outcome = self.executor.execute(job, run)
         except JobFailure as failure:
             reporter.plan_duration_s = failure.duration_s
+            details["worker"] = failure.worker or None
             if failure.stage in ("load", "input"):
                 input_error = failure.error if isinstance(failure.error, InvalidContext) else None
                 try:
@@ -406,7 +412,7 @@ class ExecutionEngineFactory:
                     _log.warning("admission not released", planner=job.planner, error=gone.message)
             raise failure.error from None
         reporter.plan_duration_s = outcome.duration_s
-        reporter.worker = outcome.worker
+        reporter.worker = details["worker"] = outcome.worker
         return outcome.plan
 
     # -- metrics -----------------------------------------------------------------------

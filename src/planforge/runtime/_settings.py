@@ -51,6 +51,9 @@ class RuntimeSettings(BaseSettings):
     #: A worker is replaced by a fresh one after this many runs.
     worker_max_runs: int = _env("PLANFORGE_WORKER_MAX_RUNS", 500, ge=1)
     ray_address: str | None = _env("PLANFORGE_RAY_ADDRESS", None)
+    #: A replica holds each run it executes by a lease it renews a few times per lease; a run
+    #: whose lease expired (its replica died) is taken up by any replica.
+    run_lease_s: float = _env("PLANFORGE_RUN_LEASE_S", 30.0, gt=0.5, le=3600.0)
 
     @field_validator("executor", mode="before")
     @classmethod
