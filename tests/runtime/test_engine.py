@@ -317,7 +317,12 @@ def test_run_by_bucket_plans_with_the_buckets_active_configuration(
     details = seen[0].payload["context"]
     assert details["selected_by"] == "bucket"
     assert details["bucket"] == "beta-users"
-    assert details["config"] == {"id": version.id, "name": "shallow", "version": 1}
+    assert details["config"] == {
+        "id": version.id,
+        "name": "shallow",
+        "version": 1,
+        "digest": version.digest,  # ties the plan to exactly this configuration text
+    }
     tools = {e.payload["tool_name"] for e in seen if e.type == TOOL_EXECUTING}
     assert tools == {
         "opportunity_calculators.profit_taking",
