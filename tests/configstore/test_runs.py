@@ -311,6 +311,9 @@ def test_list_is_newest_first_and_filters(runs: RunStore, clock: Clock) -> None:
     assert [run.run_id for run in runs.list(since=middle)] == ["a3", "a2"]
     assert [run.run_id for run in runs.list(user="ann", limit=2)] == ["a3", "a2"]
     assert runs.list(user="carol") == []
+    assert runs.list(user="nul\x00") == []
+    assert runs.list(bucket="nul\x00") == []
+    assert runs.get("a1", user="nul\x00") is None
     listed = runs.list(status=COMPLETED)[0]
     assert listed.plan is None
     assert listed.context is None

@@ -21,7 +21,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from planforge.configstore._audit import write_audit
-from planforge.configstore._inputs import check_optional_text, check_text, now
+from planforge.configstore._inputs import check_optional_text, check_text, findable, now
 from planforge.configstore._models import DIGEST_LENGTH, NAME_LENGTH, TAG_LENGTH, RunRow
 from planforge.configstore._run_records import (
     CANCELLED,
@@ -376,7 +376,7 @@ class RunStore:
     ) -> StoredRun | None:
         """The run with its plan (and its context, decompressed, when asked); None when
         there is no such run, or when `user` is given and the run is another user's."""
-        if id_problem(run_id) is not None:
+        if id_problem(run_id) is not None or (user is not None and not findable(user)):
             return None
         query = select(*columns(context=with_context)).where(R.run_id == run_id)
         if user is not None:
@@ -408,6 +408,8 @@ class RunStore:
             query = query.where(R.created_at >= since)
         for column, value in ((R.user, user), (R.bucket, bucket)):
             if value is not None:
+                if not findable(value):  # never stored (and PostgreSQL cannot compare a NUL)
+                    return []
                 query = query.where(column == value)
         query = query.order_by(R.created_at.desc(), R.run_id.desc()).limit(limit)
         with self._sessions.reading("list runs") as connection:
