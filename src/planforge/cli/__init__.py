@@ -29,6 +29,9 @@ from planforge.cli import _buckets, _config, _db, _modules, _presets  # noqa: F4
 from planforge.cli import _users  # noqa: F401
 
 # isort: split
+from planforge.cli import _runs  # noqa: F401
+
+# isort: split
 from planforge.cli import _serve  # noqa: F401
 
 __all__ = ["app", "main"]

@@ -16,6 +16,7 @@ __all__ = [
     "planners_app",
     "preset_app",
     "quarantine_app",
+    "runs_app",
     "user_app",
 ]
 
@@ -41,6 +42,9 @@ bucket_app = typer.Typer(
 )
 preset_app = typer.Typer(help="List, share and rate configuration presets.", no_args_is_help=True)
 user_app = typer.Typer(help="API users of the service and their tokens.", no_args_is_help=True)
+runs_app = typer.Typer(
+    help="Plan runs recorded by the service: list, show and cancel them.", no_args_is_help=True
+)
 db_app = typer.Typer(help="The configuration store's database.", no_args_is_help=True)
 modules_app = typer.Typer(
     help="List, describe and document holistic planner modules.", no_args_is_help=True
@@ -53,6 +57,7 @@ app.add_typer(bucket_app, name="bucket")
 app.add_typer(preset_app, name="preset")
 app.add_typer(db_app, name="db")
 app.add_typer(user_app, name="user")
+app.add_typer(runs_app, name="runs")
 
 
 def _version(value: bool) -> None:

@@ -1,5 +1,5 @@
-"""Versioned planner configurations: history, buckets, rollback, presets, API users and an
-audit trail, on SQLite (embedded default) or PostgreSQL (`PLANFORGE_DATABASE_URL`)."""
+"""Versioned planner configurations: history, buckets, rollback, presets, API users, plan
+runs and an audit trail, on SQLite (embedded default) or PostgreSQL (`PLANFORGE_DATABASE_URL`)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,20 @@ from planforge.configstore._records import (
     Preset,
     User,
 )
+from planforge.configstore._run_records import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    FINISHED_STATUSES,
+    INTERRUPTED,
+    QUEUED,
+    RUN_STATUSES,
+    RUNNING,
+    RunStatus,
+    StoredRun,
+)
+from planforge.configstore._run_settings import RunSettings, load_run_settings
+from planforge.configstore._runs import RunStore
 from planforge.configstore._store import (
     MAX_DOCUMENT_BYTES,
     ConfigStore,
@@ -37,6 +51,10 @@ from planforge.configstore.errors import (
     InvalidInput,
     PresetExists,
     PresetNotFound,
+    RunContextTooLarge,
+    RunExists,
+    RunFinished,
+    RunNotFound,
     StoreError,
     UserExists,
     UserNotFound,
@@ -45,8 +63,16 @@ from planforge.configstore.errors import (
 
 __all__ = [
     "BUCKET_PLANNER",
+    "CANCELLED",
+    "COMPLETED",
+    "FAILED",
+    "FINISHED_STATUSES",
+    "INTERRUPTED",
     "MAX_DOCUMENT_BYTES",
+    "QUEUED",
     "ROLES",
+    "RUNNING",
+    "RUN_STATUSES",
     "TOUCH_INTERVAL_S",
     "AuditEntry",
     "BucketAssignment",
@@ -64,7 +90,15 @@ __all__ = [
     "Preset",
     "PresetExists",
     "PresetNotFound",
+    "RunContextTooLarge",
+    "RunExists",
+    "RunFinished",
+    "RunNotFound",
+    "RunSettings",
+    "RunStatus",
+    "RunStore",
     "StoreError",
+    "StoredRun",
     "Subscriber",
     "User",
     "UserExists",
@@ -77,6 +111,7 @@ __all__ = [
     "default_actor",
     "export_config",
     "import_config",
+    "load_run_settings",
     "parse_validated",
     "semantic_diff",
     "token_digest",

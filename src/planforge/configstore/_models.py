@@ -16,9 +16,11 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -39,12 +41,15 @@ __all__ = [
     "PlannerConfigRow",
     "PresetRow",
     "PresetTagRow",
+    "RunRow",
     "UTCDateTime",
 ]
 
 NAME_LENGTH = 200
 TITLE_LENGTH = 500
 TAG_LENGTH = 100
+ID_LENGTH = 128  # planforge.ids.MAX_ID_LENGTH: run, user and request ids
+DIGEST_LENGTH = 64
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -208,3 +213,51 @@ class AuthEpochRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     epoch: Mapped[int] = mapped_column(Integer)
+
+
+class RunRow(Base):
+    """One plan run, from admission to its end; every replica of the service reads it here.
+
+    `context` is zlib of the context's canonical JSON (`context_digest` is the sha256 of that
+    JSON); `plan` and `error` are JSON text. `lease_owner` is the replica running it until
+    `lease_expires_at`: a lease nobody renews lets another replica recover the run. The
+    indexes serve the reads that must stay fast as the table grows: a user's or a bucket's
+    runs newest first, the queue oldest first, expired leases, and pruning by age.
+    """
+
+    __tablename__ = "runs"
+
+    run_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    user: Mapped[str] = mapped_column(String(ID_LENGTH))
+    request_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    objective: Mapped[str] = mapped_column(Text)
+    planner: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    planner_version: Mapped[str | None] = mapped_column(String(TAG_LENGTH))
+    bucket: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    config_id: Mapped[int | None] = mapped_column(Integer)
+    config_version: Mapped[int | None] = mapped_column(Integer)
+    config_digest: Mapped[str | None] = mapped_column(String(DIGEST_LENGTH))
+    context_kind: Mapped[str | None] = mapped_column(String(TAG_LENGTH))
+    context_digest: Mapped[str] = mapped_column(String(DIGEST_LENGTH))
+    context: Mapped[bytes] = mapped_column(LargeBinary)
+    timeout_s: Mapped[float | None] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(20))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_owner: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    worker: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    plan: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        Index("ix_runs_user_created_at", "user", "created_at"),
+        Index("ix_runs_bucket_created_at", "bucket", "created_at"),
+        Index("ix_runs_status_created_at", "status", "created_at"),
+        Index("ix_runs_status_lease_expires_at", "status", "lease_expires_at"),
+        Index("ix_runs_created_at", "created_at"),
+        Index("ix_runs_finished_at", "finished_at"),
+    )

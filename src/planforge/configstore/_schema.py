@@ -22,6 +22,7 @@ from planforge.configstore._models import (
     PlannerConfigRow,
     PresetRow,
     PresetTagRow,
+    RunRow,
 )
 from planforge.configstore.errors import StoreError
 
@@ -42,6 +43,7 @@ _COUNTED = (
     PresetRow,
     PresetTagRow,
     AuditRow,
+    RunRow,
 )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -33,6 +34,7 @@ from planforge.configstore._records import (
     Preset,
     User,
 )
+from planforge.configstore._runs import RunStore
 from planforge.configstore._schema import SCRIPT_LOCATION, count_rows, upgrade_schema
 from planforge.configstore._sessions import Sessions
 from planforge.configstore._subscribers import Subscriber, Subscribers
@@ -114,6 +116,12 @@ class ConfigStore:
         write transaction under the migration lock (see `db.lock_for_migration`).
         """
         self._sessions.prepare()
+
+    @cached_property
+    def runs(self) -> RunStore:
+        """Plan runs, shared by every replica (see `RunStore`); its settings are read from
+        the environment on first use."""
+        return RunStore(self)
 
     # -- configurations ---------------------------------------------------------------------
 

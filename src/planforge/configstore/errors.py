@@ -14,6 +14,10 @@ __all__ = [
     "InvalidInput",
     "PresetExists",
     "PresetNotFound",
+    "RunContextTooLarge",
+    "RunExists",
+    "RunFinished",
+    "RunNotFound",
     "StoreError",
     "UserExists",
     "UserNotFound",
@@ -172,3 +176,51 @@ class ExportFormatError(StoreError):
         )
         self.line = line
         self.source = source
+
+
+class RunNotFound(StoreError):
+    """No such run, or (for a caller who is not an admin) a run of another user."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(
+            f"No run {shown_value(run_id)}; list runs with `planforge runs list`.", run_id=run_id
+        )
+        self.run_id = run_id
+
+
+class RunExists(StoreError):
+    def __init__(self, run_id: str) -> None:
+        super().__init__(
+            f"A run with id {run_id!r} is already recorded; give each run a new id "
+            "(`planforge.runtime.new_run_id()`). Nothing was stored.",
+            run_id=run_id,
+        )
+        self.run_id = run_id
+
+
+class RunFinished(StoreError):
+    """A change (a cancellation) asked of a run that has already ended."""
+
+    def __init__(self, run_id: str, status: str) -> None:
+        super().__init__(
+            f"Run {run_id!r} already ended ({status}); there is nothing to cancel.",
+            run_id=run_id,
+            status=status,
+        )
+        self.run_id = run_id
+        self.status = status
+
+
+class RunContextTooLarge(StoreError):
+    """A run's context above the bound once compressed; nothing was stored."""
+
+    def __init__(self, size: int, limit: int, setting: str) -> None:
+        super().__init__(
+            f"The run's context is {size} bytes compressed, more than the {limit} bytes a run "
+            f"may keep; send a smaller context or raise {setting}. Nothing was stored.",
+            size=size,
+            limit=limit,
+        )
+        self.size = size
+        self.limit = limit
+        self.setting = setting
