@@ -95,6 +95,7 @@ def test_hostile_planners_fail_their_runs_and_the_server_answers_throughout(
         hog = results["h_hog"]["error"]["message"]
         assert "MemoryError" in hog or "killed" in hog
         assert results["h_sleep"]["error"]["error"] == "RunTimeout"
-        assert all(result["status"] == "completed" for result in calm_results), calm_results
+        failed = [(r["status"], r["error"]) for r in calm_results if r["status"] != "completed"]
+        assert not failed
         assert live
         assert set(live) == {200}

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from planforge.contract import Plan, Run
 from planforge.errors import PlanExecutionError, PlannerError, RunStopped
+from planforge.logs import get_logger
 from planforge.runtime._context import UserExecutionContext
 from planforge.runtime._emitter import UserEventEmitter
 from planforge.runtime._reporter import RunReporter, plan_summary
@@ -24,9 +25,22 @@ from planforge.runtime.errors import (
 if TYPE_CHECKING:
     from planforge.runtime._engines import ExecutionEngineFactory
 
-__all__ = ["ExecutionEngine", "PlanRequest"]
+__all__ = ["ExecutionEngine", "OutcomeHook", "PlanRequest"]
 
 _engine_ids = itertools.count(1)  # next() on a count is atomic under the GIL
+_log = get_logger("runtime.engine")
+
+#: Told a run's plan or error before its last event is sent (see `ExecutionEngine.run`).
+OutcomeHook = Callable[[Plan | BaseException], Awaitable[None]]
+
+
+async def _tell(hook: OutcomeHook | None, outcome: Plan | BaseException) -> None:
+    if hook is None:
+        return
+    try:
+        await hook(outcome)
+    except Exception as exc:  # the run's outcome stands; the hook's owner logs its own
+        _log.error("run outcome hook failed", error=type(exc).__name__, message=str(exc)[:500])
 
 
 class PlanRequest(NamedTuple):
@@ -54,6 +68,7 @@ class ExecutionEngine:
         "_owner",
         "_run",
         "_running",
+        "_timeout",
         "context",
         "created_at",
         "details",
@@ -78,6 +93,7 @@ class ExecutionEngine:
         self._running = False
         self._closed = False
         self._run: Run | None = None
+        self._timeout = 0.0
         self._cancelled: str | None = None
         #: What the last run was started with: planner, version, bucket configuration.
         self.details: dict[str, Any] = {}
@@ -105,6 +121,8 @@ class ExecutionEngine:
             f"run={self.context.run_id!r}, {state})"
         )
 
+    # The public call of a run: its keyword arguments and the docstring that states its whole
+    # contract are most of its length; the work itself is split into the helpers below.
     async def run(
         self,
         objective: str,
@@ -115,6 +133,7 @@ class ExecutionEngine:
         timeout_s: float | None = None,
         context_kind: str | None = None,
         admitted: bool = False,
+        on_outcome: OutcomeHook | None = None,
     ) -> Plan:
         """Plan `objective`: by factory selection, with `planner`, or with `bucket`'s active
         configuration (run by `planner`, default the store's `BUCKET_PLANNER`).
@@ -127,8 +146,12 @@ class ExecutionEngine:
         `InvalidContext` (the caller's input; never recorded against the planner), or the
         selection error; each also ends the run's events with `agent_error`. A run-aware
         planner gets a `Run` whose deadline is the timeout (cancelled at the timeout too).
+
+        `on_outcome(plan_or_error)` is awaited before the run's last event is sent, so a
+        client that saw the event finds the outcome wherever the hook put it (the service's
+        runs table). Its own failure is logged and never changes the run's outcome.
         """
-        timeout = self._check_run(objective, timeout_s)
+        timeout = self._timeout = self._check_run(objective, timeout_s)
         owner = self._owner
         self._running = True
         self.last_active = owner.clock()
@@ -146,18 +169,14 @@ class ExecutionEngine:
                 asyncio.to_thread(self._work, reporter, run, request), timeout
             )
         except (TimeoutError, RunStopped):  # RunStopped: the planner saw the deadline first
-            run.cancel(f"it timed out after {timeout:g} s")
-            release = not reporter.abandon()
-            if self._cancelled is not None:
-                cancelled = RunCancelled(self.context.run_id, self._cancelled)
-                self._failed(reporter, planner, cancelled, started)
-                raise cancelled from None
-            raise self._timed_out(reporter, planner, timeout, started) from None
+            release, stop = await self._stopped(reporter, run, planner, started, on_outcome)
+            raise stop from None
         except asyncio.CancelledError:
             run.cancel(f"run {self.context.run_id} was cancelled")
             self._failed(reporter, planner, f"run {self.context.run_id} was cancelled", started)
             raise
         except Exception as exc:
+            await _tell(on_outcome, exc)
             self._failed(reporter, planner, exc, started)
             raise
         finally:
@@ -167,9 +186,35 @@ class ExecutionEngine:
         elapsed = time.perf_counter() - started
         name = reporter.planner_name or plan.planner.name
         owner.record_outcome(name, reporter.plan_duration_s or 0.0, ok=True)
+        await _tell(on_outcome, plan)
         reporter.completed(plan_summary(plan, name), elapsed * 1e3)
         owner.metrics_store.run_finished(elapsed * 1e3, outcome="ok")
         return plan
+
+    async def _stopped(
+        self,
+        reporter: RunReporter,
+        run: Run,
+        planner: str | None,
+        started: float,
+        on_outcome: OutcomeHook | None,
+    ) -> tuple[bool, RunCancelled | RunTimeout]:
+        """A run stopped by its deadline or a cancel: whether the engine is free again (its
+        thread has returned), and the error that ends the run, already reported."""
+        timeout = self._timeout
+        run.cancel(f"it timed out after {timeout:g} s")
+        release = not reporter.abandon()
+        stop: RunCancelled | RunTimeout
+        if self._cancelled is not None:
+            stop = RunCancelled(self.context.run_id, self._cancelled)
+        else:
+            stop = RunTimeout(self.context.run_id, reporter.planner_name, timeout)
+        await _tell(on_outcome, stop)
+        if isinstance(stop, RunCancelled):
+            self._failed(reporter, planner, stop, started)
+        else:
+            self._timed_out(reporter, planner, stop, started)
+        return release, stop
 
     def cancel(self, reason: str = "cancelled by its owner") -> None:
         """Stop the run (from any thread): the executor stops the work, and the run ends with
@@ -198,11 +243,11 @@ class ExecutionEngine:
         return float(timeout)
 
     def _timed_out(
-        self, reporter: RunReporter, planner: str | None, timeout: float, started: float
-    ) -> RunTimeout:
+        self, reporter: RunReporter, planner: str | None, error: RunTimeout, started: float
+    ) -> None:
         owner = self._owner
         elapsed = time.perf_counter() - started
-        error = RunTimeout(self.context.run_id, reporter.planner_name, timeout)
+        timeout = error.timeout_s
         if reporter.planner_name is not None and reporter.planning_started is not None:
             owner.record_outcome(
                 reporter.planner_name,
@@ -212,7 +257,6 @@ class ExecutionEngine:
             )
         reporter.failed(reporter.planner_name or planner or "planforge", error, elapsed * 1e3)
         owner.metrics_store.run_finished(elapsed * 1e3, outcome="timeout")
-        return error
 
     def _failed(
         self,

@@ -56,6 +56,7 @@ class _Worker:
         self.process = process
         self.conn = conn
         self.runs = 0
+        self.retiring = False  # it said it will end after its answer
 
     @property
     def label(self) -> str:
@@ -81,6 +82,7 @@ class _Worker:
                 if kind == "done":
                     outcome: JobOutcome = payload
                     return outcome
+                self.retiring = bool(payload.get("retire"))
                 raise JobFailure.from_wire(payload)
             if ready:  # the sentinel alone: the process ended with nothing left to read
                 raise self._lost(job, started)
@@ -177,7 +179,7 @@ class ProcessExecutor:
             healthy = True
             return outcome
         except JobFailure as failure:
-            healthy = failure.stage not in ("lost", "stopped") and worker.process.is_alive()
+            healthy = failure.stage not in ("lost", "stopped") and not worker.retiring
             if failure.stage == "lost":
                 self.lost += 1
             raise
@@ -189,9 +191,13 @@ class ProcessExecutor:
             if self._closed:
                 raise JobFailure(RunStopped(run.run_id, "the executor was closed"), "stopped")
             try:
-                return self._idle.get(timeout=_POLL_S)
+                worker = self._idle.get(timeout=_POLL_S)
             except queue.Empty:
                 pass
+            else:
+                if worker.process.is_alive():
+                    return worker
+                self._give_back(worker, healthy=False)  # it died idle: replace it, look again
             try:
                 run.check()
             except RunStopped as stop:

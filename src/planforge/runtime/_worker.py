@@ -73,8 +73,10 @@ def _plan_one(runner: JobRunner, job: RunJob, send: Any, forward: Any) -> bool:
     try:
         outcome = runner.run(job, run)
     except JobFailure as failure:
-        send(("failed", failure.to_wire()))
-        return "MemoryError" not in failure.error.message
+        # after a MemoryError this interpreter may be half-broken: say so, then end
+        retire = "MemoryError" in failure.error.message
+        send(("failed", {**failure.to_wire(), "retire": retire}))
+        return not retire
     except MemoryError:
         return False
     send(("done", outcome))

@@ -31,6 +31,7 @@ from planforge.runtime import (
 from planforge.server._requestlog import RequestLogMiddleware
 from planforge.server._responses import error_content, status_for
 from planforge.server._routes import configs, events, ops, planners, plans
+from planforge.server._runs import RunService
 from planforge.server._state import ServiceState
 
 __all__ = ["create_app"]
@@ -83,10 +84,12 @@ def _lifespan(
             settings=settings,
             executor=settings.executor or SERVICE_EXECUTOR,
         )
+        runs = RunService(the_store, engines, lease_s=settings.run_lease_s)
         app.state.service = ServiceState(
-            factory=the_factory, store=the_store, bus=the_bus, engines=engines
+            factory=the_factory, store=the_store, bus=the_bus, engines=engines, runs=runs
         )
         engines.start()
+        await runs.start()
         watcher = asyncio.create_task(app.state.service.streams.watch(), name="stream-tokens")
         _log.info("service started", version=__version__)
         try:
@@ -95,6 +98,7 @@ def _lifespan(
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
+            await runs.aclose()
             await engines.aclose()
             app.state.service.tokens.flush()  # the last uses gathered, before the store closes
             if bus is None:

@@ -70,16 +70,26 @@ WITH_BODY: Final = (400, 413, 422)
 
 _BY_NAME: Final[dict[str, int]] = {
     **dict.fromkeys(
-        ("PlannerNotFound", "ConfigNotFound", "BucketNotFound", "PresetNotFound", "UserNotFound"),
+        (
+            "PlannerNotFound",
+            "ConfigNotFound",
+            "BucketNotFound",
+            "PresetNotFound",
+            "UserNotFound",
+            "RunNotFound",
+        ),
         404,
     ),
-    **dict.fromkeys(("VersionConflict", "PresetExists", "EngineBusy", "UserExists"), 409),
+    **dict.fromkeys(
+        ("VersionConflict", "PresetExists", "EngineBusy", "UserExists", "RunFinished"), 409
+    ),
     **dict.fromkeys(("RunLimitExceeded", "UserCapacityExceeded"), 429),
     **dict.fromkeys(
         ("CircuitOpenError", "NoActivePlannersError", "PlannerQuarantined", "StoreError"), 503
     ),
     "RunTimeout": 504,
     "DocumentTooLarge": 413,
+    "RunContextTooLarge": 413,
     "AuthenticationError": 401,
     "PermissionDenied": 403,
     **dict.fromkeys(("NonFiniteNumber", "InvalidContext", "ContextError"), 422),

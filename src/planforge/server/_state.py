@@ -16,7 +16,8 @@ __all__ = ["ServiceState"]
 
 @dataclass(slots=True)
 class ServiceState:
-    """The service's collaborators; `runs` is the bounded per-user run registry, `tokens`
+    """The service's collaborators; `runs` starts, recovers and cancels runs (a
+    `RunService`; the runs themselves live in the store), `tokens`
     this process's cache of token lookups over `store`, and `streams` its open event
     streams, watched for revoked tokens."""
 

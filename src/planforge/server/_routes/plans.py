@@ -3,35 +3,35 @@
 `POST /plans` first admits the context (its kind decided and the context validated, off the
 event loop): a context its planner cannot read is the caller's error, answered 422 naming the
 field, with nothing started. Then it answers 202 with the run id as soon as the run's engine
-exists (so the per-user run limit answers 429 right away); the run goes on in an asyncio task
-and its outcome lands in the run registry. The run id is the execution context's, the one
-every event of the run carries, so a client can match `GET /ws/events` traffic to its runs.
+exists (so the per-user run limit answers 429 right away) and the run is recorded in the
+database; it goes on in a worker and its outcome lands in its record, which every replica
+reads. The run id is the execution context's, the one every event of the run carries, so a
+client can match `GET /ws/events` traffic to its runs. `DELETE /plans/{id}` cancels.
 """
 
 from __future__ import annotations
 
-import asyncio
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from planforge.errors import InvalidContext, PlannerError, shown_value
+from planforge.errors import InvalidContext, shown_value
 from planforge.logs import get_logger
-from planforge.runtime import ExecutionEngine, UserExecutionContext
 from planforge.server._auth import Operator, Viewer, service
 from planforge.server._bodies import CheckedJSONRoute
 from planforge.server._responses import GUARDED, WITH_BODY, errors
-from planforge.server._runs import RunRegistry
+from planforge.server._runs import RunService
 from planforge.server._state import ServiceState
 
 __all__ = ["PlanRequest", "router", "runs_of"]
 
 router = APIRouter(tags=["plans"], route_class=CheckedJSONRoute)
 _log = get_logger("server.plans")
-_ERROR_TEXT_LIMIT = 2000
+RunStatusName = Literal["queued", "running", "completed", "failed", "cancelled", "interrupted"]
 
 
 class PlanRequest(BaseModel):
@@ -53,12 +53,10 @@ class PlanRequest(BaseModel):
     )
 
 
-def runs_of(state: ServiceState) -> RunRegistry:
-    """The service's run registry, made on first use."""
-    if state.runs is None:
-        state.runs = RunRegistry()
-    registry: RunRegistry = state.runs
-    return registry
+def runs_of(state: ServiceState) -> RunService:
+    """The service's runs (made in the lifespan)."""
+    service: RunService = state.runs
+    return service
 
 
 def _not_found(run_id: str) -> JSONResponse:
@@ -69,44 +67,6 @@ def _not_found(run_id: str) -> JSONResponse:
             "message": f"No run {shown_value(run_id)} among your runs; list them with GET /plans.",
         },
     )
-
-
-async def _run_in_background(
-    state: ServiceState,
-    registry: RunRegistry,
-    engine: ExecutionEngine,
-    body: PlanRequest,
-    context_kind: str | None,
-) -> None:
-    user, run_id = engine.user_id, engine.run_id
-    try:
-        plan = await engine.run(
-            body.objective,
-            body.context,
-            planner=body.planner,
-            bucket=body.bucket,
-            timeout_s=body.timeout_s,
-            context_kind=context_kind,
-            admitted=True,  # validated by the route before it answered 202
-        )
-    except PlannerError as exc:
-        registry.fail(
-            user,
-            run_id,
-            type(exc).__name__,
-            exc.message[:_ERROR_TEXT_LIMIT],
-            input_error=isinstance(exc, InvalidContext),
-        )
-    except asyncio.CancelledError:
-        registry.fail(user, run_id, "RunCancelled", "the run was cancelled (server shutdown)")
-        raise
-    except Exception as exc:  # a run's defect must reach its record, not vanish in a task
-        _log.error("run failed unexpectedly", run_id=run_id, error=repr(exc)[:_ERROR_TEXT_LIMIT])
-        registry.fail(user, run_id, "InternalError", "the run failed; see the server's logs")
-    else:
-        registry.complete(user, run_id, plan.model_dump(mode="json"))
-    finally:
-        state.engines.cleanup(engine)
 
 
 @router.post(
@@ -121,7 +81,9 @@ async def start_plan(
     state: Annotated[ServiceState, Depends(service)],
     request: Request,
 ) -> Any:
-    """Start planning in the background; poll `GET /plans/{run_id}` or stream `/ws/events`."""
+    """Record the run and start it; poll `GET /plans/{run_id}` or stream `/ws/events`.
+
+    Any replica answers for the run afterwards: it is kept in the database."""
     try:  # validators may take milliseconds on a large context: off the event loop
         context_kind = await run_in_threadpool(
             state.engines.admit_context,
@@ -134,48 +96,60 @@ async def start_plan(
     except InvalidContext as exc:  # the caller's error (422 naming the field): nothing starts
         _log.info("context refused", user=user.name, field=exc.field, kind=exc.kind)
         raise
-    registry = runs_of(state)
+    fields = body.model_dump()
+    fields["context_kind"] = context_kind
     request_id = getattr(request.state, "request_id", None)
-    context = UserExecutionContext.create(user.name, request_id=request_id)
-    engine = state.engines.create_for_user(context)  # RunLimitExceeded -> 429
-    try:
-        registry.start(
-            context.user_id,
-            context.run_id,
-            body.objective,
-            planner=body.planner,
-            bucket=body.bucket,
-        )
-        task = asyncio.get_running_loop().create_task(
-            _run_in_background(state, registry, engine, body, context_kind),
-            name=f"plan-{context.run_id}",
-        )
-    except BaseException:
-        state.engines.cleanup(engine)
-        raise
-    registry.keep(task)
-    _log.info("run started", run_id=context.run_id, request_id=context.request_id, user=user.name)
-    return {"run_id": context.run_id, "status": "running"}
+    started = await runs_of(state).submit(user.name, fields, request_id=request_id)
+    _log.info("run started", run_id=started["run_id"], request_id=request_id, user=user.name)
+    return started
 
 
 @router.get("/plans", summary="The caller's runs, newest first", responses=errors(*GUARDED))
 async def list_plans(
     user: Viewer,
     state: Annotated[ServiceState, Depends(service)],
+    bucket: Annotated[str | None, Query(max_length=128)] = None,
+    status: Annotated[RunStatusName | None, Query()] = None,
+    since: Annotated[datetime | None, Query(description="ISO 8601; runs created since")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, list[dict[str, Any]]]:
-    """Runs without their plans (read one run for its plan)."""
-    records = runs_of(state).list(user.name)
+    """Runs without their plans (read one run for its plan); filter by bucket, status, since."""
+    records = await run_in_threadpool(
+        state.store.runs.list,
+        user=user.name,
+        bucket=bucket,
+        status=status,
+        since=since,
+        limit=limit,
+    )
     return {"runs": [record.to_dict(with_plan=False) for record in records]}
 
 
 @router.get("/plans/{run_id}", summary="One of the caller's runs", responses=errors(*GUARDED, 404))
 async def get_plan(
-    run_id: str,
+    run_id: Annotated[str, Path(max_length=128)],
     user: Viewer,
     state: Annotated[ServiceState, Depends(service)],
 ) -> Any:
-    """The run's status and, once completed, its plan (or, once failed, its error)."""
-    record = runs_of(state).get(user.name, run_id)
+    """The run's status and, once completed, its plan (or, once failed, its error), with the
+    planner and the bucket's configuration version it used."""
+    record = await run_in_threadpool(state.store.runs.get, run_id, user=user.name)
     if record is None:
         return _not_found(run_id)
     return record.to_dict()
+
+
+@router.delete(
+    "/plans/{run_id}",
+    summary="Cancel a run",
+    responses=errors(*GUARDED, 403, 404, 409),
+)
+async def cancel_plan(
+    run_id: Annotated[str, Path(max_length=128)],
+    user: Operator,
+    state: Annotated[ServiceState, Depends(service)],
+) -> Any:
+    """Cancel a run of yours (an admin: anyone's). A queued run never starts; a running one
+    is stopped, on whichever replica runs it, and its events end with the cancellation."""
+    record = await runs_of(state).cancel(run_id, user.name, admin=user.role == "admin")
+    return record.to_dict(with_plan=False)
