@@ -74,4 +74,8 @@ def build_executor(name: str, factory: PlannerFactory, settings: RuntimeSettings
             max_runs=settings.worker_max_runs,
             max_stateful=settings.max_users,
         )
+    if name == "ray":
+        from planforge.runtime._ray_executor import RayExecutor
+
+        return RayExecutor(factory.recipe(), settings)
     raise ValueError(f"unknown executor {name!r}: choose one of {', '.join(EXECUTORS)}")
