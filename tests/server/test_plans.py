@@ -120,7 +120,7 @@ class Service:
             response = self.client.get(f"/plans/{run_id}", headers=self.auth(user))
             assert response.status_code == 200, response.text
             record: dict[str, Any] = response.json()
-            if record["status"] != "running" or time.monotonic() > deadline:
+            if record["status"] not in ("queued", "running") or time.monotonic() > deadline:
                 return record
             time.sleep(0.01)
 
@@ -344,3 +344,42 @@ def test_runs_over_the_per_user_limit_are_refused_with_429(
         assert service.wait("alice", again)["status"] == "completed"
         listed = service.client.get("/plans", headers=service.auth("alice")).json()["runs"]
         assert [run["run_id"] for run in listed] == [again, running]
+
+
+# ---------------------------------------------------------------------- cancelling
+
+
+def test_an_owner_cancels_a_running_run_and_it_ends_cancelled(
+    service: Service, tmp_path: Path
+) -> None:
+    gate = tmp_path / "never-opened"
+    run_id = service.start(
+        "alice", objective="wait", planner="gated", context={"gate": str(gate)}, timeout_s=30
+    )
+    assert service.client.delete(f"/plans/{run_id}", headers=service.auth("bob")).status_code == 404
+    assert (
+        service.client.delete(f"/plans/{run_id}", headers=service.auth("vera")).status_code == 403
+    )
+    response = service.client.delete(f"/plans/{run_id}", headers=service.auth("alice"))
+    assert response.status_code == 200, response.text
+    record = service.wait("alice", run_id)
+    assert record["status"] == "cancelled"
+    assert record["error"]["error"] == "RunCancelled"
+    again = service.client.delete(f"/plans/{run_id}", headers=service.auth("alice"))
+    assert again.status_code == 409
+    assert again.json()["error"] == "RunFinished"
+
+
+def test_listing_filters_by_status_and_bucket(service: Service) -> None:
+    done = service.start("alice", objective="echo", planner="echo", context={})
+    assert service.wait("alice", done)["status"] == "completed"
+    listed = service.client.get("/plans?status=completed", headers=service.auth("alice")).json()
+    assert [run["run_id"] for run in listed["runs"]] == [done]
+    assert service.client.get("/plans?status=failed", headers=service.auth("alice")).json() == {
+        "runs": []
+    }
+    assert service.client.get("/plans?bucket=none", headers=service.auth("alice")).json() == {
+        "runs": []
+    }
+    bad = service.client.get("/plans?status=lost", headers=service.auth("alice"))
+    assert bad.status_code == 422

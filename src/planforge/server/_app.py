@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -74,6 +75,10 @@ def _lifespan(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings = load_runtime_settings()
+        # Each run holds a thread while its worker plans, and the runs table is written from
+        # threads too: the default pool (cores + 4) would let waiting runs starve those writes.
+        threads = ThreadPoolExecutor(max(32, 8 * settings.workers), "planforge")
+        asyncio.get_running_loop().set_default_executor(threads)
         the_factory = factory if factory is not None else PlannerFactory()
         the_store = store if store is not None else ConfigStore.from_environment()
         the_bus = bus if bus is not None else event_bus_from_settings(settings)
