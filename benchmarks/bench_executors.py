@@ -6,8 +6,9 @@ sample portfolio. Each executor is warmed first (its workers started and each pl
 once), so the figure is the steady per-run cost a user feels, not a worker's start. `inline`
 is the comparison, measured in the same run: overhead = executor p50 - inline p50.
 
-The `ray` executor is measured when Ray is installed and PLANFORGE_RAY_ADDRESS names a
-cluster (with PLANFORGE_REDIS_URL for its events); otherwise its line says why it was left out.
+The `ray` executor is measured when Ray is installed and PLANFORGE_REDIS_URL names a Redis
+(its events travel there): on the cluster PLANFORGE_RAY_ADDRESS names, or else on a local
+head of 2 CPUs started for the run; otherwise its line says why it was left out.
 
 Run: python -m benchmarks.bench_executors [--runs 200]
 """
@@ -16,14 +17,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import statistics
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from benchmarks._ray_local import local_ray_cluster
 from planforge.factory import PlannerFactory
 from planforge.runtime import (
     ExecutionEngineFactory,
@@ -89,6 +93,15 @@ def _measure(
         bus.close()
 
 
+def _ray_unavailable() -> str:
+    """Why the ray executor cannot be measured here ("" when it can)."""
+    if importlib.util.find_spec("ray") is None:
+        return "ray is not installed: pip install 'planforge[ray]'"
+    if not os.environ.get("PLANFORGE_REDIS_URL"):
+        return "set PLANFORGE_REDIS_URL: a ray run's events travel through Redis"
+    return ""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=200)
@@ -96,19 +109,16 @@ def main() -> None:
     portfolio = json.loads(EXAMPLE.read_text())
     cases = {"tiny": ("bench_tiny", {}), "holistic": ("holistic", portfolio)}
     executors = ["inline", "process"]
-    if os.environ.get("PLANFORGE_RAY_ADDRESS"):
-        executors.append("ray")
-    else:
-        print(
-            json.dumps(
-                {
-                    "benchmark": "executors",
-                    "executor": "ray",
-                    "skipped": "set PLANFORGE_RAY_ADDRESS and PLANFORGE_REDIS_URL to measure it",
-                }
-            )
-        )
-    with tempfile.TemporaryDirectory(prefix="pf-bench-exec-") as tmp:
+    with ExitStack() as stack:
+        skipped = _ray_unavailable()
+        if skipped:
+            print(json.dumps({"benchmark": "executors", "executor": "ray", "skipped": skipped}))
+        else:
+            if not os.environ.get("PLANFORGE_RAY_ADDRESS"):
+                address = stack.enter_context(local_ray_cluster(num_cpus=2))
+                os.environ["PLANFORGE_RAY_ADDRESS"] = address
+            executors.append("ray")
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="pf-bench-exec-"))
         plugins = Path(tmp) / "plugins"
         plugins.mkdir()
         (plugins / "bench_tiny.py").write_text(TINY)
@@ -116,8 +126,8 @@ def main() -> None:
         factory = PlannerFactory(
             settings, cache_dir=Path(tmp) / "cache", state_dir=Path(tmp) / "state"
         )
+        stack.callback(factory.close)
         results = {name: _measure(name, factory, cases, args.runs) for name in executors}
-        factory.close()
     for name in executors:
         for case in cases:
             timings, inline = results[name][case], results["inline"][case]

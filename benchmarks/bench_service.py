@@ -2,9 +2,11 @@
 
 (a) Plans per second through `POST /plans` (then `GET /plans/{id}` until the run ends) with
 50 concurrent clients, one user each: the holistic planner on the sample portfolio, and a
-tiny planner. Comparison in the same run: `PlannerFactory.run_plan` called directly in this
-process, one plan after another; the ratio service / direct is what the service costs (or,
-above 1, what its concurrency gains).
+tiny planner, for each executor (`inline`, `process`, and `ray` on a local 2-CPU head when
+Ray and PLANFORGE_REDIS_URL are there), with `/livez` probed every 20 ms meanwhile (its p99
+says whether the server stays responsive while every worker is busy). Comparison in the same
+run: `PlannerFactory.run_plan` called directly in this process, one plan after another; the
+ratio service / direct is what the service costs (or, above 1, what its concurrency gains).
 (b) WebSocket delivery latency with 1,000 connected users, each starting one tiny run:
 latency = receive time here - the event's `ts` (stamped by the server's emitter; same
 machine, same clock). The client's own event loop shares the 2 cores with the server, so the
@@ -13,7 +15,9 @@ figure is an upper bound of the server's part. The issue asks for the p99; it se
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import socket
@@ -24,21 +28,23 @@ import tempfile
 import textwrap
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import websockets
 
+from benchmarks._ray_local import local_ray_cluster
 from planforge.configstore import ConfigStore
 from planforge.factory import PlannerFactory
 from planforge.settings import load_settings
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "portfolio.json"
 CLIENTS = 50
-HOLISTIC_RUNS = 300
-TINY_RUNS = 1500
+HOLISTIC_RUNS = 200
+TINY_RUNS = 1000
+LIVEZ_EVERY_S = 0.02
 DIRECT_HOLISTIC_RUNS = 100
 DIRECT_TINY_RUNS = 2000
 WS_USERS = 1000
@@ -82,7 +88,7 @@ def _percentile(values: Sequence[float], fraction: float) -> float:
 
 
 @contextmanager
-def _server(root: Path, database: str, plugin_dir: Path) -> Iterator[str]:
+def _server(root: Path, database: str, plugin_dir: Path, extra: dict[str, str]) -> Iterator[str]:
     """A `planforge serve` process; always terminated (then killed) on the way out."""
     port = _free_port()
     env = {
@@ -94,6 +100,7 @@ def _server(root: Path, database: str, plugin_dir: Path) -> Iterator[str]:
         "FACTORY_SANDBOX_TIMEOUT_S": "30",
     }
     env.pop("PLANFORGE_REDIS_URL", None)
+    env.update(extra)
     log_path = root / "server.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(
@@ -142,7 +149,7 @@ async def _run_once(client: httpx.AsyncClient, token: str, body: dict[str, Any])
     while True:
         record = await client.get(f"/plans/{run_id}", headers=headers)
         status: str = record.json()["status"]
-        if status != "running":
+        if status not in ("queued", "running"):
             return status
         await asyncio.sleep(POLL_S)
 
@@ -170,10 +177,12 @@ async def _throughput(
                 durations.append(time.perf_counter() - started)
                 outcomes[status] = outcomes.get(status, 0) + 1
 
-        started = time.perf_counter()
-        async with asyncio.timeout(PHASE_LIMIT_S):
-            await asyncio.gather(*(one_client(token) for token in tokens))
-        elapsed = time.perf_counter() - started
+        livez: list[float] = []
+        with _livez_probe(base, livez):
+            started = time.perf_counter()
+            async with asyncio.timeout(PHASE_LIMIT_S):
+                await asyncio.gather(*(one_client(token) for token in tokens))
+            elapsed = time.perf_counter() - started
     completed = outcomes.get("completed", 0)
     return {
         "runs": total,
@@ -182,7 +191,42 @@ async def _throughput(
         "plans_per_s": round(completed / elapsed, 2),
         "run_ms_p50": round(statistics.median(durations) * 1e3, 2),
         "run_ms_p99": round(_percentile(durations, 0.99) * 1e3, 2),
+        "livez_ms_p99": round(_percentile(livez, 0.99) * 1e3, 2) if livez else None,
     }
+
+
+#: `/livez` timed from a process of its own, so the figure is the server's answer time, not
+#: the delay of this client's busy event loop; it stops when its stop file appears.
+LIVEZ_PROBE = """
+import json, sys, time, urllib.request
+from pathlib import Path
+base, stop, every = sys.argv[1], Path(sys.argv[2]), float(sys.argv[3])
+latencies = []
+while not stop.exists():
+    started = time.perf_counter()
+    urllib.request.urlopen(base + "/livez", timeout=30).read()
+    latencies.append(time.perf_counter() - started)
+    time.sleep(every)
+print(json.dumps(latencies))
+"""
+
+
+@contextmanager
+def _livez_probe(base: str, latencies: list[float]) -> Iterator[None]:
+    """Probe `/livez` from another process while the block runs; its latencies, after."""
+    with tempfile.TemporaryDirectory(prefix="livez-") as tmp:
+        stop = Path(tmp) / "stop"
+        probe = subprocess.Popen(
+            [sys.executable, "-c", LIVEZ_PROBE, base, str(stop), str(LIVEZ_EVERY_S)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            yield
+        finally:
+            stop.touch()
+            output, _ = probe.communicate(timeout=60)
+            latencies.extend(json.loads(output or "[]"))
 
 
 def _direct(factory: PlannerFactory, body: dict[str, Any], total: int) -> dict[str, Any]:
@@ -275,7 +319,34 @@ async def _ws_latency(base: str, tokens: Sequence[str]) -> dict[str, Any]:
 # ---------------------------------------------------------------------- main
 
 
+def _executors(stack: ExitStack, wanted: set[str]) -> Iterator[tuple[str, dict[str, str]]]:
+    """Each executor to measure and the server environment that picks it."""
+    for name in ("inline", "process"):
+        if name in wanted:
+            yield name, {"PLANFORGE_EXECUTOR": name}
+    if "ray" not in wanted:
+        return
+    redis_url = os.environ.get("PLANFORGE_REDIS_URL") or os.environ.get("PLANFORGE_TEST_REDIS_URL")
+    if importlib.util.find_spec("ray") is None or not redis_url:
+        print("ray left out: install planforge[ray] and set PLANFORGE_REDIS_URL", file=sys.stderr)
+        return
+    address = os.environ.get("PLANFORGE_RAY_ADDRESS") or stack.enter_context(
+        local_ray_cluster(num_cpus=2)
+    )
+    yield (
+        "ray",
+        {
+            "PLANFORGE_EXECUTOR": "ray",
+            "PLANFORGE_RAY_ADDRESS": address,
+            "PLANFORGE_REDIS_URL": redis_url,
+        },
+    )
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--executors", default="inline,process,ray", help="comma list")
+    wanted = set(parser.parse_args().executors.split(","))
     portfolio = json.loads(EXAMPLE.read_text())
     bodies = {
         "holistic": {
@@ -304,26 +375,36 @@ def main() -> None:
             direct["holistic"] = _direct(factory, bodies["holistic"], DIRECT_HOLISTIC_RUNS)
             direct["tiny"] = _direct(factory, bodies["tiny"], DIRECT_TINY_RUNS)
 
-        service: dict[str, dict[str, Any]] = {}
-        with _server(root, database, plugin_dir) as base:
-            clients = tokens[:CLIENTS]
-            service["holistic"] = asyncio.run(
-                _throughput(base, clients, bodies["holistic"], HOLISTIC_RUNS)
-            )
-            service["tiny"] = asyncio.run(_throughput(base, clients, bodies["tiny"], TINY_RUNS))
-            # fresh users for the latency phase would need more tokens; these users' earlier
-            # runs are finished, so each stream starts with the new run's events only
-            latency = asyncio.run(_ws_latency(base, tokens))
+        service: dict[str, dict[str, dict[str, Any]]] = {}
+        clients = tokens[:CLIENTS]
+        latency: dict[str, Any] = {}
+        for executor, extra in _executors(stack := ExitStack(), wanted):
+            with _server(root, database, plugin_dir, extra) as base:
+                service[executor] = {
+                    name: asyncio.run(_throughput(base, clients, body, total))
+                    for name, body, total in (
+                        ("holistic", bodies["holistic"], HOLISTIC_RUNS),
+                        ("tiny", bodies["tiny"], TINY_RUNS),
+                    )
+                }
+                if executor == "process":  # the service's default
+                    # these users' earlier runs are finished, so each stream starts with the
+                    # new run's events only
+                    latency = asyncio.run(_ws_latency(base, tokens))
+        stack.close()
 
     plans = {
-        name: {
-            "service": service[name],
-            "direct": direct[name],
-            "ratio_service_to_direct": round(
-                service[name]["plans_per_s"] / direct[name]["plans_per_s"], 3
-            ),
+        executor: {
+            name: {
+                "service": figures[name],
+                "direct": direct[name],
+                "ratio_service_to_direct": round(
+                    figures[name]["plans_per_s"] / direct[name]["plans_per_s"], 3
+                ),
+            }
+            for name in ("holistic", "tiny")
         }
-        for name in ("holistic", "tiny")
+        for executor, figures in service.items()
     }
     print(
         json.dumps(

@@ -325,3 +325,40 @@ def test_the_store_face_gives_a_run_store(store: ConfigStore) -> None:
     assert store.runs is store.runs
     store.runs.create(run_id="r1", user="ann", objective="o", context={})
     assert [run.run_id for run in store.runs.list()] == ["r1"]
+
+
+def test_a_run_recorded_as_claimed_is_running_for_its_owner(runs: RunStore, clock: Clock) -> None:
+    made = runs.create(
+        run_id="r-claimed", user="ann", objective="go", context={}, owner="replica-a", lease_s=30
+    )
+    assert made.status == "running"
+    assert made.attempts == 1
+    assert made.lease_owner == "replica-a"
+    stored = runs.get("r-claimed")
+    assert stored is not None
+    assert stored.status == "running"
+    assert stored.lease_expires_at == made.lease_expires_at
+    assert runs.claim("r-claimed", "replica-b", 30) is None  # nobody claims it twice
+    assert runs.complete("r-claimed", "replica-a", {"steps": []})
+    with pytest.raises(InvalidInput):
+        runs.create(run_id="r-bad", user="ann", objective="go", context={}, owner="a", lease_s=0)
+    assert runs.get("r-bad") is None
+
+
+def test_a_run_ends_with_its_planner_details_in_one_write(runs: RunStore) -> None:
+    runs.create(run_id="r-d", user="ann", objective="go", context={}, owner="a", lease_s=30)
+    details = {"planner": "holistic", "planner_version": "2.0", "worker": "process:42"}
+    assert runs.complete("r-d", "a", {"steps": []}, details=details)
+    stored = runs.get("r-d")
+    assert stored is not None
+    assert (stored.planner, stored.planner_version, stored.worker) == (
+        "holistic",
+        "2.0",
+        "process:42",
+    )
+    runs.create(run_id="r-e", user="ann", objective="go", context={}, owner="a", lease_s=30)
+    with pytest.raises(InvalidInput):
+        runs.fail("r-e", "a", {"error": "E", "message": "m"}, details={"colour": "red"})
+    still = runs.get("r-e")
+    assert still is not None
+    assert still.status == "running"  # a bad detail wrote nothing

@@ -11,12 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
 import textwrap
 import time
 from collections.abc import Iterator
@@ -24,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from benchmarks._ray_local import local_ray_cluster
 
 from planforge.errors import PlanExecutionError, PlannerError
 from planforge.factory import PlannerFactory
@@ -120,51 +115,13 @@ def _plugins(traces: Path) -> dict[str, str]:
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:  # an ephemeral port: outside Ray's worker port range
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def ray_address() -> Iterator[str]:
     """A Ray head on loopback for this module; its whole process group is killed after."""
     if not REDIS_URL:
         pytest.skip("PLANFORGE_TEST_REDIS_URL is not set: run events travel through Redis")
-    temp_dir = tempfile.mkdtemp(prefix="pfray", dir="/tmp")  # Unix socket paths stay short
-    port = _free_port()
-    command = [
-        *(sys.executable, "-m", "ray.scripts.scripts", "start", "--head"),
-        *("--node-ip-address=127.0.0.1", f"--port={port}", f"--temp-dir={temp_dir}"),
-        *("--num-cpus=2", "--object-store-memory=100000000"),
-        *("--include-dashboard=false", "--disable-usage-stats"),
-    ]
-    with open(Path(temp_dir) / "start.log", "wb") as log:
-        starter = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        code = starter.wait(timeout=90)
-        if code != 0:
-            log_text = (Path(temp_dir) / "start.log").read_text(errors="replace")[-3000:]
-            pytest.fail(f"ray start failed with exit code {code}:\n{log_text}")
-        yield f"127.0.0.1:{port}"
-    finally:
-        _stop_cluster(starter, temp_dir)
-
-
-def _stop_cluster(starter: subprocess.Popen[bytes], temp_dir: str) -> None:
-    """Kill every process `ray start` left in its session, then remove its temp dir."""
-    if starter.poll() is None:
-        starter.kill()
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(starter.pid, sig)
-        except ProcessLookupError:
-            break
-        time.sleep(1.0)
-    starter.wait(timeout=10)
-    shutil.rmtree(temp_dir, ignore_errors=True)
+    with local_ray_cluster(num_cpus=2) as address:  # a failed start raises with Ray's log
+        yield address
 
 
 @pytest.fixture(scope="module")

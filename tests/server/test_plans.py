@@ -144,7 +144,12 @@ def make_service(tmp_path: Path) -> Iterator[Service]:
         ):
             tokens = {
                 name: store.create_user(name, role)[1]
-                for name, role in (("alice", "operator"), ("bob", "operator"), ("vera", "viewer"))
+                for name, role in (
+                    ("alice", "operator"),
+                    ("bob", "operator"),
+                    ("vera", "viewer"),
+                    ("olga", "admin"),
+                )
             }
             app = create_app(factory=factory, store=store, bus=bus)
             with TestClient(app) as client:
@@ -383,3 +388,18 @@ def test_listing_filters_by_status_and_bucket(service: Service) -> None:
     }
     bad = service.client.get("/plans?status=lost", headers=service.auth("alice"))
     assert bad.status_code == 422
+
+
+def test_an_admin_lists_and_cancels_another_users_runs(service: Service, tmp_path: Path) -> None:
+    done = service.start("alice", objective="echo", planner="echo", context={})
+    service.wait("alice", done)
+    listed = service.client.get("/plans?of=alice", headers=service.auth("olga")).json()["runs"]
+    assert [run["run_id"] for run in listed] == [done]
+    assert service.client.get("/plans?of=alice", headers=service.auth("bob")).status_code == 403
+    gate = tmp_path / "never-opened"
+    running = service.start(
+        "alice", objective="wait", planner="gated", context={"gate": str(gate)}, timeout_s=30
+    )
+    response = service.client.delete(f"/plans/{running}", headers=service.auth("olga"))
+    assert response.status_code == 200, response.text
+    assert service.wait("alice", running)["status"] == "cancelled"

@@ -13,7 +13,7 @@ expected to keep their clocks in sync (NTP), and leases should be much longer th
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
@@ -88,6 +88,51 @@ def _check_seconds(field: str, value: object, limit: float) -> float:
     return float(value)
 
 
+def _claimed(owner: str, lease_s: float | None, now: datetime) -> dict[str, Any]:
+    """The columns of a run claimed by `owner` at `now` for `lease_s` seconds."""
+    lease = _check_seconds("lease_s", lease_s, MAX_LEASE_S)
+    return {
+        "status": RUNNING,
+        "attempts": 1,
+        "started_at": now,
+        "lease_owner": check_text("owner", owner, NAME_LENGTH),
+        "lease_expires_at": now + timedelta(seconds=lease),
+    }
+
+
+def _planner_values(
+    planner: str,
+    planner_version: str | None = None,
+    config_id: int | None = None,
+    config_version: int | None = None,
+    config_digest: str | None = None,
+    worker: str | None = None,
+) -> dict[str, Any]:
+    """The columns that say which planner, configuration version and worker ran a run."""
+    values: dict[str, Any] = {
+        "planner": check_text("planner", planner, NAME_LENGTH),
+        "planner_version": _optional("planner_version", planner_version, TAG_LENGTH),
+        **_check_config(config_id, config_version, config_digest),
+    }
+    if worker is not None:
+        values["worker"] = check_text("worker", worker, NAME_LENGTH)
+    return values
+
+
+def _details(details: Mapping[str, Any] | None) -> dict[str, Any]:
+    if not details:
+        return {}
+    unknown = sorted(set(details) - _DETAIL_KEYS)
+    if unknown:
+        raise InvalidInput("details", unknown, f"give only {', '.join(sorted(_DETAIL_KEYS))}")
+    return _planner_values(**details)
+
+
+_DETAIL_KEYS: Final = frozenset(
+    ("planner", "planner_version", "config_id", "config_version", "config_digest", "worker")
+)
+
+
 def _check_count(field: str, value: object, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise InvalidInput(field, value, f"must be an integer from {low} to {high}")
@@ -146,10 +191,13 @@ class RunStore:
         bucket: str | None = None,
         context_kind: str | None = None,
         timeout_s: float | None = None,
+        owner: str | None = None,
+        lease_s: float | None = None,
     ) -> StoredRun:
-        """Record a new `queued` run (no attempt yet). A context larger than
-        `settings.max_context_bytes` once compressed is refused and nothing is written;
-        an id already recorded raises `RunExists`."""
+        """Record a new `queued` run (no attempt yet), or, given `owner` and `lease_s`, one
+        already claimed by `owner` (as `claim` would, in the same transaction). A context
+        larger than `settings.max_context_bytes` once compressed is refused and nothing is
+        written; an id already recorded raises `RunExists`."""
         values: dict[str, Any] = {
             "run_id": _check_id("run_id", run_id),
             "user": _check_id("user", user),
@@ -177,6 +225,8 @@ class RunStore:
             cancel_requested=False,
             created_at=created,
         )
+        if owner is not None:
+            values.update(_claimed(owner, lease_s, created))
         try:
             with self._sessions.writing("record a run") as connection:
                 if connection.execute(select(R.run_id).where(R.run_id == run_id)).first():
@@ -193,7 +243,9 @@ class RunStore:
         data = {key: value for key, value in values.items() if key != "context"}
         unset = ("planner_version", "config_id", "config_version", "config_digest", "worker")
         moments = ("started_at", "finished_at", "lease_owner", "lease_expires_at")
-        data.update(dict.fromkeys(unset + moments), context_bytes=context_bytes)
+        data.update(
+            {key: None for key in unset + moments if key not in data}, context_bytes=context_bytes
+        )
         return StoredRun(**data)
 
     # -- running ----------------------------------------------------------------------------
@@ -267,13 +319,9 @@ class RunStore:
     ) -> bool:
         """Record which planner (and bucket configuration version, and worker) runs the run;
         False when the run is unknown or already ended (an ended run is never rewritten)."""
-        values: dict[str, Any] = {
-            "planner": check_text("planner", planner, NAME_LENGTH),
-            "planner_version": _optional("planner_version", planner_version, TAG_LENGTH),
-            **_check_config(config_id, config_version, config_digest),
-        }
-        if worker is not None:
-            values["worker"] = check_text("worker", worker, NAME_LENGTH)
+        values = _planner_values(
+            planner, planner_version, config_id, config_version, config_digest, worker
+        )
         if id_problem(run_id) is not None:
             return False
         with self._sessions.writing("record a run's planner") as connection:
@@ -285,25 +333,42 @@ class RunStore:
         return bool(result.rowcount)
 
     def complete(
-        self, run_id: str, owner: str, plan: dict[str, Any], *, worker: str | None = None
+        self,
+        run_id: str,
+        owner: str,
+        plan: dict[str, Any],
+        *,
+        worker: str | None = None,
+        details: Mapping[str, Any] | None = None,
     ) -> bool:
         """End a run `owner` holds as `completed` with its plan; False (nothing written) when
-        it is not running under `owner`, so a second completion of one run is refused."""
-        values: dict[str, Any] = {"plan": json_text(plan, "plan")}
+        it is not running under `owner`, so a second completion of one run is refused.
+        `details` takes `record_planner`'s keywords, written in the same transaction."""
+        values: dict[str, Any] = {"plan": json_text(plan, "plan"), **_details(details)}
         if worker is not None:
             values["worker"] = check_text("worker", worker, NAME_LENGTH)
         return self._finish(run_id, owner, COMPLETED, "complete a run", values)
 
-    def fail(self, run_id: str, owner: str, error: dict[str, Any], *, status: str = FAILED) -> bool:
+    def fail(
+        self,
+        run_id: str,
+        owner: str,
+        error: dict[str, Any],
+        *,
+        status: str = FAILED,
+        details: Mapping[str, Any] | None = None,
+    ) -> bool:
         """End a run `owner` holds as `failed`, `interrupted` or `cancelled` with `error`
-        (`{"error": type, "message": text, ...}`); False as for `complete`."""
+        (`{"error": type, "message": text, ...}`); False as for `complete`. `details` as
+        for `complete`."""
         if status not in FAIL_STATUSES:
             raise InvalidInput("status", status, f"give one of {', '.join(FAIL_STATUSES)}")
         if not isinstance(error, dict) or not all(
             isinstance(error.get(key), str) for key in ("error", "message")
         ):
             raise InvalidInput("error", error, 'give {"error": type, "message": text, ...}')
-        return self._finish(run_id, owner, status, "record a run's failure", {"error": error})
+        values = {"error": error, **_details(details)}
+        return self._finish(run_id, owner, status, "record a run's failure", values)
 
     def _finish(
         self, run_id: str, owner: str, status: str, action: str, values: dict[str, Any]

@@ -14,10 +14,15 @@ import asyncio
 import contextlib
 import os
 import socket
+import time
 import uuid
-from typing import Any, Final
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any, Final, TypeVar
 
-from planforge.configstore import ConfigStore
+from planforge.configstore import ConfigStore, StoredRun
 from planforge.contract import Plan
 from planforge.errors import InvalidContext, PlannerError
 from planforge.logs import get_logger
@@ -29,6 +34,10 @@ __all__ = ["RunService", "replica_name"]
 _log = get_logger("server.runs")
 _TEXT_LIMIT: Final = 2000
 _MAX_ATTEMPTS: Final = 2  # a run whose replica died is tried once more, then interrupted
+_PRUNE_EVERY_S: Final = 600.0
+_FINISHED_KEPT: Final = 10_000
+_DB_THREADS: Final = 8
+T = TypeVar("T")
 
 
 def replica_name() -> str:
@@ -47,8 +56,21 @@ class RunService:
         self.lease_s = lease_s
         self.replica = replica_name()
         self._local: dict[str, ExecutionEngine] = {}
+        # What polling clients read most, served without the database: the runs this
+        # replica executes (as claimed) and the last runs it finished (final, immutable).
+        self._running: dict[str, StoredRun] = {}
+        self._finished: OrderedDict[str, StoredRun] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
+        self._next_prune = 0.0
+        # The runs table's calls get threads of their own: runs waiting for a worker hold
+        # the loop's default threads, and must never delay the writes that end other runs.
+        self._db_threads = ThreadPoolExecutor(_DB_THREADS, "planforge-runs")
+
+    async def _db(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """A blocking call of the runs table, on the table's own threads."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._db_threads, partial(call, *args, **kwargs))
 
     # -- starting ------------------------------------------------------------------------
 
@@ -62,7 +84,7 @@ class RunService:
         context = UserExecutionContext.create(user, request_id=request_id)
         engine = self.engines.create_for_user(context)
         try:
-            await asyncio.to_thread(
+            claimed = await self._db(
                 self.store.runs.create,
                 run_id=context.run_id,
                 user=user,
@@ -73,33 +95,33 @@ class RunService:
                 bucket=request.get("bucket"),
                 context_kind=request.get("context_kind"),
                 timeout_s=request.get("timeout_s"),
-            )
-            claimed = await asyncio.to_thread(
-                self.store.runs.claim, context.run_id, self.replica, self.lease_s
+                owner=self.replica,  # recorded as claimed by this replica, in one transaction
+                lease_s=self.lease_s,
             )
         except BaseException:
             self.engines.cleanup(engine)
             raise
-        if claimed is None:  # cancelled between the two statements: nothing to run
-            self.engines.cleanup(engine)
-            return {"run_id": context.run_id, "status": "cancelled"}
-        self._start(engine, claimed)
+        self._start(engine, claimed, request["context"])
         return {"run_id": context.run_id, "status": "running"}
 
-    def _start(self, engine: ExecutionEngine, stored: Any) -> None:
+    def _start(
+        self, engine: ExecutionEngine, stored: StoredRun, context: dict[str, Any] | None = None
+    ) -> None:
         self._local[engine.run_id] = engine
+        self._running[engine.run_id] = stored
         task = asyncio.get_running_loop().create_task(
-            self._execute(engine, stored), name=f"plan-{engine.run_id}"
+            self._execute(engine, stored, context), name=f"plan-{engine.run_id}"
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _execute(self, engine: ExecutionEngine, stored: Any) -> None:
+    async def _execute(
+        self, engine: ExecutionEngine, stored: StoredRun, context: dict[str, Any] | None
+    ) -> None:
         run_id = engine.run_id
         try:
-            context = stored.context
-            if context is None:
-                full = await asyncio.to_thread(self.store.runs.get, run_id, with_context=True)
+            if context is None:  # a run taken up from the table: its context is stored there
+                full = await self._db(self.store.runs.get, run_id, with_context=True)
                 context = {} if full is None else full.context
             await engine.run(
                 stored.objective,
@@ -117,30 +139,25 @@ class RunService:
             pass
         finally:
             self._local.pop(run_id, None)
+            self._running.pop(run_id, None)
             self.engines.cleanup(engine)
 
     async def _record(self, engine: ExecutionEngine, outcome: Plan | BaseException) -> None:
         """The run's outcome into its record, before its last event reaches the client."""
         runs, run_id = self.store.runs, engine.run_id
-        details = engine.details
-        if details.get("planner"):  # chosen before it ended: the record says which
-            config = details.get("config") or {}
-            await asyncio.to_thread(
-                runs.record_planner,
-                run_id,
-                planner=str(details["planner"]),
-                planner_version=details.get("planner_version"),
-                config_id=config.get("id"),
-                config_version=config.get("version"),
-                config_digest=config.get("digest"),
-                worker=details.get("worker"),
-            )
+        details = _planner_details(engine.details)
         if isinstance(outcome, Plan):
             plan = outcome.model_dump(mode="json")
-            await asyncio.to_thread(runs.complete, run_id, self.replica, plan)
-            return
-        status = "cancelled" if isinstance(outcome, RunCancelled) else "failed"
-        await asyncio.to_thread(runs.fail, run_id, self.replica, _error_of(outcome), status=status)
+            await self._db(runs.complete, run_id, self.replica, plan, details=details)
+        else:
+            status = "cancelled" if isinstance(outcome, RunCancelled) else "failed"
+            error = _error_of(outcome)
+            await self._db(runs.fail, run_id, self.replica, error, status=status, details=details)
+        finished = await self._db(runs.get, run_id)
+        if finished is not None and finished.finished:  # it never changes again: keep it
+            self._finished[run_id] = finished
+            while len(self._finished) > _FINISHED_KEPT:
+                self._finished.popitem(last=False)
 
     # -- the lease loop ------------------------------------------------------------------
 
@@ -165,22 +182,24 @@ class RunService:
 
     async def tick(self) -> None:
         """One pass: renew this replica's leases (stopping runs cancelled elsewhere), send
-        expired runs back to the queue, and claim queued runs this replica has room for."""
+        expired runs back to the queue, prune finished runs every ten minutes (the store's
+        documented bounds), and claim queued runs this replica has room for."""
         runs = self.store.runs
         for run_id, engine in list(self._local.items()):
-            await asyncio.to_thread(runs.renew, run_id, self.replica, self.lease_s)
-            stored = await asyncio.to_thread(runs.get, run_id)
+            await self._db(runs.renew, run_id, self.replica, self.lease_s)
+            stored = await self._db(runs.get, run_id)
             if stored is not None and stored.cancel_requested:
                 engine.cancel("cancelled by request")
-        await asyncio.to_thread(runs.recover_expired, self.replica, max_attempts=_MAX_ATTEMPTS)
+        await self._db(runs.recover_expired, self.replica, max_attempts=_MAX_ATTEMPTS)
+        if time.monotonic() >= self._next_prune:  # the bounds of the runs table, now and then
+            self._next_prune = time.monotonic() + _PRUNE_EVERY_S
+            await self._db(runs.prune)
         room = self.engines.settings.workers * 2 - len(self._local)
         if room > 0:
-            for stored in await asyncio.to_thread(
-                runs.claim_queued, self.replica, self.lease_s, room
-            ):
+            for stored in await self._db(runs.claim_queued, self.replica, self.lease_s, room):
                 self._take_up(stored)
 
-    def _take_up(self, stored: Any) -> None:
+    def _take_up(self, stored: StoredRun) -> None:
         context = UserExecutionContext.create(
             stored.user, request_id=stored.request_id, run_id=stored.run_id
         )
@@ -193,11 +212,16 @@ class RunService:
 
     # -- reading and cancelling ----------------------------------------------------------
 
-    async def cancel(self, run_id: str, user: str, *, admin: bool) -> Any:
+    async def get(self, run_id: str, user: str) -> StoredRun | None:
+        """`user`'s run: from memory when this replica ran or runs it, else the database."""
+        known = self._finished.get(run_id) or self._running.get(run_id)
+        if known is not None:
+            return known if known.user == user else None
+        return await self._db(self.store.runs.get, run_id, user=user)
+
+    async def cancel(self, run_id: str, user: str, *, admin: bool) -> StoredRun:
         """Cancel a run (its owner or an admin); a run executing here stops at once."""
-        stored = await asyncio.to_thread(
-            self.store.runs.request_cancel, run_id, user=user, admin=admin
-        )
+        stored = await self._db(self.store.runs.request_cancel, run_id, user=user, admin=admin)
         engine = self._local.get(run_id)
         if engine is not None:
             engine.cancel(f"cancelled by {user}")
@@ -219,6 +243,7 @@ class RunService:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self._db_threads.shutdown(wait=False, cancel_futures=True)
 
 
 def _error_of(error: BaseException) -> dict[str, Any]:
@@ -232,3 +257,19 @@ def _error_of(error: BaseException) -> dict[str, Any]:
         }
     _log.error("run failed unexpectedly", error=repr(error)[:_TEXT_LIMIT])
     return {"error": "InternalError", "message": "the run failed; see the server's logs"}
+
+
+def _planner_details(details: dict[str, Any]) -> dict[str, Any] | None:
+    """What the run's record says of how it ran: planner, bucket configuration, worker
+    (None when it ended before a planner was chosen)."""
+    if not details.get("planner"):
+        return None
+    config = details.get("config") or {}
+    return {
+        "planner": str(details["planner"]),
+        "planner_version": details.get("planner_version"),
+        "config_id": config.get("id"),
+        "config_version": config.get("version"),
+        "config_digest": config.get("digest"),
+        "worker": details.get("worker"),
+    }

@@ -26,6 +26,7 @@ from planforge.server._bodies import CheckedJSONRoute
 from planforge.server._responses import GUARDED, WITH_BODY, errors
 from planforge.server._runs import RunService
 from planforge.server._state import ServiceState
+from planforge.server.errors import PermissionDenied
 
 __all__ = ["PlanRequest", "router", "runs_of"]
 
@@ -104,7 +105,7 @@ async def start_plan(
     return started
 
 
-@router.get("/plans", summary="The caller's runs, newest first", responses=errors(*GUARDED))
+@router.get("/plans", summary="The caller's runs, newest first", responses=errors(*GUARDED, 403))
 async def list_plans(
     user: Viewer,
     state: Annotated[ServiceState, Depends(service)],
@@ -112,11 +113,17 @@ async def list_plans(
     status: Annotated[RunStatusName | None, Query()] = None,
     since: Annotated[datetime | None, Query(description="ISO 8601; runs created since")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    of: Annotated[
+        str | None, Query(max_length=128, description="Admins: another user's runs.")
+    ] = None,
 ) -> dict[str, list[dict[str, Any]]]:
-    """Runs without their plans (read one run for its plan); filter by bucket, status, since."""
+    """Runs without their plans (read one run for its plan); filter by bucket, status, since.
+    An admin may list another user's runs with `of`."""
+    if of is not None and of != user.name and user.role != "admin":
+        raise PermissionDenied(user, "admin")
     records = await run_in_threadpool(
         state.store.runs.list,
-        user=user.name,
+        user=of or user.name,
         bucket=bucket,
         status=status,
         since=since,
@@ -133,7 +140,7 @@ async def get_plan(
 ) -> Any:
     """The run's status and, once completed, its plan (or, once failed, its error), with the
     planner and the bucket's configuration version it used."""
-    record = await run_in_threadpool(state.store.runs.get, run_id, user=user.name)
+    record = await runs_of(state).get(run_id, user.name)
     if record is None:
         return _not_found(run_id)
     return record.to_dict()
