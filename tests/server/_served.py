@@ -72,8 +72,14 @@ def stop(process: subprocess.Popen[bytes]) -> int:
 
 
 @contextmanager
-def serving(env: Mapping[str, str], log_path: Path, *arguments: str) -> Iterator[str]:
-    """Run `planforge serve` until the block ends; yields its base URL once it is live."""
+def serving(
+    env: Mapping[str, str],
+    log_path: Path,
+    *arguments: str,
+    started: list[subprocess.Popen[bytes]] | None = None,
+) -> Iterator[str]:
+    """Run `planforge serve` until the block ends; yields its base URL once it is live (and
+    appends its process to `started`, for a test that needs its pid)."""
     port = free_port()
     with log_path.open("w") as log:
         process = subprocess.Popen(
@@ -82,6 +88,8 @@ def serving(env: Mapping[str, str], log_path: Path, *arguments: str) -> Iterator
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+        if started is not None:
+            started.append(process)
         base = f"http://127.0.0.1:{port}"
         try:
             wait_until_live(process, base, log_path)
@@ -100,6 +108,7 @@ class Served:
     log_path: Path
     database: str
     tmp_path: Path
+    pid: int = 0
 
     @property
     def ws(self) -> str:
@@ -139,5 +148,6 @@ def served_planforge(
         environment["FACTORY_PLUGIN_DIRS"] = str(plugin_dir)
     environment.update(env or {})
     log_path = tmp_path / "server.log"
-    with serving(environment, log_path, *arguments) as base:
-        yield Served(base, tokens, log_path, url, tmp_path)
+    started: list[subprocess.Popen[bytes]] = []
+    with serving(environment, log_path, *arguments, started=started) as base:
+        yield Served(base, tokens, log_path, url, tmp_path, started[0].pid)

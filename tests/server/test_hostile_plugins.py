@@ -7,6 +7,7 @@ with the cause, while `/livez` answers throughout and twenty runs of other users
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from tests.server._served import Served, http, served_planforge
+
+ROOT = Path(__file__).resolve().parents[2]
 
 HOSTILE = """
 import os, time
@@ -99,3 +102,45 @@ def test_hostile_planners_fail_their_runs_and_the_server_answers_throughout(
         assert not failed
         assert live
         assert set(live) == {200}
+
+
+MARKED_MODULE = """
+import os
+from planforge.holistic.modules import OpportunityCalculator
+
+
+class PidMarker(OpportunityCalculator):
+    name = "pid_marker"
+    description = "writes the pid of the process that runs it"
+
+    def calculate(self, context, params):
+        with open(os.environ["PF_MODULE_MARKER"], "a") as handle:
+            handle.write(f"{os.getpid()}\\n")
+        return []
+"""
+
+
+def test_an_ab_comparison_runs_module_plugins_in_a_worker(tmp_path: Path) -> None:
+    """An A/B comparison plans twice with holistic engines, whose modules may be plugins: the
+    service sends it to a worker, so a module's work never runs in the server's process."""
+    modules = tmp_path / "modules"
+    modules.mkdir()
+    (modules / "pid_marker_module.py").write_text(MARKED_MODULE)
+    marker = tmp_path / "marker.txt"
+    env = {"PLANFORGE_MODULE_DIRS": str(modules), "PF_MODULE_MARKER": str(marker)}
+    toml = "[opportunity_calculators.pid_marker]\nenabled = true\n"
+    portfolio = json.loads((ROOT / "examples" / "portfolio.json").read_text())
+    with served_planforge(tmp_path, users={"alice": "operator"}, env=env) as served:
+        token = served.tokens["alice"]
+        body = {"objective": "compare", "config_a": toml, "config_b": "default"}
+        status, compared = http(
+            "POST", f"{served.base}/abtest", token, body | {"context": portfolio}
+        )
+        assert status == 200, compared
+        assert compared["winner"] in ("a", "b")
+        status, report = http("POST", f"{served.base}/configs/dry-run", token, {"toml": toml})
+        assert status == 200, report
+        assert "opportunity_calculators.pid_marker" in report["modules_loaded"]
+    writers = {int(line) for line in marker.read_text().split()}
+    assert writers
+    assert served.pid not in writers

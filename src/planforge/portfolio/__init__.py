@@ -18,6 +18,8 @@ __all__ = [
     "PortfolioContext",
     "PortfolioDomain",
     "PortfolioSettings",
+    "compare_configs",
+    "dry_run_config",
     "load_context",
     "parse_context",
     "plan_all_buckets",
@@ -32,6 +34,8 @@ _EXPORTS: dict[str, str] = {
     "PortfolioContext": "planforge.portfolio.context",
     "PortfolioDomain": "planforge.portfolio.domain",
     "PortfolioSettings": "planforge.portfolio.evaluation",
+    "compare_configs": "planforge.portfolio._compare",
+    "dry_run_config": "planforge.portfolio._compare",
     "load_context": "planforge.portfolio.context",
     "parse_context": "planforge.portfolio.context",
     "plan_all_buckets": "planforge.portfolio.buckets",
@@ -41,6 +45,7 @@ _EXPORTS: dict[str, str] = {
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
+    from planforge.portfolio._compare import compare_configs, dry_run_config
     from planforge.portfolio.buckets import Bucket, BucketReport, plan_all_buckets
     from planforge.portfolio.context import PortfolioContext, load_context, parse_context
     from planforge.portfolio.domain import PortfolioDomain

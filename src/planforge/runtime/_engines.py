@@ -413,6 +413,7 @@ class ExecutionEngineFactory:
             raise failure.error from None
         reporter.plan_duration_s = outcome.duration_s
         reporter.worker = details["worker"] = outcome.worker
+        assert outcome.plan is not None  # a planning job, never a task job
         return outcome.plan
 
     # -- metrics -----------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -40,15 +41,21 @@ class RunJob:
     config: Any = None
     timeout_s: float | None = None
     attempt: int = 1
+    #: Work other than `plan()` that must not run in the server either (an A/B comparison):
+    #: a module-level function, called as `task(factory, objective, context, config)` in
+    #: the worker; its picklable return value is the outcome's `value`.
+    task: Callable[[PlannerFactory, str, dict[str, Any], Any], Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class JobOutcome:
-    """A planned job: the plan, how long `plan()` took, and which worker ran it."""
+    """A planned job: the plan (None for a task job, whose result is `value`), how long the
+    work took, and which worker ran it."""
 
-    plan: Plan
+    plan: Plan | None
     duration_s: float
     worker: str
+    value: Any = None
 
 
 class JobFailure(Exception):
@@ -123,6 +130,8 @@ class JobRunner:
 
     def run(self, job: RunJob, run: Run) -> JobOutcome:
         """Plan `job` with `run` (its sink, deadline and configuration); raises `JobFailure`."""
+        if job.task is not None:
+            return self._task(job)
         try:
             instance = self.instance(job.user_id, job.planner)
         except PlannerError as exc:
@@ -145,6 +154,18 @@ class JobRunner:
             error = PlanExecutionError(job.planner, f"{type(exc).__name__}: {exc}")
             raise JobFailure(error, "plan", _since(started), self.worker) from exc
         return JobOutcome(plan, _since(started), self.worker)
+
+    def _task(self, job: RunJob) -> JobOutcome:
+        assert job.task is not None
+        started = time.perf_counter()
+        try:
+            value = job.task(self.factory, job.objective, job.context, job.config)
+        except PlannerError as exc:  # the caller's input or the planner's refusal, as raised
+            raise JobFailure(exc, "plan", _since(started), self.worker) from exc
+        except Exception as exc:
+            error = PlanExecutionError(job.planner, f"{type(exc).__name__}: {exc}")
+            raise JobFailure(error, "plan", _since(started), self.worker) from exc
+        return JobOutcome(None, _since(started), self.worker, value)
 
     def instance(self, user_id: str, name: str) -> Planner:
         shared = self.factory.get_planner(name)

@@ -22,6 +22,7 @@ __all__ = [
     "ErrorBody",
     "Problem",
     "error_content",
+    "error_name",
     "errors",
     "status_for",
 ]
@@ -88,6 +89,7 @@ _BY_NAME: Final[dict[str, int]] = {
         ("CircuitOpenError", "NoActivePlannersError", "PlannerQuarantined", "StoreError"), 503
     ),
     "RunTimeout": 504,
+    "RunStopped": 504,
     "DocumentTooLarge": 413,
     "RunContextTooLarge": 413,
     "AuthenticationError": 401,
@@ -96,10 +98,16 @@ _BY_NAME: Final[dict[str, int]] = {
 }
 
 
+def error_name(error: PlannerError) -> str:
+    """The error's class name; for an error rebuilt from a worker's answer, the class the
+    worker raised (kept in its context), so the caller sees the same name and status."""
+    return str(error.context.get("error_type") or type(error).__name__)
+
+
 def status_for(error: PlannerError) -> int:
     """The HTTP status of an error, by its class name (which keeps this module free of every
     layer's imports); any context error is a 422, and the rest are 400."""
-    status = _BY_NAME.get(type(error).__name__)
+    status = _BY_NAME.get(error_name(error))
     if status is not None:
         return status
     return 422 if isinstance(error, InvalidContext) else 400
@@ -107,7 +115,7 @@ def status_for(error: PlannerError) -> int:
 
 def error_content(error: PlannerError) -> dict[str, Any]:
     """The `ErrorBody` of an error (redacted: a message never carries a credential)."""
-    body: dict[str, Any] = {"error": type(error).__name__, "message": redact_text(error.message)}
+    body: dict[str, Any] = {"error": error_name(error), "message": redact_text(error.message)}
     for key in ("field", "kind"):
         value = getattr(error, key, None)
         if isinstance(value, str):

@@ -9,7 +9,7 @@ FastAPI runs them (database and planning work) in its thread pool.
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated, Any, Final
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import PlainTextResponse, Response
@@ -31,14 +31,15 @@ from planforge.configstore import (
 )
 from planforge.configstore.errors import DocumentTooLarge
 from planforge.contract import CONFIG_CONTEXT_KEY
-from planforge.holistic import HolisticConfig, HolisticEngine, compare
 from planforge.holistic.errors import ConfigError
-from planforge.portfolio.planner import PRESETS, HolisticPortfolioPlanner, preset_text
+from planforge.portfolio import compare_configs, dry_run_config
+from planforge.portfolio.planner import PRESETS, preset_text
 from planforge.server._admission import run_admitted
 from planforge.server._auth import Admin, Operator, Viewer, service
 from planforge.server._bodies import CheckedJSONRoute
 from planforge.server._responses import GUARDED, WITH_BODY, errors
 from planforge.server._state import ServiceState
+from planforge.server._tasks import run_task
 
 __all__ = ["router"]
 
@@ -48,7 +49,6 @@ State = Annotated[ServiceState, Depends(service)]
 Text = Annotated[str, Field(max_length=MAX_DOCUMENT_BYTES)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Reason = Annotated[str | None, Field(default=None, max_length=10_000)]
-_PLANNER_KEY: Final = "portfolio_planner"
 
 
 class _Body(BaseModel):
@@ -118,23 +118,18 @@ def _created(result: CreateResult) -> dict[str, Any]:
     return {"created": result.created, "config": _record(result.config)}
 
 
-def _planner(state: ServiceState) -> HolisticPortfolioPlanner:
-    """One portfolio planner per app: its engine cache (bounded) is shared by requests."""
-    planner = state.extra.get(_PLANNER_KEY)
-    if not isinstance(planner, HolisticPortfolioPlanner):
-        planner = HolisticPortfolioPlanner()
-        state.extra[_PLANNER_KEY] = planner
-    return planner
-
-
-def _resolve(state: ServiceState, reference: str, side: str) -> HolisticConfig:
-    """A stored id, a preset name or TOML text, never a path (this is a remote request)."""
+def _resolve(state: ServiceState, reference: str, side: str) -> str:
+    """A stored id, a preset name or TOML text (never a path: this is a remote request), as
+    checked TOML text: a bad one is refused here, before any work is sent to a worker."""
     text = reference.strip()
     if text.isdigit():
-        return parse_validated(state.store.get_config_by_id(int(text)).toml, source=side)
-    if text in PRESETS:
-        return parse_validated(preset_text(text), source=f"preset {text}")
-    return parse_validated(reference, source=side)
+        text = state.store.get_config_by_id(int(text)).toml
+    elif text in PRESETS:
+        text = preset_text(text)
+    else:
+        text = reference
+    parse_validated(text, source=side)
+    return text
 
 
 # -- configurations ---------------------------------------------------------------------------
@@ -164,9 +159,10 @@ def create_config(body: CreateConfig, user: Admin, state: State) -> dict[str, An
     summary="Load what a configuration enables; plan nothing.",
     responses=errors(*GUARDED, *WITH_BODY),
 )
-def dry_run(body: DryRun, _: Viewer, state: State) -> dict[str, Any]:
-    config = parse_validated(body.toml, source="dry-run")
-    return _planner(state).engine(config).dry_run().to_dict()
+def dry_run(body: DryRun, user: Viewer, state: State) -> dict[str, Any]:
+    parse_validated(body.toml, source="dry-run")  # a bad one is the caller's error, here
+    report: dict[str, Any] = run_task(state, user.name, dry_run_config, body.toml)
+    return report
 
 
 @router.post(
@@ -319,22 +315,22 @@ def rollback(bucket: str, body: RollbackBucket, user: Admin, state: State) -> di
     summary="A bucket's planner: modules loadable, configuration valid, dependency warnings.",
     responses=errors(*GUARDED, 404),
 )
-def bucket_health(bucket: str, _: Viewer, state: State) -> dict[str, Any]:
+def bucket_health(bucket: str, user: Viewer, state: State) -> dict[str, Any]:
     version = state.store.get_bucket_config(bucket)
     health: dict[str, Any] = {"bucket": bucket, "config": config_label(version)}
     try:
-        config = parse_validated(version.toml, source=config_label(version))
+        parse_validated(version.toml, source=config_label(version))
     except ConfigError as exc:
         return {**health, "healthy": False, "config_valid": False, "errors": [exc.message]}
-    report = _planner(state).engine(config).dry_run()
+    report = run_task(state, user.name, dry_run_config, version.toml)
     return {
         **health,
-        "healthy": report.valid and not report.errors,
+        "healthy": report["valid"] and not report["errors"],
         "config_valid": True,
-        "modules_loadable": report.valid,
-        "modules_loaded": list(report.modules_loaded),
-        "warnings": list(report.warnings),
-        "errors": list(report.errors),
+        "modules_loadable": report["valid"],
+        "modules_loaded": report["modules_loaded"],
+        "warnings": report["warnings"],
+        "errors": report["errors"],
     }
 
 
@@ -408,23 +404,33 @@ async def abtest(body: ABTest, user: Operator, state: State, request: Request) -
     validated, a slot in the caller's run limit, the run timeout)."""
     context = dict(body.context)
     context.pop(CONFIG_CONTEXT_KEY, None)  # the two configurations are the point here
-
-    def engines() -> tuple[HolisticEngine, HolisticEngine]:
-        planner = _planner(state)
-        return (
-            planner.engine(_resolve(state, body.config_a, "config_a")),
-            planner.engine(_resolve(state, body.config_b, "config_b")),
+    configs = await run_in_threadpool(
+        lambda: (
+            _resolve(state, body.config_a, "config_a"),
+            _resolve(state, body.config_b, "config_b"),
         )
+    )
 
-    engine_a, engine_b = await run_in_threadpool(engines)
-    report = await run_admitted(
+    def in_a_worker() -> dict[str, Any]:
+        """Where plans run (a worker, for the service), so no module is imported here."""
+        report: dict[str, Any] = run_task(
+            state,
+            user.name,
+            compare_configs,
+            configs,
+            objective=body.objective,
+            context=context,
+            timeout_s=body.timeout_s,
+        )
+        return report
+
+    return await run_admitted(
         state,
         request,
         user,
-        lambda: compare(engine_a, engine_b, body.objective, context),
+        in_a_worker,
         objective=body.objective,
         context=context,
         planner=BUCKET_PLANNER,
         timeout_s=body.timeout_s,
     )
-    return report.to_dict()
