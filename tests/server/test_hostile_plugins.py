@@ -44,6 +44,25 @@ PLUGINS = {
     "h_sleep": HOSTILE.format(name="h_sleep", body="time.sleep(60)"),
     "h_calm": HOSTILE.format(name="h_calm", body="pass"),
 }
+MARKED_PLANNER = """
+import os
+from planforge.contract import Planner
+
+with open(os.environ["PF_PLANNER_MARKER"], "a") as handle:
+    handle.write(f"{os.getpid()}\\n")
+
+
+class Marked(Planner):
+    name = "h_marked"
+    version = "1.0.0"
+    keywords = ("marked",)
+    tier = "stable"
+    production_ready = True
+    reliability_score = 0.8
+
+    def plan(self, objective, context):
+        return self.new_plan(objective, [])
+"""
 USERS = {"mallory": "operator", **{f"user{index}": "operator" for index in range(20)}}
 
 
@@ -141,6 +160,23 @@ def test_an_ab_comparison_runs_module_plugins_in_a_worker(tmp_path: Path) -> Non
         status, report = http("POST", f"{served.base}/configs/dry-run", token, {"toml": toml})
         assert status == 200, report
         assert "opportunity_calculators.pid_marker" in report["modules_loaded"]
+    writers = {int(line) for line in marker.read_text().split()}
+    assert writers
+    assert served.pid not in writers
+
+
+def test_a_planner_module_is_imported_by_workers_never_by_the_server(tmp_path: Path) -> None:
+    """Its import-time code (here: writing its pid) runs in the sandbox check's helper and in
+    the worker that plans, never in the server's process."""
+    marker = tmp_path / "planner-marker.txt"
+    env = {"PF_PLANNER_MARKER": str(marker)}
+    plugins = {"h_marked": MARKED_PLANNER}
+    with served_planforge(
+        tmp_path, users={"alice": "operator"}, plugins=plugins, env=env
+    ) as served:
+        record = _plan(served, "alice", "h_marked")
+        assert record["status"] == "completed", record
+        assert record["worker"].startswith("process:")
     writers = {int(line) for line in marker.read_text().split()}
     assert writers
     assert served.pid not in writers
