@@ -31,7 +31,7 @@ from planforge.runtime import (
 )
 from planforge.server._requestlog import RequestLogMiddleware
 from planforge.server._responses import error_content, status_for
-from planforge.server._routes import configs, events, ops, planners, plans
+from planforge.server._routes import configs, console, events, ops, planners, plans
 from planforge.server._runs import RunService
 from planforge.server._state import ServiceState
 
@@ -60,7 +60,7 @@ def create_app(
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(Exception, _unexpected)
-    for module in (ops, planners, configs, plans, events):
+    for module in (ops, planners, configs, plans, events, console):
         app.include_router(module.router)
     ops.install(app)  # body size limit and request metrics
     app.add_middleware(RequestLogMiddleware)  # outermost: every request gets an id first

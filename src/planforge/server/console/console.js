@@ -1,0 +1,382 @@
+// The planforge console: the public HTTP and WebSocket API, nothing else.
+// The token lives in sessionStorage (this tab only) and travels in a header or, for the
+// event stream, as a WebSocket subprotocol: never in a URL.
+
+const TOKEN_KEY = "planforge.token";
+const CONTEXTS_KEY = "planforge.recent-contexts";
+const RECENT_KEPT = 5;
+const FINAL = new Set(["completed", "failed", "cancelled", "interrupted"]);
+const TERMINAL_EVENTS = new Set(["agent_completed", "agent_error"]);
+
+const state = {
+  token: sessionStorage.getItem(TOKEN_KEY),
+  me: null,
+  socket: null,
+  lastSequence: 0,
+  listeners: new Set(), // page handlers of live events
+};
+
+class ApiError extends Error {
+  constructor(status, body) {
+    super(body.message || `HTTP ${status}`);
+    this.status = status;
+    this.body = body;
+  }
+}
+
+async function api(path, { method = "GET", body } = {}) {
+  const headers = { Authorization: `Bearer ${state.token}` };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) throw new ApiError(response.status, data);
+  return data;
+}
+
+// h("td", {class: "x"}, "text", child): text is always set as text, never parsed as HTML.
+function h(tag, attributes = {}, ...children) {
+  const element = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value === false || value === null || value === undefined) continue;
+    if (name.startsWith("on")) element.addEventListener(name.slice(2), value);
+    else element.setAttribute(name, value === true ? "" : String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    element.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return element;
+}
+
+const $ = (id) => document.getElementById(id);
+const canOperate = () => state.me && (state.me.role === "operator" || state.me.role === "admin");
+const badge = (text) => h("span", { class: `badge ${text}` }, text);
+const when = (iso) => (iso ? new Date(iso).toLocaleString() : "");
+
+// -- signing in and out ---------------------------------------------------------------------
+
+async function signIn(token) {
+  state.token = token;
+  try {
+    state.me = await api("/me");
+  } catch (error) {
+    state.token = null;
+    const why = error.status === 401
+      ? "That token was refused: it is unknown, revoked or rotated away. Check it, or ask an administrator for a new one."
+      : `The service did not answer the sign-in (${error.message}).`;
+    $("sign-in-error").textContent = why;
+    $("token").focus();
+    return;
+  }
+  sessionStorage.setItem(TOKEN_KEY, token);
+  $("sign-in-error").textContent = "";
+  $("sign-in").hidden = true;
+  $("page").hidden = false;
+  $("nav").hidden = false;
+  $("who").hidden = false;
+  $("who-name").textContent = `${state.me.name} (${state.me.role})`;
+  connectEvents();
+  route();
+}
+
+function signOut(message = "") {
+  sessionStorage.removeItem(TOKEN_KEY);
+  state.token = null;
+  state.me = null;
+  if (state.socket) {
+    state.socket.onclose = null;
+    state.socket.close();
+    state.socket = null;
+  }
+  state.listeners.clear();
+  $("page").replaceChildren();
+  $("page").hidden = true;
+  $("nav").hidden = true;
+  $("who").hidden = true;
+  $("sign-in").hidden = false;
+  $("token").value = "";
+  $("sign-in-error").textContent = message;
+  $("token").focus();
+}
+
+// -- live events: one stream per tab, resumed where it stopped ------------------------------
+
+function connectEvents() {
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const since = state.lastSequence ? `?since=${state.lastSequence}` : "";
+  const socket = new WebSocket(`${scheme}://${location.host}/ws/events${since}`, [
+    "planforge.v1",
+    `planforge.token.${state.token}`,
+  ]);
+  socket.onmessage = (message) => {
+    const event = JSON.parse(message.data);
+    if (event.user_sequence) state.lastSequence = event.user_sequence;
+    for (const listener of state.listeners) listener(event);
+  };
+  socket.onclose = (closed) => {
+    state.socket = null;
+    if (closed.code === 4401) signOut("Your token is no longer accepted; sign in again.");
+    else if (state.token) setTimeout(connectEvents, 1000);
+  };
+  state.socket = socket;
+}
+
+// -- pages ----------------------------------------------------------------------------------
+
+const pages = { runs: runsPage, planners: plannersPage, health: healthPage, run: runPage };
+
+function route() {
+  if (!state.me) return;
+  const [name, argument] = location.hash.replace(/^#\//, "").split("/");
+  const page = pages[name] ? name : "runs";
+  for (const link of document.querySelectorAll("nav a")) {
+    if (link.getAttribute("href") === `#/${page}`) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+  state.listeners.clear();
+  const root = $("page");
+  root.replaceChildren(h("p", {}, "Loading…"));
+  pages[page](root, argument ? decodeURIComponent(argument) : undefined).catch((error) => {
+    root.replaceChildren(h("p", { class: "error", role: "alert" }, error.message));
+  });
+}
+
+async function plannersPage(root) {
+  const planners = await api("/planners?include_inactive=true");
+  const rows = planners.map((p) =>
+    h("tr", {},
+      h("td", {}, p.name),
+      h("td", {}, p.version),
+      h("td", {}, p.tier),
+      h("td", {}, (p.capabilities || []).join(", ")),
+      h("td", {}, p.reliability === undefined ? "" : Number(p.reliability).toFixed(2)),
+      h("td", {}, badge(p.breaker ? p.breaker.state : "closed")),
+      h("td", {}, badge(p.status)),
+    ));
+  const why = h("section", { "aria-labelledby": "why-title" },
+    h("h2", { id: "why-title" }, "Why this planner?"),
+    h("form", { id: "why-form", onsubmit: explain },
+      h("label", { for: "why-objective" }, "Objective"),
+      h("input", { id: "why-objective", name: "objective", value: "Rebalance my portfolio", required: true }),
+      h("div", { class: "row" }, h("button", { type: "submit" }, "Explain"))),
+    h("div", { id: "why-answer", "aria-live": "polite" }));
+  root.replaceChildren(
+    h("h2", {}, "Planners"),
+    h("div", { class: "scroll" }, h("table", {},
+      h("thead", {}, h("tr", {}, ...["Name", "Version", "Tier", "Capabilities", "Reliability", "Breaker", "Status"].map((t) => h("th", { scope: "col" }, t)))),
+      h("tbody", {}, rows))),
+    why);
+}
+
+async function explain(submitted) {
+  submitted.preventDefault();
+  const objective = $("why-objective").value;
+  const answer = $("why-answer");
+  try {
+    const result = await api("/planners/select", { method: "POST", body: { objective } });
+    const winner = result.selected || result.winner || result.planner;
+    answer.replaceChildren(
+      h("p", {}, "Chosen: ", h("strong", {}, String(winner ?? "none"))),
+      h("pre", { class: "scroll" }, JSON.stringify(result.candidates || result, null, 2).slice(0, 4000)));
+  } catch (error) {
+    answer.replaceChildren(h("p", { class: "error", role: "alert" }, error.message));
+  }
+}
+
+async function healthPage(root) {
+  const ready = await fetch("/readyz").then((r) => r.json()).catch(() => ({}));
+  const quarantined = await api("/planners?include_inactive=true")
+    .then((all) => all.filter((p) => p.status === "quarantined"));
+  const checks = Object.entries(ready.checks || {}).map(([name, check]) =>
+    h("tr", {}, h("td", {}, name), h("td", {}, badge(check.ok ? "ok" : "failed")), h("td", {}, typeof check.detail === "string" ? check.detail : JSON.stringify(check.detail ?? ""))));
+  root.replaceChildren(
+    h("h2", {}, "Readiness: ", badge(ready.status === "ready" ? "ok" : "failed")),
+    h("table", {}, h("tbody", {}, checks)),
+    h("h2", {}, "Quarantined planners"),
+    quarantined.length
+      ? h("ul", {}, quarantined.map((p) => h("li", {}, `${p.name}: ${p.status_reason || ""}`)))
+      : h("p", {}, "None."));
+}
+
+// -- runs -----------------------------------------------------------------------------------
+
+async function runsPage(root) {
+  const [{ runs }, planners] = await Promise.all([api("/plans"), api("/planners")]);
+  const table = h("tbody", { id: "runs-body" }, runs.map(runRow));
+  root.replaceChildren(
+    canOperate() ? startForm(planners) : h("p", { class: "help" }, "Viewers read runs; an operator starts them."),
+    h("section", { "aria-labelledby": "runs-title" },
+      h("h2", { id: "runs-title" }, "Your runs"),
+      h("div", { class: "scroll" }, h("table", {},
+        h("thead", {}, h("tr", {}, ...["Run", "Status", "Planner", "Bucket", "Created", "Seconds", ""].map((t) => h("th", { scope: "col" }, t)))),
+        table))));
+  state.listeners.add((event) => {
+    if (TERMINAL_EVENTS.has(event.type) || event.type === "agent_started") refreshRuns();
+  });
+}
+
+function runRow(run) {
+  const live = !FINAL.has(run.status);
+  return h("tr", { "data-run": run.run_id },
+    h("td", {}, h("a", { href: `#/run/${encodeURIComponent(run.run_id)}` }, run.run_id.slice(-12))),
+    h("td", {}, badge(run.status)),
+    h("td", {}, run.planner || ""),
+    h("td", {}, run.bucket ? `${run.bucket}${run.config_version ? ` v${run.config_version}` : ""}` : ""),
+    h("td", {}, when(run.created_at)),
+    h("td", {}, run.duration_s == null ? "" : Number(run.duration_s).toFixed(2)),
+    h("td", {}, live && canOperate()
+      ? h("button", { type: "button", class: "secondary", "aria-label": `Cancel run ${run.run_id}`, onclick: () => cancel(run.run_id) }, "Cancel")
+      : ""));
+}
+
+async function refreshRuns() {
+  const body = $("runs-body");
+  if (!body) return;
+  const { runs } = await api("/plans");
+  body.replaceChildren(...runs.map(runRow));
+}
+
+async function cancel(runId) {
+  try {
+    await api(`/plans/${encodeURIComponent(runId)}`, { method: "DELETE" });
+  } catch (error) {
+    alert(error.message);
+  }
+  refreshRuns();
+}
+
+function recentContexts() {
+  try {
+    return JSON.parse(sessionStorage.getItem(CONTEXTS_KEY) || "[]");
+  } catch {
+    return [];
+  }
+}
+
+function remember(name, text) {
+  const kept = recentContexts().filter((item) => item.name !== name);
+  kept.unshift({ name, text });
+  sessionStorage.setItem(CONTEXTS_KEY, JSON.stringify(kept.slice(0, RECENT_KEPT)));
+}
+
+function startForm(planners) {
+  const recent = recentContexts();
+  const form = h("form", { id: "start-form", onsubmit: start },
+    h("label", { for: "objective" }, "Objective"),
+    h("input", { id: "objective", name: "objective", value: "Rebalance my portfolio", required: true }),
+    h("label", { for: "planner" }, "Planner"),
+    h("select", { id: "planner", name: "planner" },
+      h("option", { value: "" }, "Chosen for the objective"),
+      planners.map((p) => h("option", { value: p.name }, `${p.name} (${p.tier})`))),
+    h("label", { for: "bucket" }, "Bucket (optional: plans with its active configuration)"),
+    h("input", { id: "bucket", name: "bucket" }),
+    h("label", { for: "context-file" }, "Context file (JSON)"),
+    h("input", { id: "context-file", name: "context-file", type: "file", accept: ".json,application/json", onchange: loadFile }),
+    recent.length
+      ? [h("label", { for: "recent" }, "Or a recent context"),
+        h("select", { id: "recent", onchange: (e) => { if (e.target.value) $("context").value = recent[Number(e.target.value) - 1].text; } },
+          h("option", { value: "" }, "—"),
+          recent.map((item, index) => h("option", { value: index + 1 }, item.name)))]
+      : null,
+    h("label", { for: "context" }, "Context"),
+    h("textarea", { id: "context", name: "context", rows: 6, spellcheck: "false" }, "{}"),
+    h("p", { id: "start-error", class: "error", role: "alert" }),
+    h("div", { class: "row" }, h("button", { type: "submit" }, "Start plan")));
+  return h("section", { "aria-labelledby": "start-title" }, h("h2", { id: "start-title" }, "Start a plan"), form);
+}
+
+async function loadFile(changed) {
+  const file = changed.target.files[0];
+  if (!file) return;
+  const text = await file.text();
+  $("context").value = text;
+  remember(file.name, text);
+}
+
+async function start(submitted) {
+  submitted.preventDefault();
+  const error = $("start-error");
+  let context;
+  try {
+    context = JSON.parse($("context").value || "{}");
+  } catch (problem) {
+    error.textContent = `The context is not valid JSON: ${problem.message}`;
+    $("context").focus();
+    return;
+  }
+  const body = { objective: $("objective").value, context };
+  if ($("planner").value) body.planner = $("planner").value;
+  if ($("bucket").value.trim()) body.bucket = $("bucket").value.trim();
+  try {
+    const started = await api("/plans", { method: "POST", body });
+    error.textContent = "";
+    location.hash = `#/run/${encodeURIComponent(started.run_id)}`;
+  } catch (problem) {
+    const field = problem.body && problem.body.field ? ` (${problem.body.field})` : "";
+    error.textContent = `${problem.message}${field}`;
+  }
+}
+
+async function runPage(root, runId) {
+  const progress = h("progress", { id: "run-progress", max: 100, value: 0, "aria-label": "Progress" });
+  const modules = h("ul", { class: "modules", id: "run-modules", "aria-label": "Modules as they run" });
+  const status = h("p", { id: "run-status" });
+  const result = h("div", { id: "run-result" });
+  root.replaceChildren(
+    h("h2", {}, `Run ${runId}`), status, progress, modules, result);
+  const seen = new Map();
+  state.listeners.add((event) => {
+    if (event.run_id !== runId) return;
+    const payload = event.payload || {};
+    if (event.type === "agent_thinking" && payload.progress_percentage != null) progress.value = payload.progress_percentage;
+    if (event.type === "tool_executing" || event.type === "tool_completed") {
+      const name = payload.tool_name;
+      const item = seen.get(name) || h("li", {});
+      seen.set(name, item);
+      item.textContent = event.type === "tool_executing"
+        ? `… ${name}`
+        : `✓ ${name} (${Number(payload.execution_time_ms || 0).toFixed(1)} ms)`;
+      modules.append(item);
+    }
+    if (TERMINAL_EVENTS.has(event.type)) showRun(runId, status, progress, result);
+  });
+  await showRun(runId, status, progress, result);
+}
+
+async function showRun(runId, status, progress, result) {
+  const run = await api(`/plans/${encodeURIComponent(runId)}`);
+  status.replaceChildren("Status: ", badge(run.status), run.planner ? ` — ${run.planner} ${run.planner_version || ""}` : "");
+  if (!FINAL.has(run.status)) {
+    if (canOperate()) status.append(" ", h("button", { type: "button", class: "secondary", onclick: () => cancel(runId) }, "Cancel"));
+    return;
+  }
+  progress.value = 100;
+  if (run.error) {
+    result.replaceChildren(h("p", { class: "error", role: "alert" }, `${run.error.error}: ${run.error.message}`));
+    return;
+  }
+  const plan = run.plan || { steps: [], metrics: {} };
+  const metrics = plan.metrics || {};
+  const money = (value) => (value == null ? "" : Number(value).toLocaleString(undefined, { maximumFractionDigits: 2 }));
+  result.replaceChildren(
+    h("h3", {}, "Plan"),
+    h("p", {}, `Score ${money(plan.score)} · improvement ${money(metrics.improvement)} · costs ${money(metrics.costs)} · cash required ${money(metrics.cash_required)} · cash generated ${money(metrics.cash_generated)}`),
+    h("div", { class: "scroll" }, h("table", { id: "steps" },
+      h("thead", {}, h("tr", {}, ...["#", "Action", "What and why"].map((t) => h("th", { scope: "col" }, t)))),
+      h("tbody", {}, plan.steps.map((step) => h("tr", {}, h("td", {}, step.id), h("td", {}, step.action), h("td", {}, step.description)))))));
+}
+
+// -- start ----------------------------------------------------------------------------------
+
+$("sign-in-form").addEventListener("submit", (submitted) => {
+  submitted.preventDefault();
+  signIn($("token").value.trim());
+});
+$("sign-out").addEventListener("click", () => signOut());
+window.addEventListener("hashchange", route);
+if (state.token) signIn(state.token);
+else $("token").focus();

@@ -1,0 +1,149 @@
+"""The web console in a real Chromium (Playwright) against a real `planforge serve`.
+
+Debian's Chromium is used through Playwright's `executable_path` (no browser download). A
+machine without it skips with the reason; CI installs it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.server._served import Served, served_planforge
+
+playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+
+ROOT = Path(__file__).resolve().parents[2]
+PORTFOLIO = ROOT / "examples" / "portfolio.json"
+#: Where the README's pictures are refreshed: `PLANFORGE_SCREENSHOTS=docs/images pytest ...`.
+SCREENSHOTS = os.environ.get("PLANFORGE_SCREENSHOTS", "")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+USERS = {"ada": "admin", "olive": "operator", "vera": "viewer"}
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    with served_planforge(tmp_path_factory.mktemp("console"), users=USERS) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if CHROMIUM is None:
+        pytest.skip("no Chromium on this machine: apt-get install -y chromium")
+    with playwright_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    opened = context.new_page()
+    problems: list[str] = []
+    opened.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    opened.on("pageerror", lambda error: problems.append(str(error)))
+    opened.problems = problems
+    yield opened
+    context.close()
+
+
+def sign_in(page: Any, served: Served, user: str) -> None:
+    page.goto(f"{served.base}/console")
+    page.get_by_label("API token").fill(served.tokens[user])
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_text(f"{user} ({USERS[user]})").wait_for()
+
+
+def test_a_wrong_token_is_refused_with_a_clear_message(page: Any, served: Served) -> None:
+    page.goto(f"{served.base}/console")
+    page.get_by_label("API token").fill("pf_not-a-real-token")
+    page.keyboard.press("Enter")  # the form works from the keyboard
+    alert = page.locator("#sign-in-error")
+    alert.filter(has_text="refused").wait_for()
+    assert "ask an administrator" in alert.inner_text()
+    assert page.locator("#nav").is_hidden()
+    assert [p for p in page.problems if "401" not in p] == []  # the refused call itself
+
+
+def test_an_operator_starts_a_run_and_follows_it_live(page: Any, served: Served) -> None:
+    sign_in(page, served, "olive")
+    page.get_by_label("Planner").select_option("holistic")
+    page.get_by_label("Context file (JSON)").set_input_files(str(PORTFOLIO))
+    page.wait_for_function("document.getElementById('context').value.length > 100")
+    page.get_by_role("button", name="Start plan").click()
+    page.locator("#steps tbody tr").first.wait_for(timeout=30_000)
+    assert page.locator("#run-status .badge").inner_text() == "completed"
+    assert page.locator("#run-progress").get_attribute("value") == "100"
+    modules = page.locator("#run-modules li")
+    assert modules.count() > 0  # each module reported live over the WebSocket
+    steps = page.locator("#steps tbody tr")
+    assert steps.count() == len(_plan_steps(served))
+    assert "Sell" in steps.first.inner_text() or "Buy" in steps.first.inner_text()
+    _picture(page, "console-run.png")
+    page.get_by_role("link", name="Runs").click()
+    page.locator("#runs-body tr").first.wait_for()
+    _picture(page, "console-runs.png")
+    assert page.problems == []
+
+
+def _picture(page: Any, name: str) -> None:
+    if SCREENSHOTS:
+        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(SCREENSHOTS) / name), full_page=True)
+
+
+def _plan_steps(served: Served) -> list[Any]:
+    from tests.server._served import http
+
+    status, listed = http("GET", f"{served.base}/plans?status=completed", served.tokens["olive"])
+    assert status == 200
+    run_id = listed["runs"][0]["run_id"]
+    status, record = http("GET", f"{served.base}/plans/{run_id}", served.tokens["olive"])
+    steps: list[Any] = record["plan"]["steps"]
+    return steps
+
+
+def test_a_viewer_sees_no_control_that_changes_anything(page: Any, served: Served) -> None:
+    sign_in(page, served, "vera")
+    page.locator("#runs-body").wait_for(state="attached")
+    assert page.get_by_role("button", name="Start plan").count() == 0
+    assert page.get_by_role("button", name="Cancel").count() == 0
+    page.get_by_role("link", name="Planners").click()
+    page.get_by_role("cell", name="holistic", exact=True).wait_for()
+    assert page.problems == []
+
+
+def test_the_console_is_usable_at_390_pixels(browser: Any, served: Served) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 800})
+    narrow = context.new_page()
+    narrow.problems = []
+    sign_in(narrow, served, "olive")
+    width = narrow.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390  # nothing forces a sideways scroll of the page
+    assert narrow.get_by_role("button", name="Start plan").is_visible()
+    context.close()
+
+
+def test_first_load_is_small_and_quick(page: Any, served: Served) -> None:
+    page.goto(f"{served.base}/console")
+    page.get_by_label("API token").wait_for()
+    timing = page.evaluate(
+        """() => {
+          const nav = performance.getEntriesByType("navigation")[0];
+          const resources = performance.getEntriesByType("resource");
+          const bytes = nav.transferSize + resources.reduce((sum, r) => sum + r.transferSize, 0);
+          return {bytes, interactive_ms: nav.domInteractive, complete_ms: nav.loadEventEnd};
+        }"""
+    )
+    print(json.dumps({"console_first_load": timing}))  # the README's figures (pytest -s)
+    assert timing["bytes"] <= 300_000
+    assert timing["interactive_ms"] <= 500
+    assert page.problems == []
