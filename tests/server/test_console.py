@@ -126,9 +126,9 @@ def test_the_console_is_usable_at_390_pixels(browser: Any, served: Served) -> No
     narrow = context.new_page()
     narrow.problems = []
     sign_in(narrow, served, "olive")
+    narrow.get_by_role("button", name="Start plan").wait_for()
     width = narrow.evaluate("document.documentElement.scrollWidth")
     assert width <= 390  # nothing forces a sideways scroll of the page
-    assert narrow.get_by_role("button", name="Start plan").is_visible()
     context.close()
 
 
@@ -147,3 +147,74 @@ def test_first_load_is_small_and_quick(page: Any, served: Served) -> None:
     assert timing["bytes"] <= 300_000
     assert timing["interactive_ms"] <= 500
     assert page.problems == []
+
+
+CONFIG_V1 = """[planner]
+max_depth = 2
+
+[opportunity_calculators.profit_taking]
+enabled = true
+
+[opportunity_calculators.profit_taking.params]
+sell_fraction = 0.3
+"""
+
+
+def _stored_config(served: Served, name: str) -> None:
+    from tests.server._served import http
+
+    body = {"name": name, "title": "Momentum Hunter - Aggressive", "toml": CONFIG_V1}
+    status, created = http("POST", f"{served.base}/configs", served.tokens["ada"], body)
+    assert status == 201, created
+
+
+def _edit(page: Any, served: Served, name: str) -> None:
+    sign_in(page, served, "ada")
+    page.get_by_role("link", name="Configurations").click()
+    page.get_by_role("link", name=name).click()
+    text = page.get_by_label("Configuration (TOML)")
+    text.fill(CONFIG_V1.replace("sell_fraction = 0.3", "sell_fraction = 0.5"))
+    page.get_by_label("Title").fill("Momentum Hunter - Deeper Search")
+    page.get_by_label("What changed and why").fill("sell half of a windfall")
+    assert page.get_by_role("button", name="Save as a new version").is_disabled()
+    page.get_by_role("button", name="Show changes").click()
+    page.locator("#semantic-diff tbody tr").first.wait_for()
+
+
+def test_an_admin_edits_a_configuration_seeing_the_diff_before_saving(
+    page: Any, served: Served
+) -> None:
+    _stored_config(served, "momentum")
+    _edit(page, served, "momentum")
+    change = page.locator("#semantic-diff tbody tr").first.inner_text()
+    assert "profit_taking" in change
+    assert "sell_fraction" in change
+    assert "0.3" in change
+    assert "0.5" in change
+    assert "+sell_fraction = 0.5" in page.locator("#text-diff").inner_text()
+    _picture(page, "console-diff.png")
+    page.get_by_role("button", name="Save as a new version").click()
+    page.get_by_text("Saved as v2.").wait_for()
+    history = page.locator("#history tbody tr")
+    assert history.count() == 2
+    assert "Momentum Hunter - Deeper Search" in history.first.inner_text()
+    assert "sell half of a windfall" in history.first.inner_text()
+    assert page.problems == []
+
+
+def test_a_stale_save_is_refused_and_shows_what_changed(page: Any, served: Served) -> None:
+    from tests.server._served import http
+
+    _stored_config(served, "stale")
+    _edit(page, served, "stale")
+    other = {"name": "stale", "title": "Another writer", "toml": CONFIG_V1.replace("2", "3")}
+    other["expected_version"] = 1
+    status, _ = http("POST", f"{served.base}/configs", served.tokens["ada"], other)
+    assert status == 201  # another writer saved v2 first
+    page.get_by_role("button", name="Save as a new version").click()
+    error = page.locator("#edit-error")
+    error.filter(has_text="current version is v2").wait_for()
+    page.get_by_text("What changed in v2 since your v1").wait_for()
+    assert "max_depth" in page.locator("#semantic-diff").inner_text()
+    problems = [p for p in page.problems if "409" not in p]  # the refused save itself
+    assert problems == []

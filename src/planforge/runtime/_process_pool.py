@@ -57,6 +57,7 @@ class _Worker:
         self.conn = conn
         self.runs = 0
         self.retiring = False  # it said it will end after its answer
+        self._closing = threading.Lock()
 
     @property
     def label(self) -> str:
@@ -101,10 +102,15 @@ class _Worker:
         return JobFailure(error, "lost", time.perf_counter() - started, self.label)
 
     def kill(self) -> None:
-        if self.process.is_alive():
-            self.process.kill()
-        self.process.join(_STOP_GRACE_S)
-        self.conn.close()
+        """End the process and close the pipe; safe from several threads at once (a run's
+        thread and `close` may both get here)."""
+        with self._closing:
+            if self.process.is_alive():
+                self.process.kill()
+            self.process.join(_STOP_GRACE_S)
+            if not self.conn.closed:
+                with contextlib.suppress(OSError):
+                    self.conn.close()
 
     def stop(self) -> None:
         """Ask the worker to end; kill it if it does not within the grace period."""

@@ -192,6 +192,41 @@ def import_file(
 
 
 @router.get(
+    "/configs",
+    summary="Every configuration's active version, by name (without its text).",
+    responses=errors(*GUARDED),
+)
+def list_configs(_: Viewer, state: State) -> list[dict[str, Any]]:
+    listed = [_record(version) for version in state.store.list_configs()]
+    for record in listed:
+        record.pop("toml", None)
+    return listed
+
+
+class ProposedConfig(_Body):
+    toml: Text
+
+
+@router.post(
+    "/configs/{config_id}/diff",
+    summary="What saving this text over a stored version would change, before saving.",
+    responses=errors(*GUARDED, *WITH_BODY, 403, 404),
+)
+def diff_proposed(
+    config_id: int, body: ProposedConfig, _: Operator, state: State
+) -> dict[str, Any]:
+    """The semantic diff (modules enabled and disabled, params and planner settings changed,
+    old and new values) and the text diff; an invalid text is refused naming the key."""
+    base: ConfigVersion = state.store.get_config_by_id(config_id)
+    labels = {"a": config_label(base), "b": "proposed"}
+    return {
+        **labels,
+        "semantic": semantic_diff(base, body.toml, b_label="proposed").to_dict(),
+        "unified": unified_diff(base, body.toml, b_label="proposed"),
+    }
+
+
+@router.get(
     "/configs/{name}/history",
     summary="Every version of a name, oldest first.",
     responses=errors(*GUARDED),

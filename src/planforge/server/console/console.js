@@ -127,20 +127,29 @@ function connectEvents() {
 
 // -- pages ----------------------------------------------------------------------------------
 
-const pages = { runs: runsPage, planners: plannersPage, health: healthPage, run: runPage };
+const pages = {
+  runs: runsPage,
+  planners: plannersPage,
+  health: healthPage,
+  run: runPage,
+  configs: configsPage,
+  config: configPage,
+};
 
 function route() {
+  // returns the page's promise, so a caller can wait for it
   if (!state.me) return;
   const [name, argument] = location.hash.replace(/^#\//, "").split("/");
   const page = pages[name] ? name : "runs";
+  const section = page === "run" ? "runs" : page === "config" ? "configs" : page;
   for (const link of document.querySelectorAll("nav a")) {
-    if (link.getAttribute("href") === `#/${page}`) link.setAttribute("aria-current", "page");
+    if (link.getAttribute("href") === `#/${section}`) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }
   state.listeners.clear();
   const root = $("page");
   root.replaceChildren(h("p", {}, "Loading…"));
-  pages[page](root, argument ? decodeURIComponent(argument) : undefined).catch((error) => {
+  return pages[page](root, argument ? decodeURIComponent(argument) : undefined).catch((error) => {
     root.replaceChildren(h("p", { class: "error", role: "alert" }, error.message));
   });
 }
@@ -368,6 +377,123 @@ async function showRun(runId, status, progress, result) {
     h("div", { class: "scroll" }, h("table", { id: "steps" },
       h("thead", {}, h("tr", {}, ...["#", "Action", "What and why"].map((t) => h("th", { scope: "col" }, t)))),
       h("tbody", {}, plan.steps.map((step) => h("tr", {}, h("td", {}, step.id), h("td", {}, step.action), h("td", {}, step.description)))))));
+}
+
+// -- configurations -------------------------------------------------------------------------
+
+const isAdmin = () => state.me && state.me.role === "admin";
+
+async function configsPage(root) {
+  const configs = await api("/configs");
+  root.replaceChildren(
+    h("h2", {}, "Configurations"),
+    configs.length
+      ? h("div", { class: "scroll" }, h("table", {},
+        h("thead", {}, h("tr", {}, ...["Name", "Title", "Active version", "Last change", "By"].map((t) => h("th", { scope: "col" }, t)))),
+        h("tbody", {}, configs.map((c) => h("tr", {},
+          h("td", {}, h("a", { href: `#/config/${encodeURIComponent(c.name)}` }, c.name)),
+          h("td", {}, c.title),
+          h("td", {}, `v${c.version}`),
+          h("td", {}, when(c.created_at)),
+          h("td", {}, c.created_by || ""))))))
+      : h("p", {}, "No configuration is stored yet."));
+}
+
+async function configPage(root, name) {
+  const history = await api(`/configs/${encodeURIComponent(name)}/history`);
+  const active = history[history.length - 1];
+  const rows = history.slice().reverse().map((v) => h("tr", {},
+    h("td", {}, `v${v.version}`), h("td", {}, v.title), h("td", {}, v.description || ""),
+    h("td", {}, v.created_by || ""), h("td", {}, when(v.created_at))));
+  root.replaceChildren(
+    h("h2", {}, `${active.title} (${name} v${active.version})`),
+    h("p", { id: "config-notice", role: "status" }),
+    isAdmin() ? editor(name, active) : null,
+    h("section", { "aria-labelledby": "toml-title" },
+      h("h3", { id: "toml-title" }, `v${active.version} as stored`),
+      h("pre", { class: "scroll", id: "active-toml" }, active.toml)),
+    h("section", { "aria-labelledby": "history-title" },
+      h("h3", { id: "history-title" }, "History"),
+      h("div", { class: "scroll" }, h("table", { id: "history" },
+        h("thead", {}, h("tr", {}, ...["Version", "Title", "Description", "By", "When"].map((t) => h("th", { scope: "col" }, t)))),
+        h("tbody", {}, rows)))));
+}
+
+function editor(name, base) {
+  const save = h("button", { type: "button", id: "save-config", disabled: true, onclick: () => saveConfig(name, base) }, "Save as a new version");
+  const text = h("textarea", { id: "config-text", rows: 14, spellcheck: "false", oninput: () => { save.disabled = true; } }, base.toml);
+  return h("section", { "aria-labelledby": "edit-title" },
+    h("h3", { id: "edit-title" }, "Edit"),
+    h("label", { for: "config-title" }, "Title"),
+    h("input", { id: "config-title", value: base.title }),
+    h("label", { for: "config-description" }, "What changed and why"),
+    h("input", { id: "config-description" }),
+    h("label", { for: "config-text" }, "Configuration (TOML)"),
+    text,
+    h("p", { id: "edit-error", class: "error", role: "alert" }),
+    h("div", { class: "row" },
+      h("button", { type: "button", class: "secondary", id: "show-changes", onclick: () => showChanges(base, save) }, "Show changes"),
+      save),
+    h("div", { id: "diff", "aria-live": "polite" }));
+}
+
+function semanticView(semantic) {
+  const params = semantic.params_changed.map((c) => h("tr", {},
+    h("td", {}, c.module), h("td", {}, c.param), h("td", { class: "old" }, JSON.stringify(c.old)), h("td", { class: "new" }, JSON.stringify(c.new))));
+  const planner = semantic.planner_changed.map((c) => h("tr", {},
+    h("td", {}, "[planner]"), h("td", {}, c.key), h("td", { class: "old" }, JSON.stringify(c.old)), h("td", { class: "new" }, JSON.stringify(c.new))));
+  return h("div", { id: "semantic-diff" },
+    semantic.is_empty ? h("p", {}, "No change in behaviour.") : null,
+    semantic.modules_enabled.length ? h("p", {}, "Enabled: ", semantic.modules_enabled.join(", ")) : null,
+    semantic.modules_disabled.length ? h("p", {}, "Disabled: ", semantic.modules_disabled.join(", ")) : null,
+    params.length + planner.length
+      ? h("div", { class: "scroll" }, h("table", {},
+        h("thead", {}, h("tr", {}, ...["Module", "Setting", "Old value", "New value"].map((t) => h("th", { scope: "col" }, t)))),
+        h("tbody", {}, params, planner)))
+      : null);
+}
+
+async function showChanges(base, save) {
+  const error = $("edit-error");
+  const diff = $("diff");
+  try {
+    const result = await api(`/configs/${base.id}/diff`, { method: "POST", body: { toml: $("config-text").value } });
+    error.textContent = "";
+    diff.replaceChildren(
+      h("h4", {}, "What changes"), semanticView(result.semantic),
+      h("h4", {}, "Text"), h("pre", { class: "scroll", id: "text-diff" }, result.unified || "(identical)"));
+    save.disabled = false;
+  } catch (problem) {
+    error.textContent = problem.message;
+    diff.replaceChildren();
+    save.disabled = true;
+  }
+}
+
+async function saveConfig(name, base) {
+  const error = $("edit-error");
+  const body = {
+    name,
+    title: $("config-title").value,
+    toml: $("config-text").value,
+    expected_version: base.version,
+  };
+  if ($("config-description").value.trim()) body.description = $("config-description").value.trim();
+  try {
+    const saved = await api("/configs", { method: "POST", body });
+    await route();
+    $("config-notice").textContent = saved.created ? `Saved as v${saved.config.version}.` : "Nothing changed: the text equals the active version.";
+  } catch (problem) {
+    error.textContent = problem.message;
+    if (problem.status !== 409) return;
+    const history = await api(`/configs/${encodeURIComponent(name)}/history`);
+    const current = history[history.length - 1];
+    const changed = await api(`/configs/${base.id}/diff/${current.id}?semantic=true`);
+    $("diff").replaceChildren(
+      h("h4", {}, `What changed in v${current.version} since your v${base.version}`),
+      semanticView(changed.semantic));
+    $("save-config").disabled = true;
+  }
 }
 
 // -- start ----------------------------------------------------------------------------------
