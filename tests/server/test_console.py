@@ -218,3 +218,48 @@ def test_a_stale_save_is_refused_and_shows_what_changed(page: Any, served: Serve
     assert "max_depth" in page.locator("#semantic-diff").inner_text()
     problems = [p for p in page.problems if "409" not in p]  # the refused save itself
     assert problems == []
+
+
+def test_an_admin_assigns_a_version_and_rolls_back_with_a_reason(page: Any, served: Served) -> None:
+    from tests.server._served import http
+
+    admin = served.tokens["ada"]
+    _stored_config(served, "rollme")
+    v2 = {"name": "rollme", "title": "Deeper", "toml": CONFIG_V1.replace("2", "3")}
+    status, created = http("POST", f"{served.base}/configs", admin, v2 | {"expected_version": 1})
+    assert status == 201, created
+    status, v1 = http("GET", f"{served.base}/configs/rollme/history", admin)
+    first_id = v1[0]["id"]
+    status, _ = http("POST", f"{served.base}/buckets/core/assign", admin, {"config_id": first_id})
+    assert status == 200
+    sign_in(page, served, "ada")
+    page.get_by_role("link", name="Buckets").click()
+    page.get_by_role("link", name="core", exact=True).click()
+    page.get_by_label("Configuration version").select_option(label="rollme v2 — Deeper")
+    page.get_by_role("button", name="Assign").click()
+    page.locator("#bucket-current").filter(has_text="rollme v2").wait_for()
+    page.get_by_label("Roll back to").select_option(label="rollme v1")
+    page.get_by_label("Reason").fill("performance dropped")
+    page.get_by_role("button", name="Roll back").click()
+    page.locator("#bucket-current").filter(has_text="rollme v1").wait_for()
+    timeline = page.locator("#timeline li")
+    assert timeline.count() == 3
+    assert "rollme v1" in timeline.nth(0).inner_text()
+    assert "performance dropped" in timeline.nth(0).inner_text()
+    assert "rollme v2" in timeline.nth(1).inner_text()
+    assert page.problems == []
+
+
+def test_a_viewer_finds_no_edit_assign_or_rollback_control(page: Any, served: Served) -> None:
+    _stored_config(served, "viewed")
+    sign_in(page, served, "vera")
+    page.get_by_role("link", name="Configurations").click()
+    page.get_by_role("link", name="viewed").click()
+    page.locator("#history tbody tr").first.wait_for()
+    assert page.get_by_role("button", name="Save as a new version").count() == 0
+    assert page.get_by_role("button", name="Show changes").count() == 0
+    page.goto(f"{served.base}/console#/bucket/core")
+    page.locator("#timeline").wait_for(state="attached")
+    assert page.get_by_role("button", name="Assign").count() == 0
+    assert page.get_by_role("button", name="Roll back").count() == 0
+    assert page.problems == []

@@ -315,6 +315,20 @@ def assign(bucket: str, body: AssignBucket, user: Admin, state: State) -> dict[s
 
 
 @router.get(
+    "/buckets",
+    summary="Every bucket with the configuration version it runs now.",
+    responses=errors(*GUARDED),
+)
+def list_buckets(_: Viewer, state: State) -> list[dict[str, Any]]:
+    listed = []
+    for bucket in state.store.list_buckets():
+        config = _record(state.store.get_bucket_config(bucket))
+        config.pop("toml", None)
+        listed.append({"bucket": bucket, "config": config})
+    return listed
+
+
+@router.get(
     "/buckets/{bucket}/config",
     summary="The configuration a bucket runs now.",
     responses=errors(*GUARDED, 404),
