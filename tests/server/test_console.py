@@ -263,3 +263,26 @@ def test_a_viewer_finds_no_edit_assign_or_rollback_control(page: Any, served: Se
     assert page.get_by_role("button", name="Assign").count() == 0
     assert page.get_by_role("button", name="Roll back").count() == 0
     assert page.problems == []
+
+
+def test_an_admin_shares_a_version_as_a_preset_and_rates_it(page: Any, served: Served) -> None:
+    _stored_config(served, "shared")
+    sign_in(page, served, "ada")
+    page.goto(f"{served.base}/console#/config/shared")
+    page.get_by_label("Preset name").fill("windfall-half")
+    page.get_by_label("Tags (comma separated)").fill("aggressive, windfall")
+    page.get_by_label("Description").fill("sell part of a windfall")
+    page.get_by_role("button", name="Create preset").click()
+    page.get_by_role("heading", name="Preset windfall-half").wait_for()
+    page.get_by_label("Your rating").select_option("4")
+    page.get_by_role("button", name="Rate").click()
+    page.locator("#preset-rating").filter(has_text="4.0 of 5 (1 votes)").wait_for()
+    page.get_by_role("link", name="Presets").click()
+    page.get_by_label("Filter by tag").fill("windfall")
+    page.get_by_role("button", name="Filter").click()
+    page.locator("#presets tbody tr").first.wait_for()
+    assert "windfall-half" in page.locator("#presets").inner_text()
+    page.get_by_label("Filter by tag").fill("nothing-tagged-so")
+    page.get_by_role("button", name="Filter").click()
+    page.get_by_text("No preset is tagged nothing-tagged-so.").wait_for()
+    assert page.problems == []
