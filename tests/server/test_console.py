@@ -87,6 +87,13 @@ def test_an_operator_starts_a_run_and_follows_it_live(page: Any, served: Served)
     steps = page.locator("#steps tbody tr")
     assert steps.count() == len(_plan_steps(served))
     assert "Sell" in steps.first.inner_text() or "Buy" in steps.first.inner_text()
+    us = page.locator("#picture .picture-country tbody tr", has_text="US").first
+    us.wait_for()
+    cells = us.locator("td").all_inner_texts()
+    assert cells[0] == "US"
+    assert cells[3] == "35.0%"  # the sample portfolio's target for the US
+    assert cells[1] != cells[2]  # the plan moves it
+    assert page.locator("#picture .picture-industry tbody tr").count() > 3
     _picture(page, "console-run.png")
     page.get_by_role("link", name="Runs").click()
     page.locator("#runs-body tr").first.wait_for()

@@ -137,13 +137,20 @@ async def get_plan(
     run_id: Annotated[str, Path(max_length=128)],
     user: Viewer,
     state: Annotated[ServiceState, Depends(service)],
+    context: Annotated[bool, Query(description="Include what the planner saw.")] = False,
 ) -> Any:
     """The run's status and, once completed, its plan (or, once failed, its error), with the
-    planner and the bucket's configuration version it used."""
-    record = await runs_of(state).get(run_id, user.name)
+    planner and the bucket's configuration version it used; with `context=true`, the
+    context the planner saw, as stored."""
+    if context:
+        record = await run_in_threadpool(
+            state.store.runs.get, run_id, user=user.name, with_context=True
+        )
+    else:
+        record = await runs_of(state).get(run_id, user.name)
     if record is None:
         return _not_found(run_id)
-    return record.to_dict()
+    return record.to_dict(with_context=context)
 
 
 @router.delete(

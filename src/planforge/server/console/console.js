@@ -381,6 +381,80 @@ async function showRun(runId, status, progress, result) {
     h("div", { class: "scroll" }, h("table", { id: "steps" },
       h("thead", {}, h("tr", {}, ...["#", "Action", "What and why"].map((t) => h("th", { scope: "col" }, t)))),
       h("tbody", {}, plan.steps.map((step) => h("tr", {}, h("td", {}, step.id), h("td", {}, step.action), h("td", {}, step.description)))))));
+  const stored = await api(`/plans/${encodeURIComponent(runId)}?context=true`);
+  if (stored.context && Array.isArray(stored.context.positions)) {
+    result.append(portfolioPicture(stored.context, plan.steps));
+  }
+}
+
+// -- the portfolio before and after, against its targets ---------------------------------
+
+function holdings(context) {
+  const fx = (currency) => (currency === context.base_currency ? 1 : (context.fx_rates || {})[currency] || 1);
+  const securities = new Map((context.securities || []).map((s) => [s.symbol, s]));
+  const held = new Map();
+  for (const p of context.positions) {
+    const price = p.current_price ?? (securities.get(p.symbol) || {}).price ?? 0;
+    held.set(p.symbol, { quantity: p.quantity, price: price * fx(p.currency || (securities.get(p.symbol) || {}).currency) });
+  }
+  return { securities, held, cash: Number(context.cash || 0), fx };
+}
+
+function afterSteps(before, steps) {
+  const held = new Map([...before.held].map(([k, v]) => [k, { ...v }]));
+  let cash = before.cash;
+  for (const step of steps) {
+    const p = step.params || {};
+    if (!p.symbol || !p.quantity) continue;
+    const security = before.securities.get(p.symbol) || {};
+    const unit = p.value_base && p.quantity ? p.value_base / p.quantity : (security.price || 0) * before.fx(security.currency);
+    const entry = held.get(p.symbol) || { quantity: 0, price: unit };
+    const sign = step.action === "sell" ? -1 : 1;
+    entry.quantity += sign * p.quantity;
+    held.set(p.symbol, entry);
+    cash -= sign * (p.value_base || unit * p.quantity) + (p.cost || 0);
+  }
+  return { ...before, held, cash };
+}
+
+function shares(side, key) {
+  const total = [...side.held.values()].reduce((sum, h) => sum + h.quantity * h.price, 0) + side.cash;
+  const out = new Map();
+  for (const [symbol, h] of side.held) {
+    const security = side.securities.get(symbol) || {};
+    const group = key === "security" ? symbol : security[key] || "unknown";
+    out.set(group, (out.get(group) || 0) + (h.quantity * h.price) / (total || 1));
+  }
+  return out;
+}
+
+function portfolioPicture(context, steps) {
+  const before = holdings(context);
+  const after = afterSteps(before, steps);
+  const targets = context.targets || {};
+  const section = h("section", { id: "picture", "aria-labelledby": "picture-title" },
+    h("h3", { id: "picture-title" }, "The portfolio before and after, against its targets"),
+    h("p", { class: "help" }, "Shares of the portfolio's value, cash included. Bars: ",
+      h("span", { class: "key before" }, "before"), ", ", h("span", { class: "key after" }, "after"), ", ",
+      h("span", { class: "key target" }, "target"), "."));
+  for (const [key, title, target] of [["country", "By country", targets.by_country], ["industry", "By industry", targets.by_industry], ["security", "By security", targets.by_security]]) {
+    const was = shares(before, key);
+    const will = shares(after, key);
+    const groups = [...new Set([...was.keys(), ...will.keys(), ...Object.keys(target || {})])].sort();
+    const pct = (x) => (x == null ? "" : `${(100 * x).toFixed(1)}%`);
+    const bar = (x, cls) => {
+      const span = h("span", { class: `bar ${cls}` });
+      span.style.width = `${Math.min(100, 100 * (x || 0)).toFixed(1)}%`; // CSSOM: allowed by the page's CSP
+      return span;
+    };
+    section.append(h("h4", {}, title), h("div", { class: "scroll" }, h("table", { class: `picture picture-${key}` },
+      h("thead", {}, h("tr", {}, ...["Group", "Before", "After", "Target", ""].map((t) => h("th", { scope: "col" }, t)))),
+      h("tbody", {}, groups.map((g) => h("tr", {},
+        h("td", {}, g), h("td", {}, pct(was.get(g) || 0)), h("td", {}, pct(will.get(g) || 0)),
+        h("td", {}, target && g in target ? pct(target[g]) : ""),
+        h("td", { class: "bars", "aria-hidden": "true" }, bar(was.get(g), "before"), bar(will.get(g), "after"), target && g in target ? bar(target[g], "target") : "")))))));
+  }
+  return section;
 }
 
 // -- configurations -------------------------------------------------------------------------
