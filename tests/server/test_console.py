@@ -293,3 +293,44 @@ def test_an_admin_shares_a_version_as_a_preset_and_rates_it(page: Any, served: S
     page.get_by_role("button", name="Filter").click()
     page.get_by_text("No preset is tagged nothing-tagged-so.").wait_for()
     assert page.problems == []
+
+
+BROKEN = """
+from planforge.contract import Planner
+
+raise RuntimeError("this plugin breaks at import")
+
+
+class Broken(Planner):
+    name = "h_broken"
+    version = "1.0.0"
+    keywords = ("broken",)
+    tier = "stable"
+    production_ready = True
+    reliability_score = 0.8
+"""
+
+
+def test_an_admin_releases_a_quarantined_planner(
+    browser: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from tests.server._served import http
+
+    root = tmp_path_factory.mktemp("quarantine")
+    with served_planforge(root, users=USERS, plugins={"h_broken": BROKEN}) as served:
+        body = {"objective": "plan", "planner": "h_broken"}
+        status, started = http("POST", f"{served.base}/plans", served.tokens["olive"], body)
+        assert status == 202, started
+        page = browser.new_context().new_page()
+        page.problems = []
+        sign_in(page, served, "vera")  # a viewer sees the quarantine, and no release
+        page.get_by_role("link", name="Health").click()
+        page.locator("#quarantined li", has_text="h_broken").wait_for(timeout=30_000)
+        assert "breaks at import" in page.locator("#quarantined").inner_text()
+        assert page.get_by_role("button", name="Release h_broken").count() == 0
+        page.get_by_role("button", name="Sign out").click()
+        sign_in(page, served, "ada")
+        page.get_by_role("link", name="Health").click()
+        page.get_by_role("button", name="Release h_broken").click()
+        page.locator("#no-quarantine").wait_for()
+        assert [p for p in page.problems if "401" not in p] == []

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from planforge.server._auth import Viewer, service
+from planforge.server._auth import Admin, Viewer, service
 from planforge.server._bodies import CheckedJSONRoute
 from planforge.server._responses import GUARDED, WITH_BODY, errors
 from planforge.server._state import ServiceState
@@ -58,6 +58,24 @@ def list_planners(
 ) -> list[dict[str, Any]]:
     names = state.factory.list_planners(include_inactive=include_inactive)
     return [state.factory.describe_planner(name) for name in names]
+
+
+@router.get(
+    "/planners/quarantined",
+    summary="Planners in quarantine, each with its reason (as every process sees them).",
+    responses=errors(*GUARDED),
+)
+def quarantined(_: Viewer, state: State) -> list[dict[str, Any]]:
+    return state.factory.list_quarantined()
+
+
+@router.post(
+    "/planners/{name}/release",
+    summary="Lift a planner's quarantine; it is checked in the sandbox again on next use.",
+    responses=errors(*GUARDED, 403),
+)
+def release(name: str, _: Admin, state: State) -> dict[str, Any]:
+    return {"planner": name, "released": state.factory.release_quarantine(name)}
 
 
 @router.get(

@@ -202,17 +202,28 @@ async function explain(submitted) {
 
 async function healthPage(root) {
   const ready = await fetch("/readyz").then((r) => r.json()).catch(() => ({}));
-  const quarantined = await api("/planners?include_inactive=true")
-    .then((all) => all.filter((p) => p.status === "quarantined"));
+  const quarantined = await api("/planners/quarantined");
   const checks = Object.entries(ready.checks || {}).map(([name, check]) =>
     h("tr", {}, h("td", {}, name), h("td", {}, badge(check.ok ? "ok" : "failed")), h("td", {}, typeof check.detail === "string" ? check.detail : JSON.stringify(check.detail ?? ""))));
+  const release = async (name) => {
+    try {
+      await api(`/planners/${encodeURIComponent(name)}/release`, { method: "POST" });
+    } catch (problem) {
+      $("health-error").textContent = problem.message;
+      return;
+    }
+    route();
+  };
   root.replaceChildren(
     h("h2", {}, "Readiness: ", badge(ready.status === "ready" ? "ok" : "failed")),
     h("table", {}, h("tbody", {}, checks)),
     h("h2", {}, "Quarantined planners"),
+    h("p", { id: "health-error", class: "error", role: "alert" }),
     quarantined.length
-      ? h("ul", {}, quarantined.map((p) => h("li", {}, `${p.name}: ${p.status_reason || ""}`)))
-      : h("p", {}, "None."));
+      ? h("ul", { id: "quarantined" }, quarantined.map((q) => h("li", {},
+        h("strong", {}, q.planner_name), `: ${q.reason}`,
+        isAdmin() ? [" ", h("button", { type: "button", class: "secondary", "aria-label": `Release ${q.planner_name}`, onclick: () => release(q.planner_name) }, "Release")] : null)))
+      : h("p", { id: "no-quarantine" }, "None."));
 }
 
 // -- runs -----------------------------------------------------------------------------------
