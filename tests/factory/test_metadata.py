@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from planforge.contract import METADATA_ATTRIBUTES
@@ -546,7 +546,12 @@ def test_a_module_that_does_not_compile_is_a_syntax_error_at_its_line(
     parts = source.split("\n\n\n")
     cut = where % (len(parts) + 1)
     broken = "\n\n\n".join([*parts[:cut], "def plan(self o c):\n    pass", *parts[cut:]])
-    line = broken.split("def plan(self o c)")[0].count("\n") + 1
+    try:
+        compile(broken, "<test>", "exec")
+    except SyntaxError as expected:
+        line = expected.lineno
+    else:  # the cut fell inside a string literal, so the text is still valid Python
+        assume(False)
     with pytest.raises(SyntaxError) as caught:
         read_module(broken)
     assert caught.value.lineno == line, broken
