@@ -181,7 +181,7 @@ def _edit(page: Any, served: Served, name: str) -> None:
     page.get_by_role("link", name=name).click()
     text = page.get_by_label("Configuration (TOML)")
     text.fill(CONFIG_V1.replace("sell_fraction = 0.3", "sell_fraction = 0.5"))
-    page.get_by_label("Title").fill("Momentum Hunter - Deeper Search")
+    page.get_by_label("Title", exact=True).fill("Momentum Hunter - Deeper Search")
     page.get_by_label("What changed and why").fill("sell half of a windfall")
     assert page.get_by_role("button", name="Save as a new version").is_disabled()
     page.get_by_role("button", name="Show changes").click()
@@ -321,6 +321,7 @@ def test_an_admin_releases_a_quarantined_planner(
         body = {"objective": "plan", "planner": "h_broken"}
         status, started = http("POST", f"{served.base}/plans", served.tokens["olive"], body)
         assert status == 202, started
+        _wait_final(served, started["run_id"])  # the worker's sandbox check quarantined it
         page = browser.new_context().new_page()
         page.problems = []
         sign_in(page, served, "vera")  # a viewer sees the quarantine, and no release
@@ -334,3 +335,46 @@ def test_an_admin_releases_a_quarantined_planner(
         page.get_by_role("button", name="Release h_broken").click()
         page.locator("#no-quarantine").wait_for()
         assert [p for p in page.problems if "401" not in p] == []
+
+
+def test_an_admin_checks_exports_and_clones_and_sees_an_error_at_its_line(
+    page: Any, served: Served
+) -> None:
+    _stored_config(served, "tools")
+    sign_in(page, served, "ada")
+    page.goto(f"{served.base}/console#/config/tools")
+    page.get_by_role("button", name="Dry run").click()
+    page.locator("#dry-run-result").filter(has_text="modules load").wait_for()
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Export file").click()
+    assert download.value.suggested_filename == "tools-v1.toml"
+    text = page.get_by_label("Configuration (TOML)")
+    text.fill(CONFIG_V1.replace("sell_fraction = 0.3", "sell_fraction = 7"))
+    page.get_by_role("button", name="Show changes").click()
+    error = page.locator("#edit-error")
+    error.filter(has_text="At line 8").wait_for()
+    assert "sell_fraction" in error.inner_text()
+    selected = page.evaluate(
+        "(() => { const t = document.getElementById('config-text');"
+        " return t.value.slice(t.selectionStart, t.selectionEnd); })()"
+    )
+    assert selected == "sell_fraction = 7"  # the line at fault is selected in the editor
+    page.get_by_label("Clone as (name)").fill("tools-copy")
+    page.get_by_role("button", name="Clone").click()
+    page.get_by_role(
+        "heading", name="Momentum Hunter - Aggressive (copy) (tools-copy v1)"
+    ).wait_for()
+    assert [p for p in page.problems if "400" not in p and "422" not in p] == []
+
+
+def _wait_final(served: Served, run_id: str) -> None:
+    import time
+
+    from tests.server._served import http
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        _, record = http("GET", f"{served.base}/plans/{run_id}", served.tokens["olive"])
+        if record.get("status") not in ("queued", "running"):
+            return
+        time.sleep(0.05)

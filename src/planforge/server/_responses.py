@@ -46,6 +46,9 @@ class ErrorBody(BaseModel):
     message: str = Field(description="What happened and what to do about it.")
     field: str | None = Field(default=None, description="The input at fault, when one is.")
     kind: str | None = Field(default=None, description="The context kind, for context errors.")
+    line: int | None = Field(
+        default=None, description="The line of the document at fault (configurations)."
+    )
     problems: list[Problem] | None = Field(
         default=None, description="Each validation problem (422 for a malformed request)."
     )
@@ -120,6 +123,12 @@ def error_content(error: PlannerError) -> dict[str, Any]:
         value = getattr(error, key, None)
         if isinstance(value, str):
             body[key] = value
+    dotted = getattr(error, "key", None)  # a configuration's dotted key at fault
+    if isinstance(dotted, str) and "field" not in body:
+        body["field"] = dotted
+    line = getattr(error, "line", None)
+    if isinstance(line, int) and not isinstance(line, bool):
+        body["line"] = line
     return body
 
 

@@ -153,8 +153,16 @@ function route() {
   state.listeners.clear();
   const root = $("page");
   root.replaceChildren(h("p", {}, "Loading…"));
-  return pages[page](root, argument ? decodeURIComponent(argument) : undefined).catch((error) => {
-    root.replaceChildren(h("p", { class: "error", role: "alert" }, error.message));
+  // Each page renders off-screen and is shown only if it is still the page asked for: a
+  // slow earlier page must never replace a later one.
+  const visit = (state.visit = (state.visit || 0) + 1);
+  const holder = h("div", {});
+  const show = () => {
+    if (visit === state.visit) root.replaceChildren(...holder.childNodes);
+  };
+  return pages[page](holder, argument ? decodeURIComponent(argument) : undefined).then(show, (error) => {
+    holder.replaceChildren(h("p", { class: "error", role: "alert" }, error.message));
+    show();
   });
 }
 
@@ -499,6 +507,7 @@ async function configPage(root, name) {
     h("p", { id: "config-notice", role: "status" }),
     isAdmin() ? editor(name, active) : null,
     isAdmin() ? presetForm(active) : null,
+    toolsSection(name, active),
     h("section", { "aria-labelledby": "toml-title" },
       h("h3", { id: "toml-title" }, `v${active.version} as stored`),
       h("pre", { class: "scroll", id: "active-toml" }, active.toml)),
@@ -554,10 +563,45 @@ async function showChanges(base, save) {
       h("h4", {}, "Text"), h("pre", { class: "scroll", id: "text-diff" }, result.unified || "(identical)"));
     save.disabled = false;
   } catch (problem) {
-    error.textContent = problem.message;
+    showProblem(error, problem);
     diff.replaceChildren();
     save.disabled = true;
   }
+}
+
+// A configuration error names its key and line: say so, and select that line in the editor.
+function showProblem(where, problem) {
+  const body = problem.body || {};
+  const text = $("config-text");
+  const line = body.line || (text && body.field ? lineOf(text.value, body.field) : 0);
+  const at = [line ? `line ${line}` : "", body.field || ""].filter(Boolean).join(", ");
+  where.textContent = at ? `At ${at}: ${problem.message}` : problem.message;
+  if (!text || !line) return;
+  const lines = text.value.split("\n");
+  const start = lines.slice(0, line - 1).reduce((sum, l) => sum + l.length + 1, 0);
+  text.focus();
+  text.setSelectionRange(start, start + (lines[line - 1] || "").length);
+}
+
+// The line of a dotted key (`table.sub.key`) in TOML text: the key's line under its table,
+// or the table's header; 0 when it is not written there (a default the file does not set).
+function lineOf(toml, dotted) {
+  const parts = dotted.split(".");
+  const key = parts.pop();
+  const table = parts.join(".");
+  let current = "";
+  const lines = toml.split("\n");
+  for (let index = 0; index < lines.length; index += 1) {
+    const header = lines[index].match(/^\s*\[\s*([^\]]+?)\s*\]\s*(#.*)?$/);
+    if (header) {
+      current = header[1];
+      if (current === dotted) return index + 1;
+      continue;
+    }
+    const assignment = lines[index].match(/^\s*([A-Za-z0-9_-]+)\s*=/);
+    if (assignment && current === table && assignment[1] === key) return index + 1;
+  }
+  return 0;
 }
 
 async function saveConfig(name, base) {
@@ -574,7 +618,7 @@ async function saveConfig(name, base) {
     await route();
     $("config-notice").textContent = saved.created ? `Saved as v${saved.config.version}.` : "Nothing changed: the text equals the active version.";
   } catch (problem) {
-    error.textContent = problem.message;
+    showProblem(error, problem);
     if (problem.status !== 409) return;
     const history = await api(`/configs/${encodeURIComponent(name)}/history`);
     const current = history[history.length - 1];
@@ -584,6 +628,52 @@ async function saveConfig(name, base) {
       semanticView(changed.semantic));
     $("save-config").disabled = true;
   }
+}
+
+function toolsSection(name, version) {
+  const out = h("div", { id: "tools-out", "aria-live": "polite" });
+  const dryRun = async () => {
+    const edited = $("config-text");
+    try {
+      const report = await api("/configs/dry-run", { method: "POST", body: { toml: edited ? edited.value : version.toml } });
+      out.replaceChildren(
+        h("p", { id: "dry-run-result" }, report.valid ? "Valid: " : "Not valid: ",
+          `${report.modules_loaded.length} modules load, about ${report.estimated_sequences} sequences per plan.`),
+        report.warnings.length ? h("ul", {}, report.warnings.map((w) => h("li", {}, w))) : null,
+        report.errors.length ? h("ul", { class: "error" }, report.errors.map((e) => h("li", {}, e))) : null);
+    } catch (problem) {
+      showProblem(out, problem);
+    }
+  };
+  const exportFile = async () => {
+    const response = await fetch(`/configs/${version.id}/export`, { headers: { Authorization: `Bearer ${state.token}` } });
+    const link = h("a", { href: URL.createObjectURL(await response.blob()), download: `${name}-v${version.version}.toml` });
+    document.body.append(link);
+    link.click();
+    link.remove();
+  };
+  const clone = isAdmin()
+    ? h("form", { id: "clone-form", onsubmit: async (e) => {
+      e.preventDefault();
+      try {
+        const made = await api(`/configs/${version.id}/clone`, { method: "POST", body: { name: $("clone-name").value.trim(), title: $("clone-title").value } });
+        location.hash = `#/config/${encodeURIComponent(made.config.name)}`;
+      } catch (problem) {
+        out.textContent = problem.message;
+      }
+    } },
+      h("label", { for: "clone-name" }, "Clone as (name)"),
+      h("input", { id: "clone-name", required: true }),
+      h("label", { for: "clone-title" }, "Title of the clone"),
+      h("input", { id: "clone-title", value: `${version.title} (copy)`, required: true }),
+      h("div", { class: "row" }, h("button", { type: "submit" }, "Clone")))
+    : null;
+  return h("section", { "aria-labelledby": "tools-title" },
+    h("h3", { id: "tools-title" }, "Check, export, clone"),
+    h("div", { class: "row" },
+      h("button", { type: "button", class: "secondary", onclick: dryRun }, "Dry run"),
+      h("button", { type: "button", class: "secondary", onclick: exportFile }, "Export file")),
+    out, clone);
 }
 
 // -- buckets --------------------------------------------------------------------------------
