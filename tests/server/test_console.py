@@ -378,3 +378,38 @@ def _wait_final(served: Served, run_id: str) -> None:
         if record.get("status") not in ("queued", "running"):
             return
         time.sleep(0.05)
+
+
+def test_an_admin_imports_a_file_using_only_the_keyboard(
+    page: Any, served: Served, tmp_path: Path
+) -> None:
+    upload = tmp_path / "imported.toml"
+    upload.write_text(CONFIG_V1)
+    page.goto(f"{served.base}/console")
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'token'")
+    page.keyboard.type(served.tokens["ada"])  # the token field has the focus on arrival
+    page.keyboard.press("Enter")
+    page.get_by_text("ada (admin)").wait_for()
+    page.goto(f"{served.base}/console#/configs")
+    page.get_by_label("Import a file (an export or plain TOML)").set_input_files(str(upload))
+    page.get_by_label("Name (optional for an exported file)").focus()
+    page.keyboard.type("imported")
+    page.keyboard.press("Tab")
+    page.keyboard.type("Imported by keyboard")
+    page.keyboard.press("Enter")  # submits the import form
+    page.get_by_role("heading", name="Imported by keyboard (imported v1)").wait_for()
+    assert "sell_fraction = 0.3" in page.locator("#active-toml").inner_text()
+    assert page.problems == []
+
+
+def test_configuration_pages_fit_390_pixels(browser: Any, served: Served) -> None:
+    _stored_config(served, "narrow")
+    context = browser.new_context(viewport={"width": 390, "height": 800})
+    narrow = context.new_page()
+    sign_in(narrow, served, "ada")
+    for hash_ in ("#/config/narrow", "#/configs", "#/buckets", "#/presets", "#/planners"):
+        narrow.goto(f"{served.base}/console{hash_}")
+        narrow.wait_for_load_state("networkidle")
+        width = narrow.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, hash_
+    context.close()

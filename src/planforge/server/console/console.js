@@ -480,10 +480,37 @@ function portfolioPicture(context, steps) {
 
 const isAdmin = () => state.me && state.me.role === "admin";
 
+function importForm() {
+  const form = h("form", { id: "import-form", onsubmit: async (e) => {
+    e.preventDefault();
+    const data = new FormData();
+    data.append("file", $("import-file").files[0]);
+    if ($("import-name").value.trim()) data.append("name", $("import-name").value.trim());
+    if ($("import-title").value.trim()) data.append("title", $("import-title").value.trim());
+    const response = await fetch("/configs/import", { method: "POST", headers: { Authorization: `Bearer ${state.token}` }, body: data });
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      $("import-error").textContent = body.message || `HTTP ${response.status}`;
+      return;
+    }
+    location.hash = `#/config/${encodeURIComponent(body.config.name)}`;
+  } },
+    h("label", { for: "import-file" }, "Import a file (an export or plain TOML)"),
+    h("input", { id: "import-file", type: "file", accept: ".toml,text/plain", required: true }),
+    h("label", { for: "import-name" }, "Name (optional for an exported file)"),
+    h("input", { id: "import-name" }),
+    h("label", { for: "import-title" }, "Title (needed for plain TOML)"),
+    h("input", { id: "import-title" }),
+    h("p", { id: "import-error", class: "error", role: "alert" }),
+    h("div", { class: "row" }, h("button", { type: "submit" }, "Import")));
+  return h("section", { "aria-labelledby": "import-heading" }, h("h3", { id: "import-heading" }, "Import"), form);
+}
+
 async function configsPage(root) {
   const configs = await api("/configs");
   root.replaceChildren(
     h("h2", {}, "Configurations"),
+    isAdmin() ? importForm() : null,
     configs.length
       ? h("div", { class: "scroll" }, h("table", {},
         h("thead", {}, h("tr", {}, ...["Name", "Title", "Active version", "Last change", "By"].map((t) => h("th", { scope: "col" }, t)))),
