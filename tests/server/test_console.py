@@ -140,6 +140,10 @@ def test_the_console_is_usable_at_390_pixels(browser: Any, served: Served) -> No
 
 
 def test_first_load_is_small_and_quick(page: Any, served: Served) -> None:
+    """A new browser context (an empty cache), whose tab has already opened this origin
+    (`/livez`): the figure is the console's first load, not the browser starting a renderer
+    process for a new site, which on this 2-core machine alone takes 0.2 to 0.6 s."""
+    page.goto(f"{served.base}/livez")
     page.goto(f"{served.base}/console")
     page.get_by_label("API token").wait_for()
     timing = page.evaluate(
@@ -147,7 +151,8 @@ def test_first_load_is_small_and_quick(page: Any, served: Served) -> None:
           const nav = performance.getEntriesByType("navigation")[0];
           const resources = performance.getEntriesByType("resource");
           const bytes = nav.transferSize + resources.reduce((sum, r) => sum + r.transferSize, 0);
-          return {bytes, interactive_ms: nav.domInteractive, complete_ms: nav.loadEventEnd};
+          return {bytes, first_byte_ms: nav.responseStart, interactive_ms: nav.domInteractive,
+                  complete_ms: nav.loadEventEnd};
         }"""
     )
     print(json.dumps({"console_first_load": timing}))  # the README's figures (pytest -s)

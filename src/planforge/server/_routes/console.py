@@ -21,6 +21,7 @@ __all__ = ["router"]
 router = APIRouter(tags=["console"])
 
 _ASSETS: Final = {
+    "icon.svg": "image/svg+xml",
     "console.css": "text/css; charset=utf-8",
     "console.js": "text/javascript; charset=utf-8",
 }
@@ -52,6 +53,13 @@ def console_asset(name: str) -> Response:
     if media_type is None:
         return Response(status_code=404, content=b"not found", media_type="text/plain")
     return Response(_asset(name), media_type=media_type, headers=_HEADERS)
+
+
+@router.get("/favicon.ico", include_in_schema=False)
+def favicon() -> Response:
+    """The console's icon, also for pages that declare none (`/livez`, `/docs`): a browser
+    asks every page of a site for one, and logs a 404 as an error when it is missing."""
+    return Response(_asset("icon.svg"), media_type="image/svg+xml", headers=_HEADERS)
 
 
 @router.get("/me", summary="Who the token belongs to: name and role.", responses=errors(*GUARDED))
