@@ -45,7 +45,8 @@ def test_combinatorial_sorts_by_priority_before_truncating() -> None:
     weak = [act("buy", f"W{i:02d}", 0.1 + i / 100) for i in range(12)]
     best = act("sell", "BEST", 0.99)
     candidates = [*weak, best]  # the best listed last, 13 > max_candidates
-    out = CombinatorialGenerator().generate(context(), candidates, {"max_depth": 2})
+    params = {"max_depth": 2, "exhaustive_limit": 0}
+    out = CombinatorialGenerator().generate(context(), candidates, params)
     used = {a.key for s in out for a in s}
     assert "BEST" in used
     assert "W00" not in used  # the weakest is the one cut
@@ -56,14 +57,17 @@ def test_combinatorial_normal_mode_order_and_bounds() -> None:
     candidates = [act("sell", "S1", 0.9), act("sell", "S2", 0.8)] + [
         act("buy", f"B{i}", 0.7 - i / 100) for i in range(12)
     ]
-    out = CombinatorialGenerator().generate(context(), candidates, {"max_depth": 3})
+    params = {"max_depth": 3, "exhaustive_limit": 0}
+    out = CombinatorialGenerator().generate(context(), candidates, params)
     assert [len(s) for s in out] == sorted(len(s) for s in out)  # shortest first
     assert out[:2] == [(candidates[0],), (candidates[1],)]  # sells lead at each length
     assert all(sells_first(s) for s in out)
     assert all(1 <= len(s) <= 3 for s in out)
     n = 12  # kept candidates
     assert len(out) == sum(math.comb(n, k) for k in range(1, 4))
-    capped = CombinatorialGenerator().generate(context(), candidates, {"max_combinations": 7})
+    capped = CombinatorialGenerator().generate(
+        context(), candidates, {"max_combinations": 7, "exhaustive_limit": 0}
+    )
     assert capped == out[:7]
 
 
@@ -98,14 +102,36 @@ def test_combinatorial_exhaustive_mode_skips_a_symbol_bought_and_sold() -> None:
 
 def test_combinatorial_exhaustive_mode_only_for_small_instances() -> None:
     many = [act("buy", f"B{i:02d}", 0.5 + i / 100) for i in range(11)]
-    out = CombinatorialGenerator().generate(context(), many, {"max_depth": 3, "max_candidates": 4})
+    params_dict = {"max_depth": 3, "max_candidates": 4, "exhaustive_limit": 0}
+    out = CombinatorialGenerator().generate(context(), many, params_dict)
     assert {a.key for s in out for a in s} == {"B10", "B09", "B08", "B07"}
-    params = CombinatorialGenerator.Params(max_depth=4)
+    params = CombinatorialGenerator.Params(max_depth=4, exhaustive_limit=0)
     assert not CombinatorialGenerator.exhaustive(5, params)
     assert CombinatorialGenerator.exhaustive(10, CombinatorialGenerator.Params(max_depth=3))
     assert not CombinatorialGenerator.exhaustive(
-        3, CombinatorialGenerator.Params(exhaustive_below=0)
+        3, CombinatorialGenerator.Params(exhaustive_below=0, exhaustive_limit=0)
     )
+
+
+def test_combinatorial_enumerates_every_subset_when_they_are_few_at_the_default_depth() -> None:
+    """14 candidates at depth 5 make 3,472 subsets, within the default limit of 4,096; one
+    more candidate makes 4,943, and the usual bounds apply again (the best 12 candidates)."""
+    fourteen = [act("buy", f"B{i:02d}", 0.5 + i / 100) for i in range(14)]
+    assert CombinatorialGenerator.subsets(fourteen, 5) == 3472
+    out = CombinatorialGenerator().generate(context(), fourteen, None)
+    assert len(out) == 3472
+    fifteen = [*fourteen, act("buy", "B99", 0.1)]
+    assert len(CombinatorialGenerator().generate(context(), fifteen, None)) == sum(
+        math.comb(12, k) for k in range(1, 6)
+    )
+
+
+def test_combinatorial_counts_one_size_of_a_symbol_per_subset() -> None:
+    variants = [act("buy", "A", 0.9, value=100), act("buy", "A", 0.8, value=200)]
+    candidates = [*variants, act("sell", "B", 0.7)]
+    assert CombinatorialGenerator.subsets(candidates, 5) == 2 + 1 + 2  # A1, A2, B, A+B twice
+    out = CombinatorialGenerator().generate(context(), candidates, None)
+    assert len(out) == 5
 
 
 def test_combinatorial_keeps_variants_but_drops_exact_duplicates() -> None:
@@ -120,10 +146,11 @@ def test_combinatorial_is_deterministic_whatever_the_input_order() -> None:
         act(random.Random(i).choice(("buy", "sell")), f"K{i}", (i * 37 % 11) / 11)
         for i in range(14)
     ]
-    reference = CombinatorialGenerator().generate(context(), candidates, None)
+    params = {"exhaustive_limit": 0}
+    reference = CombinatorialGenerator().generate(context(), candidates, params)
     shuffled = list(candidates)
     random.Random(7).shuffle(shuffled)
-    assert CombinatorialGenerator().generate(context(), shuffled, None) == reference
+    assert CombinatorialGenerator().generate(context(), shuffled, params) == reference
     assert len(reference) <= 2000
 
 

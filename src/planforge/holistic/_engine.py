@@ -98,8 +98,10 @@ def _action_order(action: Action) -> tuple[float, str, str]:
     return (-action.priority, action.side, action.key)
 
 
-def _sequence_key(sequence: ActionSequence) -> tuple[tuple[str, str], ...]:
-    return tuple(action.identity() for action in sequence)
+def _sequence_key(sequence: ActionSequence) -> tuple[tuple[str, str, float], ...]:
+    """Two sequences are one when they make the same trades in the same sizes (the same buy
+    in two sizes is two plans: the engine keeps both)."""
+    return tuple((action.side, action.key, action.quantity) for action in sequence)
 
 
 class HolisticEngine:
@@ -172,14 +174,27 @@ class HolisticEngine:
         return {category: by_category[category] for category in sorted(by_category)}
 
     def _candidates(self, by_category: Mapping[str, list[Action]]) -> list[Action]:
-        best: dict[tuple[str, str], Action] = {}
+        """The candidates for sequence generators, at most `max_candidates`.
+
+        With `candidate_variants = "all"` every distinct size of a trade is kept (a buy the
+        cash cannot pay for beside a smaller one it can): the best size of each side and
+        symbol first, then the second sizes, and so on, so a cut keeps symbols before sizes.
+        """
+        variants: dict[tuple[str, str], dict[float, Action]] = {}
         for actions in by_category.values():
             for action in actions:
-                known = best.get(action.identity())
+                sizes = variants.setdefault(action.identity(), {})
+                known = sizes.get(action.quantity)
                 if known is None or _action_order(action) < _action_order(known):
-                    best[action.identity()] = action
-        ordered = sorted(best.values(), key=_action_order)
-        return ordered[: self.config.planner.max_candidates]
+                    sizes[action.quantity] = action
+        keep_all = self.config.planner.candidate_variants == "all"
+        ranked: list[tuple[int, tuple[float, str, str], float, Action]] = []
+        for sizes in variants.values():
+            ordered = sorted(sizes.values(), key=lambda a: (_action_order(a), a.quantity))
+            for rank, action in enumerate(ordered if keep_all else ordered[:1]):
+                ranked.append((rank, _action_order(action), action.quantity, action))
+        ranked.sort(key=lambda entry: entry[:3])
+        return [entry[3] for entry in ranked[: self.config.planner.max_candidates]]
 
     def _sequences(
         self,
@@ -191,7 +206,7 @@ class HolisticEngine:
         settings = self.config.planner
         per_module = settings.max_patterns_per_generator
         limit = settings.max_sequences
-        seen: set[tuple[tuple[str, str], ...]] = set()
+        seen: set[tuple[tuple[str, str, float], ...]] = set()
         sequences: list[ActionSequence] = []
 
         def take(produced: Sequence[ActionSequence], cap: int) -> None:

@@ -13,11 +13,14 @@ from planforge.errors import PlannerError
 from planforge.holistic._settings import EngineSettings
 from planforge.holistic.modules import KINDS, HolisticModule
 
-__all__ = ["ENGINE_PARAMS", "HolisticConfig", "ModuleConfig", "default_config"]
+__all__ = ["ENGINE_PARAMS", "SCORING_PARAM", "HolisticConfig", "ModuleConfig", "default_config"]
 
 #: Module parameters the engine sets from `[planner]`: a module whose `Params` declares one
-#: receives the engine's value, and a configuration may not set it per module.
-ENGINE_PARAMS: tuple[str, ...] = ("max_depth",)
+#: receives the engine's value, and a configuration may not set it per module. `scoring` is
+#: the domain's part of `[planner]` (for the portfolio: the score's weights and the trading
+#: rules), for a module that sizes trades by the score itself.
+ENGINE_PARAMS: tuple[str, ...] = ("max_depth", "scoring")
+SCORING_PARAM = "scoring"
 
 
 @dataclass(frozen=True, slots=True)

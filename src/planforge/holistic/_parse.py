@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from planforge.documents import find_non_finite, load_toml
 from planforge.errors import DocumentError
-from planforge.holistic._models import ENGINE_PARAMS, HolisticConfig, ModuleConfig
+from planforge.holistic._models import ENGINE_PARAMS, SCORING_PARAM, HolisticConfig, ModuleConfig
 from planforge.holistic._registry import ModuleRegistry
 from planforge.holistic._settings import EngineSettings
 from planforge.holistic.errors import ConfigError, ModuleLoadError
@@ -124,7 +124,7 @@ def parse_config(
         parsed: dict[str, ModuleConfig] = {}
         for name, (enabled, raw_params) in sorted(tables[kind].items()):
             parsed[name] = _module_config(
-                kind, name, enabled, raw_params, registry, source, engine=engine
+                kind, name, enabled, raw_params, registry, source, engine=engine, domain=domain
             )
         modules[kind] = MappingProxyType(parsed)
     return HolisticConfig(engine, domain, MappingProxyType(modules), source)
@@ -261,6 +261,13 @@ def _check_dependencies(
 def _engine_param(key: str, raw_params: Mapping[str, Any], source: str) -> None:
     """A setting the engine owns, written in a module's params: say where it goes now."""
     for param in ENGINE_PARAMS:
+        if param == SCORING_PARAM and param in raw_params:
+            raise ConfigError(
+                f"{key}.params.{param}: not a module parameter; the score's weights and the "
+                "trading rules are [planner] keys, set once for the whole engine",
+                key=f"{key}.params.{param}",
+                source=source,
+            )
         if param in raw_params:
             raise ConfigError(
                 f"{key}.params.{param}: not a module parameter; {param} is one setting for "
@@ -280,6 +287,7 @@ def _module_config(
     source: str,
     *,
     engine: EngineSettings,
+    domain: BaseModel,
 ) -> ModuleConfig:
     key = f"{kind}.{name}"
     _engine_param(key, raw_params, source)
@@ -303,7 +311,11 @@ def _module_config(
                 key=f"{key}.params.{param}",
                 source=source,
             )
-    given = {param: getattr(engine, param) for param in ENGINE_PARAMS if param in valid}
+    given = {
+        param: domain if param == SCORING_PARAM else getattr(engine, param)
+        for param in ENGINE_PARAMS
+        if param in valid
+    }
     try:
         params = cls.parse_params({**raw_params, **given})
     except ValidationError as exc:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = ["EngineSettings"]
@@ -28,6 +30,12 @@ class EngineSettings(BaseModel):
         ge=1,
         le=1000,
         description="Most candidates (all categories, by priority) given to sequence generators.",
+    )
+    candidate_variants: Literal["all", "best"] = Field(
+        "all",
+        description="Sizes of one trade given to sequence generators: every distinct size "
+        "the calculators proposed (`all`), or only the highest-priority one per side and "
+        "symbol (`best`, the behaviour before 2.0, kept for comparisons).",
     )
     max_sequences: int = Field(
         20_000,

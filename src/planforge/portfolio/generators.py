@@ -78,11 +78,12 @@ class CombinatorialGenerator(SequenceGenerator):
     then in lexicographic priority order, and stop at `max_combinations`. Sequences may be
     sells only or buys only; a symbol appears at most once.
 
-    Exhaustive mode: when there are at most `exhaustive_below` candidates and `max_depth` is
-    at most `exhaustive_max_depth`, neither `max_candidates` nor `max_combinations` applies
-    and every subset with distinct symbols is produced (sells first, then buys), so the best
-    feasible sequence is guaranteed to be among them. That is at most C(16, <=4) = 2,516
-    sequences with the largest allowed settings.
+    Exhaustive mode: when every subset of the candidates with distinct symbols and at most
+    `max_depth` steps numbers at most `exhaustive_limit` (counted exactly, one size of a
+    symbol per subset), or when there are at most `exhaustive_below` candidates and
+    `max_depth` is at most `exhaustive_max_depth`, neither `max_candidates` nor
+    `max_combinations` applies and every such subset is produced (sells first, then buys),
+    so the best feasible sequence among the candidates is guaranteed to be among them.
     """
 
     name = "combinatorial"
@@ -116,19 +117,41 @@ class CombinatorialGenerator(SequenceGenerator):
         exhaustive_max_depth: int = Field(
             default=3, ge=1, le=4, description="Exhaustive mode only up to this depth."
         )
+        exhaustive_limit: int = Field(
+            default=4096,
+            ge=0,
+            le=1_000_000,
+            description="Enumerate every subset when there are at most this many (0: never).",
+        )
 
     @staticmethod
-    def exhaustive(count: int, params: CombinatorialGenerator.Params) -> bool:
-        """Whether `count` candidates are enumerated completely under these params."""
+    def exhaustive(count: int, params: CombinatorialGenerator.Params, subsets: int = -1) -> bool:
+        """Whether `count` candidates (making `subsets` subsets, -1: unknown) are enumerated
+        completely under these params."""
+        if 0 <= subsets <= params.exhaustive_limit:
+            return True
         return count <= params.exhaustive_below and params.max_depth <= params.exhaustive_max_depth
+
+    @staticmethod
+    def subsets(candidates: Sequence[Action], max_depth: int) -> int:
+        """Subsets of 1..max_depth candidates with distinct symbols (one size per symbol)."""
+        sizes: dict[str, int] = {}
+        for action in candidates:
+            sizes[action.key] = sizes.get(action.key, 0) + 1
+        counts = [1] + [0] * max_depth  # counts[k]: subsets of k symbols so far
+        for variants in sizes.values():
+            for k in range(max_depth, 0, -1):
+                counts[k] += variants * counts[k - 1]
+        return sum(counts[1:])
 
     @classmethod
     def estimate_output(cls, params: Any, *, candidates: int, max_depth: int) -> int:
         """Most sequences returned for `candidates` candidates (a bound, for dry runs)."""
         p = coerce_params(cls.Params, params)
         depth = min(p.max_depth, max_depth)
-        if cls.exhaustive(candidates, p):
-            return sum(math.comb(candidates, k) for k in range(1, depth + 1))
+        every = sum(math.comb(candidates, k) for k in range(1, depth + 1))
+        if cls.exhaustive(candidates, p, every):
+            return every
         kept = min(candidates, p.max_candidates)
         total = sum(math.comb(kept, k) for k in range(1, depth + 1))
         return min(total, p.max_combinations)
@@ -138,7 +161,7 @@ class CombinatorialGenerator(SequenceGenerator):
     ) -> list[ActionSequence]:
         p = coerce_params(self.Params, params)
         pool = _prepared(candidates)
-        if self.exhaustive(len(pool), p):
+        if self.exhaustive(len(pool), p, self.subsets(pool, p.max_depth)):
             limit: int | None = None
         else:
             pool = pool[: p.max_candidates]

@@ -1,0 +1,287 @@
+"""Trade sizes chosen for the score itself: a local search over whole lots.
+
+The calculators propose sizes from rules of thumb (a fraction, a gap to a target); the
+best plan often needs sizes no rule proposes: a sell just large enough to pay for a buy,
+a buy that lands a country exactly on its target while the cash lasts. `SizingProblem`
+states the choice as one signed quantity per security (whole lots, at most `max_depth`
+trades, cash never below zero, every trading rule) and scores a whole batch of quantity
+vectors at once with the score of `planforge.portfolio.evaluation` written over dense
+arrays. `search` climbs from the current portfolio: each round scores every change of one
+security's quantity and every change of a pair (sell one to pay for another, swap one trade
+for another when the depth is used up) over a coarse grid plus the lots next to the current
+size, and takes the best, until nothing improves. The plan it finds is scored again by the
+evaluation, like every other candidate, so the search only has to be good, not exact.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from planforge.holistic.modules import Action
+from planforge.portfolio._arrays import BoolArray, FloatArray, IntArray
+from planforge.portfolio._model import PortfolioModel
+from planforge.portfolio._rules import action_problem
+from planforge.portfolio._scoring import INVESTED_EPSILON
+from planforge.portfolio._settings import PortfolioSettings
+from planforge.portfolio._sizing_moves import Moves, State
+
+__all__ = ["SizingProblem", "search"]
+
+#: Lots next to the current size that every round tries, on both sides.
+_STEPS = np.array([1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377, 610, 987])
+#: The same for pair moves, whose grids multiply.
+_PAIR_STEPS = np.array([1, 2, 5])
+_IMPROVES = 1e-12
+
+
+@dataclass(frozen=True, slots=True)
+class SizingProblem:
+    """One context's quantities as arrays: what may be traded, in which lots, at what value."""
+
+    model: PortfolioModel
+    settings: PortfolioSettings
+    max_depth: int
+    unit: FloatArray  # base-currency value of one unit (0 when it cannot be priced)
+    lot: FloatArray
+    #: Most units that may be sold (0: no sell) and most lots that may be bought (0: no buy).
+    sell_max: FloatArray
+    buy_lots: FloatArray
+    min_units: FloatArray  # fewest units of a trade worth `min_trade_value`
+    groups: tuple[tuple[FloatArray, FloatArray], ...]  # (membership n x g, targets g)
+
+    @classmethod
+    def of(
+        cls, model: PortfolioModel, settings: PortfolioSettings, max_depth: int
+    ) -> SizingProblem:
+        unit = np.nan_to_num(model.price * model.fx, nan=0.0)
+        securities = model.context.securities
+        lot = np.array([float(s.lot_size) for s in securities], dtype=np.float64)
+        free = settings.model_copy(update={"min_trade_value": 0.0})
+        sell_max = np.array(
+            [
+                q if q > 0 and _may(model, free, "sell", s.symbol, q) else 0.0
+                for q, s in zip(model.quantity.tolist(), securities, strict=True)
+            ]
+        )
+        costs = model.context.costs
+        proceeds = float(np.sum(sell_max * unit)) * (1.0 - costs.percent)
+        budget = max(0.0, model.cash + proceeds)
+        buy_lots = np.zeros(len(securities))
+        for i, security in enumerate(securities):
+            lot_value = unit[i] * lot[i] * (1.0 + costs.percent)
+            if lot_value > 0 and _may(model, free, "buy", security.symbol, lot[i]):
+                buy_lots[i] = math.floor(budget / lot_value)
+        minimum = settings.min_trade_value
+        minimum = model.context.min_trade_value if minimum is None else minimum
+        with np.errstate(divide="ignore", invalid="ignore"):
+            min_units = np.where(unit > 0, minimum / unit, np.inf)
+        groups = []
+        for target_set in model.target_sets:
+            member = np.zeros((len(securities), len(target_set.groups)))
+            for i, g in enumerate(target_set.group_of.tolist()):
+                if g >= 0:
+                    member[i, g] = 1.0
+            groups.append((member, target_set.targets))
+        return cls(
+            model, settings, max_depth, unit, lot, sell_max, buy_lots, min_units, tuple(groups)
+        )
+
+    def state(self, x: FloatArray) -> State:
+        """The sums of the score at quantities `x`, to score moves away from them."""
+        model, s, costs = self.model, self.settings, self.model.context.costs
+        labels = {
+            "by_security": model.symbols,
+            "by_country": tuple(sec.country for sec in model.context.securities),
+            "by_industry": tuple(sec.industry for sec in model.context.securities),
+        }
+        sets = tuple(
+            (ts.name, dict(zip(ts.groups, ts.targets.tolist(), strict=True)), labels[ts.name])
+            for ts in model.target_sets
+        )
+        return State.at(
+            x,
+            unit=self.unit,
+            quality=model.quality,
+            held_value=model.value,
+            cash=model.cash,
+            costs=(costs.fixed, costs.percent),
+            sets=sets,
+            weights=(
+                s.allocation_weight,
+                s.diversification_weight,
+                s.quality_weight,
+                s.cost_penalty_factor,
+            ),
+        )
+
+    def tradable(self) -> list[int]:
+        return [i for i in range(len(self.unit)) if self.sell_max[i] > 0 or self.buy_lots[i] > 0]
+
+    def sizes(self, index: IntArray, x: FloatArray, coarse: int, steps: IntArray) -> Moves:
+        """Each security's quantities worth trying, except its current one: 0, `coarse` sizes
+        spread over all it may sell or buy, the whole position, and the lots next to its
+        current size (`steps` on either side)."""
+        lot, current = self.lot[index], x[index]
+        sell_max = self.sell_max[index]
+        low = -np.floor(sell_max / lot + 1e-9)
+        high = self.buy_lots[index]
+        spread = np.linspace(0.0, 1.0, coarse)
+        here = np.where(current > -sell_max, np.round(current / lot), low)
+        lots = np.concatenate(
+            (
+                np.round(low[:, None] + (high - low)[:, None] * spread[None, :]),
+                here[:, None] + np.concatenate((steps, -steps))[None, :],
+            ),
+            axis=1,
+        )
+        lots[(lots < low[:, None]) | (lots > high[:, None])] = np.nan
+        quantity = np.concatenate(
+            (lots * lot[:, None], np.zeros((len(index), 1)), -sell_max[:, None]), axis=1
+        )
+        small = np.abs(quantity) < self.min_units[index][:, None] - 1e-9
+        quantity[(small & (quantity != 0)) | (quantity == current[:, None])] = np.nan
+        quantity = np.sort(quantity, axis=1)  # nan last
+        quantity[:, 1:][quantity[:, 1:] == quantity[:, :-1]] = np.nan
+        keep = ~np.isnan(quantity)
+        owner = np.broadcast_to(index[:, None], quantity.shape)[keep]
+        return Moves(owner, quantity[keep], np.full(len(owner), -1), np.zeros(len(owner)))
+
+    def spent_each(self, index: IntArray, quantities: FloatArray) -> FloatArray:
+        """Cash each trade takes (a sell gives: negative), costs included."""
+        moved = quantities * self.unit[index]
+        costs = self.model.context.costs
+        cost = np.where(quantities != 0, costs.fixed + costs.percent * np.abs(moved), 0.0)
+        result: FloatArray = moved + cost
+        return result
+
+    def affordable_each(self, index: IntArray, cash: FloatArray) -> FloatArray:
+        """The most of each security (whole lots) its amount of cash pays for, or 0."""
+        costs = self.model.context.costs
+        lot_value = self.unit[index] * self.lot[index] * (1.0 + costs.percent)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lots = np.floor(np.maximum(0.0, cash - costs.fixed) / lot_value)
+        lots = np.where(self.buy_lots[index] > 0, np.minimum(lots, self.buy_lots[index]), 0.0)
+        result: FloatArray = lots * self.lot[index]
+        return result
+
+    def cash_after(self, quantities: FloatArray) -> FloatArray:
+        moved = quantities * self.unit
+        costs = self.model.context.costs
+        cost = np.where(quantities != 0, costs.fixed + costs.percent * np.abs(moved), 0.0)
+        result: FloatArray = self.model.cash - moved.sum(axis=1) - cost.sum(axis=1)
+        return result
+
+    def scores(self, quantities: FloatArray) -> tuple[FloatArray, BoolArray]:
+        """The score of every row of signed quantities (-inf when a row is not allowed)."""
+        score, cash = self.raw_scores(quantities)
+        ok = (cash >= 0) & (np.count_nonzero(quantities, axis=1) <= self.max_depth)
+        return np.where(ok, score, -np.inf), ok
+
+    def raw_scores(self, quantities: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """The score of every row, and its cash at the end, whatever the cash and depth."""
+        model, s = self.model, self.settings
+        moved = quantities * self.unit
+        traded = quantities != 0
+        costs = model.context.costs
+        cost = np.where(traded, costs.fixed + costs.percent * np.abs(moved), 0.0).sum(axis=1)
+        value = model.value + moved
+        cash = model.cash - moved.sum(axis=1) - cost
+        total = model.total - cost
+        invested = value.sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x = np.where(total > 0, 1.0 / total, 0.0)
+            fits = [
+                1.0 - 0.5 * np.abs((value @ member) * x[:, None] - targets).sum(axis=1)
+                for member, targets in self.groups
+            ]
+            allocation = np.mean(fits, axis=0) if fits else np.ones(len(quantities))
+            live = invested > INVESTED_EPSILON * np.maximum(total, 0.0)
+            safe = np.where(live, invested, 1.0)
+            diversification = np.where(live, 1.0 - (value * value).sum(axis=1) / safe**2, 0.0)
+            quality = np.where(live, (value @ model.quality) / safe, 0.0)
+        weights = s.allocation_weight + s.diversification_weight + s.quality_weight
+        score = (
+            s.allocation_weight * allocation
+            + s.diversification_weight * diversification
+            + s.quality_weight * quality
+        ) / weights
+        if model.total > 0:
+            score = score - cost / model.total * s.cost_penalty_factor
+        return score, cash
+
+
+def _may(
+    model: PortfolioModel, settings: PortfolioSettings, side: str, symbol: str, quantity: float
+) -> bool:
+    probe = Action(
+        side=side, key=symbol, quantity=quantity, price=0.0, value=0.0, priority=0.0, category=""
+    )
+    return action_problem(model, settings, probe) is None
+
+
+def _pairs(problem: SizingProblem, state: State, grid: Moves, ranked: list[int]) -> Moves:
+    """Two securities changed together: every two sizes of two ranked securities, and each
+    size of one with the other buying all the cash that then remains."""
+    owner, size = grid.first, grid.first_q
+    left, right = np.nonzero(owner[:, None] < owner[None, :])
+    both = Moves(owner[left], size[left], owner[right], size[right])
+    others = np.asarray(ranked)
+    entry, other = np.nonzero(owner[:, None] != others[None, :])
+    a, b = owner[entry], others[other]
+    spent = state.cost + state.x * problem.unit
+    cash = state.cash + spent[a] + spent[b] - problem.spent_each(a, size[entry])
+    funded = Moves(a, size[entry], b, problem.affordable_each(b, cash))
+    return Moves.join([both, funded])
+
+
+def _moves(
+    problem: SizingProblem, state: State, active: list[int], coarse: int, pair_count: int
+) -> Moves:
+    """Every one-security change, then pair changes among the most promising securities."""
+    x = state.x
+    index = np.asarray(active)
+    spent = state.cost + x * problem.unit
+    cash = state.cash + spent[index]
+    funded = problem.affordable_each(index, cash)
+    one = Moves.join(
+        [
+            problem.sizes(index, x, coarse, _STEPS),
+            Moves(index, funded, np.full(len(index), -1), np.zeros(len(index))),
+        ]
+    )
+    # rank securities by what one change gains when cash and depth are ignored
+    unbounded, _, _ = state.score(one)
+    best = np.full(len(problem.unit), -np.inf)
+    np.maximum.at(best, one.first, unbounded)
+    ranked = sorted(active, key=lambda i: (-best[i], i))[:pair_count]
+    ranked += [i for i in active if x[i] != 0 and i not in ranked]
+    if len(ranked) < 2:
+        return one
+    grid = problem.sizes(np.asarray(ranked), x, max(3, coarse // 3), _PAIR_STEPS)
+    return Moves.join([one, _pairs(problem, state, grid, ranked)])
+
+
+def search(
+    problem: SizingProblem, *, rounds: int, coarse: int, pair_count: int
+) -> list[FloatArray]:
+    """The quantity vectors the climb passed through, best (last) included, from the
+    current portfolio; each round takes the best move, and the climb stops when none gains."""
+    active = problem.tradable()
+    state = problem.state(np.zeros(len(problem.unit)))
+    here = float(problem.scores(state.x[None, :])[0][0])
+    path: list[FloatArray] = []
+    for _ in range(rounds):
+        if not active:
+            break
+        moves = _moves(problem, state, active, coarse, pair_count)
+        scores, cash, trades = state.score(moves)
+        scores[(cash < 0) | (trades > problem.max_depth)] = -np.inf
+        best = int(np.argmax(scores))
+        if not scores[best] > here + _IMPROVES:
+            break
+        state, here = problem.state(moves.apply(state.x, best)), float(scores[best])
+        path.append(state.x)
+    return path

@@ -1,0 +1,189 @@
+"""Scores of many small changes to one set of quantities, without rebuilding the portfolio.
+
+A move changes the quantity of one security, or of two. Every sum the score needs (invested
+value, sum of squares, quality, costs, each group's value) is known for the state being
+changed, so a move's score costs a few operations on arrays as long as the batch, not a
+pass over every security: the allocation terms of the groups a move leaves alone are the
+state's piecewise-linear function of 1 / T (`planforge.portfolio._targets`), corrected for
+the one or two groups it touches, as the evaluation kernel does for a sequence's steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from planforge.portfolio._arrays import BoolArray, FloatArray, IntArray
+from planforge.portfolio._scoring import INVESTED_EPSILON
+from planforge.portfolio._targets import TargetSet, build_target_set
+
+__all__ = ["Moves", "State"]
+
+
+@dataclass(frozen=True, slots=True)
+class Moves:
+    """A batch of moves: security `first[k]` to quantity `first_q[k]` and, where
+    `second[k] >= 0`, security `second[k]` (another one) to `second_q[k]`."""
+
+    first: IntArray
+    first_q: FloatArray
+    second: IntArray
+    second_q: FloatArray
+
+    @classmethod
+    def join(cls, parts: list[Moves]) -> Moves:
+        return cls(
+            np.concatenate([p.first for p in parts]),
+            np.concatenate([p.first_q for p in parts]),
+            np.concatenate([p.second for p in parts]),
+            np.concatenate([p.second_q for p in parts]),
+        )
+
+    @classmethod
+    def single(cls, first: int, quantities: FloatArray) -> Moves:
+        count = len(quantities)
+        return cls(np.full(count, first), quantities, np.full(count, -1), np.zeros(count))
+
+    @classmethod
+    def pair(cls, first: int, first_q: FloatArray, second: int, second_q: FloatArray) -> Moves:
+        count = len(first_q)
+        return cls(np.full(count, first), first_q, np.full(count, second), second_q)
+
+    def apply(self, x: FloatArray, k: int) -> FloatArray:
+        y = x.copy()
+        y[self.first[k]] = self.first_q[k]
+        if self.second[k] >= 0:
+            y[self.second[k]] = self.second_q[k]
+        return y
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    """Quantities `x` and every sum of the score at them; scores moves away from them."""
+
+    x: FloatArray
+    unit: FloatArray
+    quality: FloatArray
+    fixed: float
+    percent: float
+    value: FloatArray  # per security, base currency
+    cost: FloatArray  # per security, of its trade in x
+    cash: float
+    total0: float  # before any trade
+    sums: tuple[float, float, float, float]  # invested, sum v^2, sum q v, costs
+    sets: tuple[TargetSet, ...]
+    weights: tuple[float, float, float, float]  # allocation, diversification, quality, k
+
+    def trade_cost(self, i: IntArray, q: FloatArray) -> FloatArray:
+        value = np.abs(q * self.unit[i])
+        cost: FloatArray = np.where(q != 0, self.fixed + self.percent * value, 0.0)
+        return cost
+
+    def score(self, moves: Moves) -> tuple[FloatArray, FloatArray, IntArray]:
+        """Each move's score, its cash at the end and its number of trades."""
+        a, b = moves.first, moves.second
+        has_b = b >= 0
+        b_safe = np.where(has_b, b, 0)
+        move_a = (moves.first_q - self.x[a]) * self.unit[a]
+        move_b = np.where(has_b, (moves.second_q - self.x[b_safe]) * self.unit[b_safe], 0.0)
+        extra = self.trade_cost(a, moves.first_q) - self.cost[a]
+        extra += np.where(has_b, self.trade_cost(b_safe, moves.second_q) - self.cost[b_safe], 0.0)
+        trades = int(np.count_nonzero(self.x))
+        trades = trades + (moves.first_q != 0) - (self.x[a] != 0)
+        trades = trades + has_b * ((moves.second_q != 0).astype(np.intp) - (self.x[b_safe] != 0))
+        invested0, squares0, quality0, costs0 = self.sums
+        costs = costs0 + extra
+        total = self.total0 - costs
+        cash = self.cash - move_a - move_b - extra
+        invested = invested0 + move_a + move_b
+        va, vb = self.value[a], self.value[b_safe]
+        squares = squares0 + (va + move_a) ** 2 - va**2
+        squares += np.where(has_b, (vb + move_b) ** 2 - vb**2, 0.0)
+        quality = quality0 + self.quality[a] * move_a + self.quality[b_safe] * move_b
+        with np.errstate(divide="ignore", invalid="ignore"):
+            inverse = np.where(total > 0, 1.0 / total, 0.0)
+            allocation = self._allocation(a, b_safe, has_b, move_a, move_b, total, inverse)
+            live = invested > INVESTED_EPSILON * np.maximum(total, 0.0)
+            safe = np.where(live, invested, 1.0)
+            diversification = np.where(live, 1.0 - squares / (safe * safe), 0.0)
+            mean_quality = np.where(live, quality / safe, 0.0)
+        w_a, w_d, w_q, k = self.weights
+        score = (w_a * allocation + w_d * diversification + w_q * mean_quality) / (w_a + w_d + w_q)
+        if self.total0 > 0:
+            score = score - costs / self.total0 * k
+        return score, cash, trades
+
+    def _allocation(
+        self,
+        a: IntArray,
+        b: IntArray,
+        has_b: BoolArray,
+        move_a: FloatArray,
+        move_b: FloatArray,
+        total: FloatArray,
+        inverse: FloatArray,
+    ) -> FloatArray:
+        if not self.sets:
+            return np.ones(len(a))
+        fit = np.zeros(len(a))
+        for target_set in self.sets:
+            distance = target_set.distance(inverse)
+            group_a = target_set.group_of[a]
+            group_b = np.where(has_b, target_set.group_of[b], -1)
+            change = np.zeros(len(a))
+            for group, move, start in (
+                (group_a, move_a, 0.0),
+                (group_b, move_b, np.where(group_b == group_a, move_a, 0.0)),
+            ):
+                hit = group >= 0
+                g = np.where(hit, group, 0)
+                before = target_set.current[g] + start
+                aim = target_set.targets[g] * total
+                step = np.abs(before + move - aim) - np.abs(before - aim)
+                change += np.where(hit, step, 0.0)
+            fit += 1.0 - 0.5 * (distance + change * inverse)
+        result: FloatArray = fit / len(self.sets)
+        return result
+
+    @classmethod
+    def at(
+        cls,
+        x: FloatArray,
+        *,
+        unit: FloatArray,
+        quality: FloatArray,
+        held_value: FloatArray,
+        cash: float,
+        costs: tuple[float, float],
+        sets: tuple[tuple[str, dict[str, float], tuple[str, ...]], ...],
+        weights: tuple[float, float, float, float],
+    ) -> State:
+        """The state at quantities `x` of a portfolio holding `held_value` and `cash`."""
+        fixed, percent = costs
+        moved = x * unit
+        cost = np.where(x != 0, fixed + percent * np.abs(moved), 0.0)
+        value = held_value + moved
+        total0 = float(held_value.sum()) + cash
+        target_sets = tuple(
+            build_target_set(name, targets, labels, value) for name, targets, labels in sets
+        )
+        return cls(
+            x=x,
+            unit=unit,
+            quality=quality,
+            fixed=fixed,
+            percent=percent,
+            value=value,
+            cost=cost,
+            cash=cash - float(moved.sum()) - float(cost.sum()),
+            total0=total0,
+            sums=(
+                float(value.sum()),
+                float((value * value).sum()),
+                float((quality * value).sum()),
+                float(cost.sum()),
+            ),
+            sets=target_sets,
+            weights=weights,
+        )
