@@ -251,10 +251,10 @@ def test_rebalance_sells_share_a_group_excess_by_position_value() -> None:
     assert "industry tech" in actions["A"].reason
 
 
-def test_rebalance_sells_take_the_largest_overlapping_excess_not_the_sum() -> None:
+def test_rebalance_sells_propose_each_overlapping_excess_not_the_sum() -> None:
     ctx = context(**REBALANCE, targets={"by_security": {"A": 0.4}, "by_country": {"US": 0.5}})
-    (sell,) = RebalanceSellsCalculator().calculate(ctx, None)
-    assert sell.quantity == 20  # max(200 security, 100 country)
+    sells = RebalanceSellsCalculator().calculate(ctx, None)
+    assert sorted(a.quantity for a in sells) == [10, 20]  # 100 for the country, 200 for A
     country_only = RebalanceSellsCalculator().calculate(ctx, {"by_security": False})
     assert [(a.key, a.quantity) for a in country_only] == [("A", 10)]
 
@@ -394,7 +394,10 @@ def test_every_calculator_returns_sound_lot_sized_candidates(
         assert whole_position or math.isclose(action.quantity % lot, 0.0, abs_tol=1e-9)
         if action.side == "sell":
             assert action.quantity <= held[action.key]
-    ordering = [(-a.priority, a.side, a.key) for a in actions]
+    # distinct trades first, best first; a second size of a trade only after all of them
+    firsts = list(dict.fromkeys(a.identity() for a in actions))
+    assert [a.identity() for a in actions[: len(firsts)]] == firsts
+    ordering = [(-a.priority, a.side, a.key) for a in actions[: len(firsts)]]
     assert ordering == sorted(ordering)
 
 

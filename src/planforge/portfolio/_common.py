@@ -27,6 +27,7 @@ __all__ = [
     "make_trade",
     "ranked",
     "saturate",
+    "sized",
     "trade_cost",
 ]
 
@@ -187,6 +188,10 @@ def _lot_floor(quantity: float, lot: int) -> float:
     return math.floor(quantity / lot + 1e-9) * lot
 
 
+def _lot_ceil(quantity: float, lot: int) -> float:
+    return math.ceil(quantity / lot - 1e-9) * lot
+
+
 def make_trade(
     book: Book,
     side: str,
@@ -198,12 +203,14 @@ def make_trade(
     category: str,
     reason: str,
     tags: tuple[str, ...] = (),
+    rounding: str = "down",
 ) -> Action | None:
     """A lot-sized trade of `quantity` units or about `value` in the base currency.
 
-    Rounds down to whole lots (a sell of the whole position may keep a fractional holding's
-    exact quantity), never sells more than is held, and returns None when nothing is left,
-    the symbol cannot be priced or the trade is below the context's `min_trade_value`.
+    Rounds down (or, with `rounding="up"`, up) to whole lots (a sell of the whole position
+    may keep a fractional holding's exact quantity), never sells more than is held, and
+    returns None when nothing is left, the symbol cannot be priced or the trade is below the
+    context's `min_trade_value`.
     """
     priced = book.unit_price(symbol)
     if priced is None:
@@ -217,7 +224,8 @@ def make_trade(
     if not quantity > 0 or math.isinf(quantity):
         return None
     wanted = quantity
-    quantity = _lot_floor(wanted, book.lot(symbol))
+    lot = book.lot(symbol)
+    quantity = _lot_ceil(wanted, lot) if rounding == "up" else _lot_floor(wanted, lot)
     if side == SELL:
         held = book.held(symbol)
         if wanted >= held - 1e-9:
@@ -244,9 +252,29 @@ def make_trade(
     )
 
 
+def sized(book: Book, side: str, symbol: str, **trade: Any) -> list[Action]:
+    """The trade rounded down to whole lots and, when that differs, rounded up: a needed
+    trade smaller than one lot would otherwise vanish, and the better of the two sizes is
+    the evaluation's choice."""
+    out: list[Action] = []
+    for rounding in ("down", "up"):
+        action = make_trade(book, side, symbol, rounding=rounding, **trade)
+        if action is not None and all(a.quantity != action.quantity for a in out):
+            out.append(action)
+    return out
+
+
 def top(actions: Iterable[Action], limit: int) -> list[Action]:
-    """The `limit` best actions in the canonical order."""
-    return sorted(actions, key=action_order)[:limit]
+    """The `limit` best actions in the canonical order, distinct trades (side and symbol)
+    before second sizes of the same trade, so a cut keeps breadth."""
+    ordered = sorted(dict.fromkeys(actions), key=action_order)
+    rank: dict[tuple[str, str], int] = {}
+    ranked: list[tuple[int, int, Action]] = []
+    for position, action in enumerate(ordered):
+        seen = rank.get(action.identity(), 0)
+        rank[action.identity()] = seen + 1
+        ranked.append((seen, position, action))
+    return [action for _, _, action in sorted(ranked)[:limit]]
 
 
 def ranked(
@@ -284,9 +312,12 @@ def arrange(
     buys: Sequence[Action],
     max_buys: int | None = None,
 ) -> ActionSequence:
-    """Sells first, then the buys (in the order given) that the cash after those sells covers.
+    """Sells first, then the buys (in the order given) that the cash after those sells pays.
 
-    A symbol appears at most once; a buy that does not fit is left out, never listed unpaid.
+    A symbol appears at most once. A buy larger than the cash left is cut to what the cash
+    pays (whole lots, at least the minimum trade) rather than dropped: the buy to a target
+    that the cash cannot reach is still worth making as far as it goes. A buy never goes
+    unpaid.
     """
     used: set[str] = set()
     chosen_sells: list[Action] = []
@@ -301,13 +332,32 @@ def arrange(
             break
         if action.key in used:
             continue
-        spend = action.value + trade_cost(context, action.value)
-        if spend > cash + 1e-9:
-            continue
-        cash -= spend
+        if action.value + trade_cost(context, action.value) > cash + 1e-9:
+            cut = _cut_to_cash(context, action, cash)
+            if cut is None:
+                continue
+            action = cut
+        cash -= action.value + trade_cost(context, action.value)
         used.add(action.key)
         chosen_buys.append(action)
     return (*chosen_sells, *chosen_buys)
+
+
+def _cut_to_cash(context: PortfolioContext, buy: Action, cash: float) -> Action | None:
+    """`buy` made as large as `cash` pays for, costs included (None: not even one lot)."""
+    value = (cash - context.costs.fixed) / (1.0 + context.costs.percent)
+    if value <= 0:
+        return None
+    return make_trade(
+        Book.of(context),
+        buy.side,
+        buy.key,
+        value=min(value, buy.value),
+        priority=buy.priority,
+        category=buy.category,
+        reason=f"{buy.reason}; cut to the cash available",
+        tags=buy.tags,
+    )
 
 
 def unique_sequences(sequences: Iterable[ActionSequence], limit: int) -> list[ActionSequence]:

@@ -23,6 +23,7 @@ from planforge.portfolio._common import (
     coerce_params,
     make_trade,
     saturate,
+    sized,
     top,
 )
 from planforge.portfolio.context import PortfolioContext
@@ -285,48 +286,53 @@ class RebalanceSellsCalculator(OpportunityCalculator):
         if not context.restrictions.allow_sell or not context.positions:
             return []
         book = Book.of(context)
-        total = book.total_value
         actions: list[Action] = []
         for symbol in sorted(book.positions):
             held_value = book.position_values[symbol]
             if not book.eligible(symbol) or held_value <= 0:
                 continue
-            best: tuple[float, float, str] | None = None  # (sell value, excess weight, why)
-            target = context.targets.by_security.get(symbol) if p.by_security else None
-            if target is not None:
-                excess = book.weight(symbol) - target
-                if excess > p.tolerance:
-                    why = f"{symbol} {_pct(book.weight(symbol))} vs target {_pct(target)}"
-                    best = (excess * total, excess, why)
-            for dimension in _dimensions(p):
-                group = book.group_of(symbol, dimension)
-                group_target = _group_targets(context, dimension).get(group)
-                if group_target is None:
-                    continue
-                group_weight = book.group_weight(dimension, group)
-                excess = group_weight - group_target
-                if excess <= p.tolerance:
-                    continue
-                share = held_value / book.groups[dimension][group]
-                value = excess * total * share
-                if best is None or value > best[0]:
-                    why = f"{dimension} {group} {_pct(group_weight)} vs target {_pct(group_target)}"
-                    best = (value, excess, why)
-            if best is None:
-                continue
-            action = make_trade(
-                book,
-                SELL,
-                symbol,
-                value=best[0],
-                priority=saturate(best[1], WEIGHT_GAP_HALF),
-                category=self.name,
-                reason=f"overweight: {best[2]}",
-                tags=("rebalance",),
-            )
-            if action is not None:
-                actions.append(action)
+            for value, excess, why in self._excesses(context, book, symbol, p):
+                actions.extend(
+                    sized(
+                        book,
+                        SELL,
+                        symbol,
+                        value=value,
+                        priority=saturate(excess, WEIGHT_GAP_HALF),
+                        category=self.name,
+                        reason=f"overweight: {why}",
+                        tags=("rebalance",),
+                    )
+                )
         return top(actions, p.max_actions)
+
+    @staticmethod
+    def _excesses(
+        context: PortfolioContext, book: Book, symbol: str, p: TargetParams
+    ) -> list[tuple[float, float, str]]:
+        """(sell value, excess weight, why) for each target `symbol` is over: its own, and its
+        share of its country's and industry's excess (each is a size worth trying)."""
+        total = book.total_value
+        found: list[tuple[float, float, str]] = []
+        target = context.targets.by_security.get(symbol) if p.by_security else None
+        if target is not None:
+            excess = book.weight(symbol) - target
+            if excess > p.tolerance:
+                why = f"{symbol} {_pct(book.weight(symbol))} vs target {_pct(target)}"
+                found.append((excess * total, excess, why))
+        for dimension in _dimensions(p):
+            group = book.group_of(symbol, dimension)
+            group_target = _group_targets(context, dimension).get(group)
+            if group_target is None:
+                continue
+            group_weight = book.group_weight(dimension, group)
+            excess = group_weight - group_target
+            if excess <= p.tolerance:
+                continue
+            share = book.position_values[symbol] / book.groups[dimension][group]
+            why = f"{dimension} {group} {_pct(group_weight)} vs target {_pct(group_target)}"
+            found.append((excess * total * share, excess, why))
+        return found
 
 
 class RebalanceBuysCalculator(OpportunityCalculator):
@@ -365,12 +371,10 @@ class RebalanceBuysCalculator(OpportunityCalculator):
             target = security_targets.get(symbol)
             return target is None or book.weight(symbol) < target
 
-        wanted: dict[str, tuple[float, float, str]] = {}  # symbol -> (value, gap, why)
+        wanted: dict[str, list[tuple[float, float, str]]] = {}  # symbol -> [(value, gap, why)]
 
         def want(symbol: str, gap: float, why: str) -> None:
-            current = wanted.get(symbol)
-            if current is None or gap * total > current[0]:
-                wanted[symbol] = (gap * total, gap, why)
+            wanted.setdefault(symbol, []).append((gap * total, gap, why))
 
         if p.by_security:
             for symbol in sorted(security_targets):
@@ -402,24 +406,25 @@ class RebalanceBuysCalculator(OpportunityCalculator):
 
 
 def _target_buys(
-    book: Book, wanted: Mapping[str, tuple[float, float, str]], category: str
+    book: Book, wanted: Mapping[str, list[tuple[float, float, str]]], category: str
 ) -> list[Action]:
-    """A buy for each wanted symbol, the larger weight gap first in priority."""
+    """A buy for each gap of each wanted symbol (its own target, its country's, its
+    industry's: each is a size worth trying), the larger weight gap first in priority."""
     actions: list[Action] = []
     for symbol in sorted(wanted):
-        value, gap, why = wanted[symbol]
-        action = make_trade(
-            book,
-            BUY,
-            symbol,
-            value=value,
-            priority=0.8 * saturate(gap, WEIGHT_GAP_HALF) + 0.2 * book.quality(symbol),
-            category=category,
-            reason=f"underweight: {why}",
-            tags=("rebalance",),
-        )
-        if action is not None:
-            actions.append(action)
+        for value, gap, why in wanted[symbol]:
+            actions.extend(
+                sized(
+                    book,
+                    BUY,
+                    symbol,
+                    value=value,
+                    priority=0.8 * saturate(gap, WEIGHT_GAP_HALF) + 0.2 * book.quality(symbol),
+                    category=category,
+                    reason=f"underweight: {why}",
+                    tags=("rebalance",),
+                )
+            )
     return actions
 
 
@@ -464,16 +469,16 @@ class WeightBasedCalculator(OpportunityCalculator):
             if len(actions) >= p.max_actions:
                 break
             target = context.targets.by_security[symbol]
-            action = make_trade(
-                book,
-                SELL if deviation > 0 else BUY,
-                symbol,
-                value=abs(deviation) * book.total_value,
-                priority=saturate(abs(deviation), WEIGHT_GAP_HALF),
-                category=self.name,
-                reason=f"weight {_pct(book.weight(symbol))} vs target {_pct(target)}",
-                tags=("rebalance",),
+            actions.extend(
+                sized(
+                    book,
+                    SELL if deviation > 0 else BUY,
+                    symbol,
+                    value=abs(deviation) * book.total_value,
+                    priority=saturate(abs(deviation), WEIGHT_GAP_HALF),
+                    category=self.name,
+                    reason=f"weight {_pct(book.weight(symbol))} vs target {_pct(target)}",
+                    tags=("rebalance",),
+                )
             )
-            if action is not None:
-                actions.append(action)
         return top(actions, p.max_actions)
