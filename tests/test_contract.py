@@ -58,6 +58,21 @@ def test_plan_round_trips_through_json_without_loss() -> None:
     assert json.loads(again.model_dump_json()) == json.loads(plan.model_dump_json())
 
 
+def test_an_explanation_round_trips_and_is_absent_when_nobody_asked() -> None:
+    plain = Plan(objective="o", planner=PlannerRef(name="p"))
+    assert "explanation" not in json.loads(plain.model_dump_json())
+    assert "explanation" not in plain.model_dump(mode="json")
+    explained = plain.model_copy(update={"explanation": {"stages": [{"kept": 3}], "why": None}})
+    again = Plan.model_validate_json(explained.model_dump_json())
+    assert again.explanation == {"stages": [{"kept": 3}], "why": None}
+    assert again.plan_id == plain.plan_id  # the same plan, explained
+
+
+def test_a_run_is_not_asked_to_explain_unless_it_says_so() -> None:
+    assert Run("r").explain is False
+    assert Run("r", explain=True).explain is True
+
+
 json_values = st.recursive(
     st.none()
     | st.booleans()

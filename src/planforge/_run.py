@@ -1,10 +1,10 @@
 """The run object of the run protocol (see `planforge.contract`): what a runtime hands a
 planner that declares `accepts_run = True`.
 
-One object carries the three things a long plan needs from whoever runs it: a place to say
-how far it got (the event sink), the configuration the request chose, and when to stop (a
-deadline and a cancel flag). Checking it costs one clock read, so a planner can check
-between any two steps of its work.
+One object carries what a long plan needs from whoever runs it: a place to say how far it
+got (the event sink), the configuration the request chose, whether the request wants to know
+why (`explain`), and when to stop (a deadline and a cancel flag). Checking it costs one clock
+read, so a planner can check between any two steps of its work.
 """
 
 from __future__ import annotations
@@ -52,7 +52,9 @@ class Run:
     """One planning run: its id, its event sink, its chosen configuration and its deadline.
 
     `config` is what the request chose (a bucket's configuration text, a preset name, a path,
-    or an object the planner itself understands); None means the planner's default. The
+    or an object the planner itself understands); None means the planner's default.
+    `explain` asks the planner to say why it chose its plan: one that can attaches
+    `Plan.explanation`; one that cannot ignores it, so asking never fails a run. The
     deadline is `timeout_s` after the run object was made, on `clock` (monotonic seconds).
     `check()` raises `RunStopped` once the deadline has passed or `cancel()` was called; the
     runtime cancels a run that timed out, so a planner that checks stops soon after.
@@ -61,13 +63,14 @@ class Run:
     from another; the flag is a plain attribute written once.
     """
 
-    __slots__ = ("_clock", "_sink", "_stopped", "config", "deadline", "run_id")
+    __slots__ = ("_clock", "_sink", "_stopped", "config", "deadline", "explain", "run_id")
 
     def __init__(
         self,
         run_id: str = "",
         *,
         config: object | None = None,
+        explain: bool = False,
         timeout_s: float | None = None,
         sink: RunEventSink | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -81,6 +84,7 @@ class Run:
             )
         self.run_id = run_id
         self.config = config
+        self.explain = explain
         self._clock = clock
         self._sink = sink
         self._stopped: str | None = None

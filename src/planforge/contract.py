@@ -23,7 +23,10 @@ attribute) and takes one more keyword, `run`:
 The runtime passes a `Run` (`planforge._run`) only to planners that declare it, and never
 looks at signatures. `run` is None when the planner is called directly. A user may still
 name a configuration in a context under `CONFIG_CONTEXT_KEY`; the runtime hands it to a
-run-aware planner as `run.config` (a bucket's configuration always wins).
+run-aware planner as `run.config` (a bucket's configuration always wins). In the same way a
+context may ask `EXPLAIN_CONTEXT_KEY: true` (what the service stores for `POST /plans` with
+`explain`): the runtime lifts it into `run.explain`, and a planner that can explain attaches
+`Plan.explanation`, plain JSON data saying why this plan.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ from planforge.errors import InvalidPlannerMetadata, RunStopped
 __all__ = [
     "ANY_CONTEXT",
     "CONFIG_CONTEXT_KEY",
+    "EXPLAIN_CONTEXT_KEY",
     "METADATA_ATTRIBUTES",
     "RESERVED_CONTEXT_KEYS",
     "RUN_MODULE_COMPLETED",
@@ -84,8 +88,11 @@ ANY_CONTEXT = "any"
 #: The context key under which a user may name the configuration to plan with (a preset, a
 #: path or TOML text); the runtime hands it to a run-aware planner as `Run.config`.
 CONFIG_CONTEXT_KEY = "planner_config"
+#: The context key under which a request asks the planner to explain its plan (`true`); the
+#: runtime hands it to a run-aware planner as `Run.explain`, and drops it for any other.
+EXPLAIN_CONTEXT_KEY = "planner_explain"
 #: Context keys that are never part of the input a context kind's validator checks.
-RESERVED_CONTEXT_KEYS: tuple[str, ...] = (CONFIG_CONTEXT_KEY,)
+RESERVED_CONTEXT_KEYS: tuple[str, ...] = (CONFIG_CONTEXT_KEY, EXPLAIN_CONTEXT_KEY)
 
 #: Class attributes that make up a planner's metadata, with their defaults.
 METADATA_ATTRIBUTES: dict[str, Any] = {
@@ -141,11 +148,17 @@ def _plan_digest(objective: str, planner: PlannerRef, steps: Sequence[PlanStep])
     return hashlib.sha256(body.encode()).hexdigest()[:24]
 
 
+def _is_none(value: object) -> bool:
+    return value is None
+
+
 class Plan(BaseModel):
     """A planner's answer. Serialises to JSON and back without loss.
 
     `plan_id` defaults to a digest of the objective, the planner and the steps, so the same
-    inputs give the same plan id in every process.
+    inputs give the same plan id in every process. `explanation` is what a planner asked to
+    explain (`Run.explain`) says about why this plan, as JSON data of its own shape; it is
+    absent from the serialised plan when None, so a plan nobody asked about reads as before.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -158,6 +171,7 @@ class Plan(BaseModel):
     metrics: dict[str, float] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    explanation: dict[str, JsonValue] | None = Field(default=None, exclude_if=_is_none)
 
     @model_validator(mode="after")
     def _check(self) -> Plan:

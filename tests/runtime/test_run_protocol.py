@@ -67,6 +67,7 @@ THIRD_PARTY = textwrap.dedent(
         def plan(self, objective, context, *, run=None):
             SEEN["run"] = run
             SEEN["config"] = None if run is None else run.config
+            SEEN["explain"] = None if run is None else run.explain
             SEEN["context"] = dict(context)
             total = int(context.get("steps", 3))
             try:
@@ -199,6 +200,22 @@ def test_the_configuration_a_user_chose_arrives_in_the_run_not_the_context(
     # a planner that did not declare the protocol gets the context as the user sent it
     run(one_run(engines, "ana", "plain", planner="plain", context=context))
     assert seen["plain_context"] == context
+
+
+def test_a_request_to_explain_arrives_in_the_run_and_never_in_the_context(
+    factory: PlannerFactory, bus: InProcessEventBus
+) -> None:
+    engines = ExecutionEngineFactory(factory, bus=bus, settings=load_runtime_settings())
+    run(one_run(engines, "ana", "count", planner="steady", context={"steps": 1}))
+    seen = seen_by_plugin(factory)
+    assert seen["explain"] is False
+    context = {"steps": 1, "planner_explain": True}
+    run(one_run(engines, "ana", "count", planner="steady", context=context))
+    assert seen["explain"] is True
+    assert seen["context"] == {"steps": 1}
+    # a planner without the protocol cannot be asked: the key never reaches it either
+    run(one_run(engines, "ana", "plain", planner="plain", context=context))
+    assert seen["plain_context"] == {"steps": 1}
 
 
 def test_a_buckets_configuration_arrives_in_the_run_and_wins(

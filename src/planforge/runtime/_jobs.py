@@ -16,7 +16,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from planforge.contract import CONFIG_CONTEXT_KEY, Plan, Planner, Run, accepts_run, plan_with
+from planforge.contract import (
+    CONFIG_CONTEXT_KEY,
+    EXPLAIN_CONTEXT_KEY,
+    Plan,
+    Planner,
+    Run,
+    accepts_run,
+    plan_with,
+)
 from planforge.errors import InvalidContext, PlanExecutionError, PlannerError, RunStopped
 from planforge.factory import PlannerFactory
 
@@ -137,10 +145,12 @@ class JobRunner:
         except PlannerError as exc:
             raise JobFailure(exc, "load", worker=self.worker) from exc
         context = dict(job.context)
+        explain = context.pop(EXPLAIN_CONTEXT_KEY, None) is True  # never the planner's input
         if accepts_run(instance):
             chosen = context.pop(CONFIG_CONTEXT_KEY, None)  # the user's choice, lifted
             if run.config is None:
                 run.config = chosen
+            run.explain = run.explain or explain
         started = time.perf_counter()
         try:
             plan = plan_with(instance, job.objective, context, run)
