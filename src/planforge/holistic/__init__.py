@@ -23,6 +23,7 @@ __all__ = [
     "EngineSettings",
     "Evaluation",
     "EventHub",
+    "Explanation",
     "Filter",
     "HolisticConfig",
     "HolisticEngine",
@@ -64,6 +65,7 @@ _EXPORTS: dict[str, str] = {
     "EngineSettings": "planforge.holistic._config",
     "Evaluation": "planforge.holistic._domain",
     "EventHub": "planforge.holistic._events",
+    "Explanation": "planforge.holistic._explain",
     "Filter": "planforge.holistic.modules",
     "HolisticConfig": "planforge.holistic._config",
     "HolisticEngine": "planforge.holistic._engine",
@@ -112,6 +114,7 @@ if TYPE_CHECKING:
     from planforge.holistic._domain import Domain, Evaluation, Simulation
     from planforge.holistic._engine import EngineResult, HolisticEngine, Progress
     from planforge.holistic._events import EventHub, to_run
+    from planforge.holistic._explain import Explanation
     from planforge.holistic._perf import PerformanceTracker
     from planforge.holistic._registry import ModuleRegistry, default_registry
     from planforge.holistic._resilience import ModuleGuard

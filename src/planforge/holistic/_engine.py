@@ -9,6 +9,10 @@ Given a `Run` (the run protocol of `planforge.contract`), the engine checks its 
 before every module call and every evaluation batch, so a run that timed out stops working
 within one module call or one batch instead of finishing unseen; its module and progress
 events are passed on to the run.
+
+Asked to explain (`explain=True`, or the run's `explain`), the engine also records what every
+stage proposed, kept and dropped (`planforge.holistic._explain`) and attaches it to the
+result and the plan; otherwise it records nothing beyond its usual counts.
 """
 
 from __future__ import annotations
@@ -26,6 +30,16 @@ from planforge.holistic._cache import CalculationCache
 from planforge.holistic._config import HolisticConfig, estimate_sequences
 from planforge.holistic._domain import Domain, Simulation
 from planforge.holistic._events import EventHub, to_run
+from planforge.holistic._explain import (
+    CalculatorReport,
+    EvaluationReport,
+    Explanation,
+    FeasibilityReport,
+    FilterReport,
+    GeneratorReport,
+    Trace,
+    closest_blocked,
+)
 from planforge.holistic._perf import PerformanceTracker
 from planforge.holistic._registry import ModuleRegistry
 from planforge.holistic._resilience import ModuleGuard
@@ -43,6 +57,8 @@ from planforge.logs import get_logger
 
 __all__ = ["DryRunReport", "EngineResult", "HolisticEngine"]
 
+Sequences = list[ActionSequence]
+
 _log = get_logger("holistic.engine")
 Progress = Callable[[int, int], None]
 
@@ -56,6 +72,8 @@ class EngineResult:
     feasible_sequences: int
     warnings: tuple[str, ...]
     duration_ms: float
+    #: Why this plan, when the run asked (`explain=True`); also in `plan.explanation`.
+    explanation: Explanation | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +101,8 @@ class _Stage:
     run_id: str
     run: Run | None = None
     warnings: list[str] = field(default_factory=list)
+    #: What each stage did, collected only when the run asked for an explanation.
+    trace: Trace | None = None
 
     def check(self) -> None:
         """Stop here (`RunStopped`) when the run's deadline passed or it was cancelled."""
@@ -102,6 +122,32 @@ def _sequence_key(sequence: ActionSequence) -> tuple[tuple[str, str, float], ...
     """Two sequences are one when they make the same trades in the same sizes (the same buy
     in two sizes is two plans: the engine keeps both)."""
     return tuple((action.side, action.key, action.quantity) for action in sequence)
+
+
+def _take(
+    produced: Sequence[ActionSequence],
+    cap: int,
+    limit: int,
+    seen: set[tuple[tuple[str, str, float], ...]],
+    sequences: Sequences,
+    module: str,
+) -> GeneratorReport:
+    """Add a generator's first `cap` sequences that are new (not empty, not made before) to
+    `sequences`, up to `limit` in all; the counts say what became of each one."""
+    produced = list(produced)
+    new = repeated = 0
+    for sequence in produced[:cap]:
+        if len(sequences) >= limit:
+            break
+        sequence = tuple(sequence)
+        key = _sequence_key(sequence)
+        if sequence and key not in seen:
+            seen.add(key)
+            sequences.append(sequence)
+            new += 1
+        else:
+            repeated += 1
+    return GeneratorReport(module, len(produced), new, repeated, len(produced) - new - repeated)
 
 
 class HolisticEngine:
@@ -153,6 +199,8 @@ class HolisticEngine:
             assert isinstance(module, OpportunityCalculator)
             stage.check()
             cached = self.cache.get(key, digest, params)
+            returned: int | None = None  # how many it returned (unknown from the cache)
+            warning: str | None = None
             if cached is None:
                 found, warning = self.guard.call(
                     key,
@@ -164,16 +212,20 @@ class HolisticEngine:
                     run_id=stage.run_id,
                 )
                 stage.warn(warning)
+                returned = len(found)
                 actions = tuple(sorted(found, key=_action_order)[:bound])
                 if warning is None:
                     self.cache.put(key, digest, params, actions)
             else:
                 actions = cached
+            if stage.trace is not None:
+                report = CalculatorReport(key, actions, returned, cached is not None, bool(warning))
+                stage.trace.calculators.append(report)
             for action in actions:
                 by_category.setdefault(action.category, []).append(action)
         return {category: by_category[category] for category in sorted(by_category)}
 
-    def _candidates(self, by_category: Mapping[str, list[Action]]) -> list[Action]:
+    def _candidates(self, by_category: Mapping[str, list[Action]], stage: _Stage) -> list[Action]:
         """The candidates for sequence generators, at most `max_candidates`.
 
         With `candidate_variants = "all"` every distinct size of a trade is kept (a buy the
@@ -194,7 +246,10 @@ class HolisticEngine:
             for rank, action in enumerate(ordered if keep_all else ordered[:1]):
                 ranked.append((rank, _action_order(action), action.quantity, action))
         ranked.sort(key=lambda entry: entry[:3])
-        return [entry[3] for entry in ranked[: self.config.planner.max_candidates]]
+        kept = [entry[3] for entry in ranked[: self.config.planner.max_candidates]]
+        if stage.trace is not None:
+            stage.trace.candidates_offered, stage.trace.candidates_kept = len(ranked), len(kept)
+        return kept
 
     def _sequences(
         self,
@@ -202,31 +257,23 @@ class HolisticEngine:
         by_category: Mapping[str, list[Action]],
         candidates: list[Action],
         stage: _Stage,
-    ) -> list[ActionSequence]:
+    ) -> Sequences:
         settings = self.config.planner
-        per_module = settings.max_patterns_per_generator
-        limit = settings.max_sequences
         seen: set[tuple[tuple[str, str, float], ...]] = set()
-        sequences: list[ActionSequence] = []
-
-        def take(produced: Sequence[ActionSequence], cap: int) -> None:
-            for sequence in list(produced)[:cap]:
-                if len(sequences) >= limit:
-                    return
-                sequence = tuple(sequence)
-                key = _sequence_key(sequence)
-                if sequence and key not in seen:
-                    seen.add(key)
-                    sequences.append(sequence)
-
+        sequences: Sequences = []
         run_id = stage.run_id
         self.events.emit(
             "sequence_generation_started", {"candidates": len(candidates)}, run_id=run_id
         )
-        for produced in self._generated("pattern_generators", context, by_category, stage):
-            take(produced, per_module)
-        for produced in self._generated("sequence_generators", context, candidates, stage):
-            take(produced, limit)
+        sources: tuple[tuple[str, object, int], ...] = (
+            ("pattern_generators", by_category, settings.max_patterns_per_generator),
+            ("sequence_generators", candidates, settings.max_sequences),
+        )
+        for kind, source, cap in sources:
+            for key, produced in self._generated(kind, context, source, stage):
+                report = _take(produced, cap, settings.max_sequences, seen, sequences, key)
+                if stage.trace is not None:
+                    stage.trace.generators.append(report)
         self.events.emit(
             "sequence_generation_completed", {"sequences": len(sequences)}, run_id=run_id
         )
@@ -234,7 +281,7 @@ class HolisticEngine:
 
     def _generated(
         self, kind: str, context: Any, source: object, stage: _Stage
-    ) -> Iterator[Sequence[ActionSequence]]:
+    ) -> Iterator[tuple[str, Sequence[ActionSequence]]]:
         """What each generator of `kind` produced from `source` (nothing when it failed)."""
         for key, module, params in self._modules[kind]:
             assert isinstance(module, PatternGenerator | SequenceGenerator)
@@ -250,7 +297,7 @@ class HolisticEngine:
                 run_id=stage.run_id,
             )
             stage.warn(warning)
-            yield produced
+            yield key, produced
 
     def _filter(
         self, context: Any, sequences: list[ActionSequence], stage: _Stage
@@ -270,25 +317,44 @@ class HolisticEngine:
             )
             stage.warn(warning)
             allowed = {_sequence_key(s) for s in sequences}
+            received = len(sequences)
             # a filter only drops: anything it invented or duplicated is ignored
             sequences = [
                 s for s in dict.fromkeys(tuple(s) for s in kept) if _sequence_key(s) in allowed
             ]
+            if stage.trace is not None:
+                stage.trace.filters.append(FilterReport(key, received, len(sequences)))
         return sequences
 
-    def _feasible(self, sequences: list[ActionSequence]) -> list[ActionSequence]:
+    def _feasible(self, sequences: Sequences, stage: _Stage) -> Sequences:
+        """The sequences of an executable shape: 1 to `max_depth` steps, no symbol twice, a
+        mean priority of at least `priority_threshold`."""
         settings = self.config.planner
-        kept: list[ActionSequence] = []
+        kept: Sequences = []
+        deep = repeated = low = 0
         for sequence in sequences:
             if not sequence or len(sequence) > settings.max_depth:
+                deep += 1
                 continue
             keys = [action.key for action in sequence]
             if len(set(keys)) != len(keys):
+                repeated += 1
                 continue
             mean_priority = sum(action.priority for action in sequence) / len(sequence)
             if mean_priority < settings.priority_threshold:
+                low += 1
                 continue
             kept.append(sequence)
+        if stage.trace is not None:
+            stage.trace.feasibility = FeasibilityReport(
+                len(sequences),
+                len(kept),
+                deep,
+                repeated,
+                low,
+                settings.max_depth,
+                settings.priority_threshold,
+            )
         return kept
 
     def _evaluate(
@@ -311,6 +377,8 @@ class HolisticEngine:
             with self.perf.measure("evaluation", "evaluate"):
                 result = self.domain.evaluate(context, chunk, self.config.domain)
             feasible += int(np.count_nonzero(result.feasible))
+            if stage.trace is not None:
+                stage.trace.infeasible.append(start + np.flatnonzero(~result.feasible))
             if len(chunk):
                 local = int(np.argmax(result.scores))  # first of equal maxima: deterministic
                 score = float(result.scores[local])
@@ -330,6 +398,8 @@ class HolisticEngine:
             {"sequences": total, "feasible": feasible, "best_score": best_score},
             run_id=run_id,
         )
+        if stage.trace is not None:
+            stage.trace.evaluation = EvaluationReport(total, feasible, float(best_score))
         return best_index, float(best_score), feasible
 
     # ------------------------------------------------------------------ public
@@ -344,14 +414,18 @@ class HolisticEngine:
         run_id: str | None = None,
         progress: Progress | None = None,
         run: Run | None = None,
+        explain: bool = False,
     ) -> EngineResult:
         """Plan once; module failures become warnings, never a missing plan.
 
         With `run`, its id names the run's events, which are also passed on to it, and its
         deadline is checked between module calls and evaluation batches (`RunStopped`).
+        With `explain` (or `run.explain`), the result and the plan carry an `Explanation`.
         """
         started = time.perf_counter()
         stage = _Stage(run.run_id if run is not None and run.run_id else run_id or uuid.uuid4().hex)
+        if explain or (run is not None and run.explain):
+            stage.trace = Trace()
         if run is None:
             return self._run(
                 objective, raw_context, stage, started, progress, planner_name, planner_version
@@ -379,10 +453,10 @@ class HolisticEngine:
         context = self.domain.parse_context(raw_context)
         digest = self.domain.context_digest(context)
         by_category = self._opportunities(context, digest, stage)
-        candidates = self._candidates(by_category)
+        candidates = self._candidates(by_category, stage)
         generated = self._sequences(context, by_category, candidates, stage)
         filtered = self._filter(context, generated, stage)
-        feasible_shape = self._feasible(filtered)
+        feasible_shape = self._feasible(filtered, stage)
         best_index, best_score, feasible = self._evaluate(context, feasible_shape, stage, progress)
         stage.check()
         simulation = self._best_simulation(context, feasible_shape, best_index, best_score, stage)
@@ -393,6 +467,7 @@ class HolisticEngine:
             planner_version=planner_version,
             warnings=stage.warnings,
         )
+        plan, explanation = self._explained(context, feasible_shape, simulation, plan, stage)
         elapsed = (time.perf_counter() - started) * 1000.0
         self.events.emit(
             "planning_completed",
@@ -422,7 +497,45 @@ class HolisticEngine:
             feasible_sequences=feasible,
             warnings=tuple(stage.warnings),
             duration_ms=elapsed,
+            explanation=explanation,
         )
+
+    def _explained(
+        self,
+        context: Any,
+        evaluated: Sequences,
+        simulation: Simulation,
+        plan: Plan,
+        stage: _Stage,
+    ) -> tuple[Plan, Explanation | None]:
+        """The plan with its explanation, when the run asked for one."""
+        if stage.trace is None:
+            return plan, None
+        explanation = self._explanation(context, evaluated, simulation, plan, stage.trace, stage)
+        return plan.model_copy(update={"explanation": explanation.to_dict()}), explanation
+
+    def _explanation(
+        self,
+        context: Any,
+        evaluated: Sequences,
+        simulation: Simulation,
+        plan: Plan,
+        trace: Trace,
+        stage: _Stage,
+    ) -> Explanation:
+        """The trace, frozen; for an empty plan, with the closest plans a rule stopped."""
+        if plan.steps:
+            return trace.freeze(simulation.current_score, len(plan.steps))
+        refused = [evaluated[i] for i in trace.infeasible_indices()]
+        blocked, scored = closest_blocked(
+            self.domain,
+            context,
+            self.config.domain,
+            refused,
+            batch=self.config.planner.evaluation_batch_size,
+            check=stage.check,
+        )
+        return trace.freeze(simulation.current_score, 0, blocked, scored)
 
     def _best_simulation(
         self,

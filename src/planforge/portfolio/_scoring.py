@@ -55,6 +55,9 @@ class ScoreDetail:
     invested: FloatArray
     #: Cash after each step (steps x batch); row 0 is the cash before trading.
     cash_path: FloatArray
+    #: The score each row would have if no rule refused it (`scores` is -inf where one did):
+    #: what explanations report for the closest blocked plan.
+    allowed_scores: FloatArray
 
 
 def _encode(table: ActionTable, sequences: Sequence[ActionSequence]) -> IntArray:
@@ -218,6 +221,7 @@ def _score_codes(
         + settings.diversification_weight * diversification
         + settings.quality_weight * quality
     ) / weight_sum - penalty
+    allowed = scores.copy() if detail else scores
     scores[~feasible] = -np.inf
     if not detail:
         return scores, feasible, costs
@@ -234,6 +238,7 @@ def _score_codes(
         total_value=total,
         invested=invested,
         cash_path=np.vstack(path),
+        allowed_scores=allowed,
     )
 
 

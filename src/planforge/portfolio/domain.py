@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from pydantic import BaseModel
 
 from planforge.contract import Plan, PlannerRef, PlanStep
@@ -119,6 +120,20 @@ class PortfolioDomain:
         model = model_for(_context(context))
         scores, feasible, costs = evaluate_sequences(model, sequences, _settings(settings))
         return Evaluation(scores=scores, feasible=feasible, costs=costs)
+
+    def scores_if_allowed(
+        self,
+        context: PortfolioContext | Mapping[str, Any],
+        sequences: Sequence[ActionSequence],
+        settings: BaseModel | Mapping[str, Any] | None = None,
+    ) -> npt.NDArray[np.float64]:
+        """Each sequence's score as if no rule refused it: the same function as `evaluate`,
+        for a small batch. An explanation uses it to find the closest plan a rule stopped;
+        planning never does. A sequence short of cash ends with negative cash, which the
+        score reads as borrowed money (weights above the portfolio's value), so it scores
+        lower the more money it lacks."""
+        model = model_for(_context(context))
+        return score_detail(model, list(sequences), _settings(settings)).allowed_scores
 
     def simulate(
         self,

@@ -7,6 +7,10 @@ context's `planner_config` key (`contract.CONFIG_CONTEXT_KEY`, for direct calls)
 `default` preset. Each may be a preset name (`default`, `conservative`, `aggressive`), a path
 to a TOML file, TOML text or a parsed `HolisticConfig`. Presets and TOML text are parsed once
 per distinct text; a path is read again every time (the file may change).
+
+An explanation of the plan (`planforge.holistic.Explanation`, also in `Plan.explanation`) is
+built when asked: `run(explain=True)`, the run protocol's `Run.explain`, or the context key
+`planner_explain: true` (`contract.EXPLAIN_CONTEXT_KEY`, for direct calls).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from planforge.contract import CONFIG_CONTEXT_KEY, Plan, Planner, Run
+from planforge.contract import CONFIG_CONTEXT_KEY, EXPLAIN_CONTEXT_KEY, Plan, Planner, Run
 from planforge.holistic import (
     EngineResult,
     EventHub,
@@ -165,10 +169,14 @@ class HolisticPortfolioPlanner(Planner):
         progress: Progress | None = None,
         run_id: str | None = None,
         run: Run | None = None,
+        explain: bool = False,
     ) -> EngineResult:
-        """Plan with full detail (simulation, counts, warnings); `run` as in `plan`."""
+        """Plan with full detail (simulation, counts, warnings); `run` as in `plan`. With
+        `explain` (or `run.explain`, or the context's `planner_explain`), the result carries
+        an explanation of the plan, and so does the plan."""
         raw = dict(context)
         named = _reference(raw.pop(CONFIG_CONTEXT_KEY, None))  # never part of the portfolio
+        explain = _explain_asked(raw.pop(EXPLAIN_CONTEXT_KEY, False)) or explain
         reference = config
         if reference is None and run is not None:
             reference = _reference(run.config)  # a bucket's, or the one a user named
@@ -183,11 +191,13 @@ class HolisticPortfolioPlanner(Planner):
             progress=progress,
             run_id=run_id,
             run=run,
+            explain=explain,
         )
 
     def plan(self, objective: str, context: Mapping[str, Any], *, run: Run | None = None) -> Plan:
         """The run protocol: `run.config` chooses the configuration, the run's deadline is
-        checked between stages, and module and progress events reach the run."""
+        checked between stages, module and progress events reach the run, and `run.explain`
+        attaches an explanation to the plan."""
         return self.run(objective, context, run=run).plan
 
     def self_test(self) -> None:
@@ -205,3 +215,10 @@ def _reference(chosen: object) -> HolisticConfig | str | Path | None:
         "must be a preset name (" + ", ".join(PRESETS) + "), a path to a TOML file or "
         f"TOML text, got {type(chosen).__name__}",
     )
+
+
+def _explain_asked(asked: object) -> bool:
+    """The context's `planner_explain`: a user writes it, so a wrong type is the caller's."""
+    if isinstance(asked, bool):
+        return asked
+    raise ContextError(EXPLAIN_CONTEXT_KEY, f"must be true or false, got {type(asked).__name__}")
