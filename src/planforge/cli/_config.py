@@ -17,6 +17,7 @@ from planforge.cli._common import (
     emit_json,
     fail,
     guarded,
+    read_context,
     rich_console,
 )
 from planforge.cli._store import (
@@ -33,6 +34,7 @@ from planforge.cli._store import (
 
 if TYPE_CHECKING:
     from planforge.configstore import ConfigStore, ConfigVersion, CreateResult
+    from planforge.holistic import EngineResult, HolisticEngine
 
 __all__ = [
     "config_clone",
@@ -124,22 +126,48 @@ def config_validate(
 @guarded
 def config_dry_run(
     file: Annotated[str, typer.Argument(help="A TOML file or a preset name.")],
+    explain: Annotated[
+        bool,
+        typer.Option(
+            "--explain",
+            help="Show what bounds each stage; with --context, plan that context once "
+            "(recorded nowhere) and show why: each calculator's candidates, what every stage "
+            "kept and dropped, and for an empty plan the closest plan a rule stopped.",
+        ),
+    ] = False,
+    context: Annotated[
+        Path | None,
+        typer.Option("--context", help="A portfolio (JSON or TOML) to explain; needs --explain."),
+    ] = None,
+    objective: Annotated[
+        str, typer.Option("--objective", help="The objective of the explained plan.")
+    ] = "Rebalance my portfolio",
     as_json: JsonOption = False,
 ) -> None:
-    """Load everything a configuration enables and estimate the work; plan nothing.
+    """Load everything a configuration enables and estimate the work; plan nothing unless
+    --explain --context asks to explain one portfolio.
 
     Exit 1 when the configuration is not valid or a module it enables cannot be loaded.
     """
     from planforge.holistic.errors import ConfigError
     from planforge.portfolio.planner import HolisticPortfolioPlanner
 
+    if context is not None and not explain:
+        fail("--context is read only with --explain (a dry run plans nothing otherwise)")
+    portfolio = read_context(context) if context is not None else None
     reference = config_reference(file)
     try:
-        report = HolisticPortfolioPlanner().engine(reference).dry_run()
+        engine = HolisticPortfolioPlanner().engine(reference)
     except ConfigError as exc:
         _config_failure(exc, str(reference), as_json)
+    report = engine.dry_run()
+    explained = _explained(engine, objective, portfolio) if portfolio is not None else None
     if as_json:
-        emit_json({"source": str(reference), **report.to_dict()})
+        data = {"source": str(reference), **report.to_dict()}
+        if explain:
+            data["limits"] = engine.config.planner.model_dump(mode="json")
+            data["explanation"] = _explanation_dict(explained)
+        emit_json(data)
         return
     typer.echo(f"valid: {'yes' if report.valid else 'no'} ({reference})")
     typer.echo(f"modules loaded ({len(report.modules_loaded)}):")
@@ -150,8 +178,39 @@ def config_dry_run(
         typer.echo(f"warning: {warning}")
     for error in report.errors:
         typer.echo(f"error: {error}")
+    if explain:
+        _print_explained(engine, explained)
     if not report.valid:
         raise typer.Exit(1)
+
+
+def _explained(engine: HolisticEngine, objective: str, portfolio: dict[str, Any]) -> EngineResult:
+    """Plan `portfolio` once with `engine`, explained; the configuration of the dry run wins
+    over one the file names."""
+    from planforge.contract import RESERVED_CONTEXT_KEYS
+
+    raw = {key: value for key, value in portfolio.items() if key not in RESERVED_CONTEXT_KEYS}
+    return engine.run(objective, raw, explain=True)
+
+
+def _explanation_dict(explained: EngineResult | None) -> dict[str, Any] | None:
+    if explained is None or explained.explanation is None:
+        return None
+    return explained.explanation.to_dict()
+
+
+def _print_explained(engine: HolisticEngine, explained: EngineResult | None) -> None:
+    from planforge.cli._explain import print_explanation, print_limits
+
+    if explained is None:
+        print_limits(engine.config.planner.model_dump(mode="json"))
+        return
+    metrics = explained.plan.metrics
+    typer.echo(
+        f"explained plan: {len(explained.plan.steps)} steps, score "
+        f"{metrics['current_score']:.6f} -> {metrics['end_state_score']:.6f}"
+    )
+    print_explanation(_explanation_dict(explained))
 
 
 def _version_table(title: str, versions: list[ConfigVersion], *, names: bool = True) -> Any:

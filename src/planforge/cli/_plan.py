@@ -71,7 +71,18 @@ class _PlanWatcher:
         return f"evaluated {self.evaluated:,}{generated} sequences{feasible}"
 
 
-def _print_plan(result: Any, watcher: _PlanWatcher | None) -> None:
+ExplainOption = Annotated[
+    bool,
+    typer.Option(
+        "--explain",
+        help="Also show why this plan: each calculator's candidates, what every stage kept "
+        "and dropped, and for an empty plan the closest plan a rule stopped (in the JSON as "
+        "`explanation`).",
+    ),
+]
+
+
+def _print_plan(result: Any, watcher: _PlanWatcher | None, *, explain: bool = False) -> None:
     from rich.table import Table
 
     console = rich_console()
@@ -119,6 +130,10 @@ def _print_plan(result: Any, watcher: _PlanWatcher | None) -> None:
         console.print(summary, highlight=False)
     for warning in result.warnings:
         console.print(f"warning: {warning}", markup=False)
+    if explain:
+        from planforge.cli._explain import print_explanation
+
+        print_explanation(result.explanation, planner=result.planner.name)
 
 
 @app.command("plan")
@@ -156,6 +171,7 @@ def plan(
             "when absent. Only planners that read that kind are considered.",
         ),
     ] = None,
+    explain: ExplainOption = False,
     as_json: JsonOption = False,
 ) -> None:
     """Select a planner (or take --planner) and make a plan for OBJECTIVE.
@@ -174,15 +190,20 @@ def plan(
     factory = open_factory()
     try:
         request = _PlanRequest(
-            objective, context_data, planner, context_kind, reference, bucket_toml
+            objective, context_data, planner, context_kind, reference, bucket_toml, explain
         )
         result, watcher = _plan_with(factory, request, follow=not as_json)
     finally:
         factory.close()
+    _show(result, watcher, as_json=as_json, explain=explain)
+
+
+def _show(result: Any, watcher: _PlanWatcher | None, *, as_json: bool, explain: bool) -> None:
+    """The plan as JSON (with its explanation, when asked), or as tables."""
     if as_json:
         typer.echo(result.model_dump_json(indent=2))
         return
-    _print_plan(result, watcher)
+    _print_plan(result, watcher, explain=explain)
 
 
 class _PlanRequest(NamedTuple):
@@ -192,6 +213,7 @@ class _PlanRequest(NamedTuple):
     context_kind: str | None
     reference: Any  # the configuration chosen with --config or --bucket, if any
     bucket_toml: str | None
+    explain: bool = False
 
 
 def _plan_with(
@@ -199,9 +221,10 @@ def _plan_with(
 ) -> tuple[Any, _PlanWatcher | None]:
     """Admit, select, and plan, sending the chosen configuration the way the planner reads it.
 
-    A planner that declares the run protocol gets a run carrying the configuration, and its
-    events reach a watcher (a progress bar on a terminal, counts for the summary) unless
-    `follow` is off (--json).
+    A planner that declares the run protocol gets a run carrying the configuration and
+    whether to explain, and its events reach a watcher (a progress bar on a terminal, counts
+    for the summary) unless `follow` is off (--json). Any other planner cannot be asked to
+    explain: its plan has no explanation.
     """
     from planforge.contract import CONFIG_CONTEXT_KEY, Run, accepts_run  # --help stays light
 
@@ -220,7 +243,7 @@ def _plan_with(
         return factory.run_plan(objective, context_data, planner=name, context_kind=kind), None
     progress = _progress_bar() if follow and sys.stdout.isatty() else None
     watcher = _PlanWatcher(progress) if follow else None
-    run = Run(f"cli-{uuid.uuid4().hex[:12]}", config=chosen, sink=watcher)
+    run = Run(f"cli-{uuid.uuid4().hex[:12]}", config=chosen, explain=request.explain, sink=watcher)
     try:
         plan = factory.run_plan(objective, context_data, planner=name, context_kind=kind, run=run)
     finally:
