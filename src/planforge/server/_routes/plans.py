@@ -7,6 +7,11 @@ exists (so the per-user run limit answers 429 right away) and the run is recorde
 database; it goes on in a worker and its outcome lands in its record, which every replica
 reads. The run id is the execution context's, the one every event of the run carries, so a
 client can match `GET /ws/events` traffic to its runs. `DELETE /plans/{id}` cancels.
+
+With `explain: true` the run asks its planner why: the request is stored with the context key
+`planner_explain` (`contract.EXPLAIN_CONTEXT_KEY`), so a replica that takes the run up asks
+too; the runtime hands it to the planner as `Run.explain`, and a planner that can explain
+puts `explanation` in the plan the run's record carries. A planner that cannot plans as usual.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from planforge.contract import EXPLAIN_CONTEXT_KEY
 from planforge.errors import InvalidContext, shown_value
 from planforge.logs import get_logger
 from planforge.server._auth import Operator, Viewer, service
@@ -51,6 +57,12 @@ class PlanRequest(BaseModel):
         min_length=1,
         max_length=128,
         description="The kind of the context (for example portfolio); inferred when absent.",
+    )
+    explain: bool = Field(
+        default=False,
+        description="Ask the planner why this plan; one that can explain puts `explanation` "
+        "in the plan (the holistic planner: each calculator's candidates, what every stage "
+        "kept and dropped, and for an empty plan the closest plan a rule stopped).",
     )
 
 
@@ -99,6 +111,8 @@ async def start_plan(
         raise
     fields = body.model_dump()
     fields["context_kind"] = context_kind
+    if body.explain:  # kept with the run, so a replica that takes it up explains it too
+        fields["context"] = {**body.context, EXPLAIN_CONTEXT_KEY: True}
     request_id = getattr(request.state, "request_id", None)
     started = await runs_of(state).submit(user.name, fields, request_id=request_id)
     _log.info("run started", run_id=started["run_id"], request_id=request_id, user=user.name)
