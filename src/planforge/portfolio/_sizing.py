@@ -299,20 +299,26 @@ def _combined(
     problem: SizingProblem, moves: Moves, scores: FloatArray, x: FloatArray, best: int
 ) -> tuple[FloatArray, float]:
     """The best move, joined by the next best moves of other securities while each makes
-    the whole better: independent improvements are taken in one round, not one per round."""
+    the whole better: independent improvements are taken in one round, not one per round.
+    Each pass scores every remaining candidate added to what is chosen, in one batch."""
     chosen = moves.apply(x, best)
     score = float(scores[best])
-    touched = {int(moves.first[best]), int(moves.second[best])}
-    order = np.argsort(-scores, kind="stable")[:_JOINED_TRIES]
-    for k in order[1:]:
-        if not np.isfinite(scores[k]):
+    order = np.argsort(-scores, kind="stable")[1:_JOINED_TRIES]
+    order = order[np.isfinite(scores[order])]
+    touched = {int(moves.first[best]), int(moves.second[best])} - {-1}
+    while len(order):
+        free = [
+            k for k in order.tolist() if not {int(moves.first[k]), int(moves.second[k])} & touched
+        ]
+        if not free:
             break
-        pair = {int(moves.first[k]), int(moves.second[k])} - {-1}
-        if pair & touched:
-            continue
-        trial = moves.apply(chosen, int(k))
-        trial_score = float(problem.scores(trial[None, :])[0][0])
-        if trial_score > score + _IMPROVES:
-            chosen, score = trial, trial_score
-            touched |= pair
+        trials = np.array([moves.apply(chosen, k) for k in free])
+        trial_scores, _ = problem.scores(trials)
+        pick = int(np.argmax(trial_scores))
+        if not trial_scores[pick] > score + _IMPROVES:
+            break
+        chosen, score = trials[pick], float(trial_scores[pick])
+        k = free[pick]
+        touched |= {int(moves.first[k]), int(moves.second[k])} - {-1}
+        order = np.asarray([j for j in free if j != k], dtype=np.intp)
     return chosen, score
