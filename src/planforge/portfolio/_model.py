@@ -69,6 +69,10 @@ class ActionTable:
     #: before trading and its target (all 0 when untargeted).
     set_rows: tuple[FloatArray, ...]
     ok_cache: OrderedDict[str, BoolArray] = field(default_factory=OrderedDict)
+    #: The actions' ids in ascending order and the row of each: a batch is encoded with one
+    #: binary search instead of a dictionary lookup per step.
+    sorted_ids: npt.NDArray[np.intp] = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
+    sorted_rows: npt.NDArray[np.intp] = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +275,9 @@ class PortfolioModel:
         index = dict(table.index)
         for row, action in enumerate(fresh):
             index[id(action)] = start + row
+        ids = np.fromiter(index, dtype=np.intp, count=len(index))
+        order = np.argsort(ids)
+        # the rules of the rows already known carry over: only the fresh rows are checked
         return ActionTable(
             actions=[*table.actions, *fresh],
             index=index,
@@ -286,20 +293,27 @@ class PortfolioModel:
                 np.concatenate((old, new.T), axis=1)
                 for old, new in zip(table.set_rows, rows, strict=True)
             ),
+            ok_cache=OrderedDict(table.ok_cache),
+            sorted_ids=ids[order],
+            sorted_rows=np.fromiter(index.values(), dtype=np.intp, count=len(index))[order],
         )
 
     def ok_for(self, table: ActionTable, settings: PortfolioSettings) -> BoolArray:
-        """Per table action: may it execute under `settings`? (cached per settings)."""
+        """Per table action: may it execute under `settings`? Cached per settings; a grown
+        table checks only the rows its parent did not have."""
         key = settings.model_dump_json()
         with self._lock:
-            ok = table.ok_cache.get(key)
-            if ok is not None:
+            known = table.ok_cache.get(key)
+            if known is not None:
                 table.ok_cache.move_to_end(key)
-                return ok
-        ok = np.array(
-            [a is NOOP or action_problem(self, settings, a) is None for a in table.actions],
+                if len(known) == len(table.actions):
+                    return known
+        done = 0 if known is None else len(known)
+        fresh = np.array(
+            [a is NOOP or action_problem(self, settings, a) is None for a in table.actions[done:]],
             dtype=np.bool_,
         )
+        ok = fresh if known is None else np.concatenate((known, fresh))
         with self._lock:
             table.ok_cache[key] = ok
             while len(table.ok_cache) > _OK_CACHE_SIZE:

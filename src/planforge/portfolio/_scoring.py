@@ -10,13 +10,13 @@ bound memory.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
 
 import numpy as np
 
-from planforge.holistic.modules import ActionSequence
+from planforge.holistic.modules import Action, ActionSequence
 from planforge.portfolio._arrays import BoolArray, FloatArray, IntArray
 from planforge.portfolio._model import (
     COST,
@@ -60,22 +60,52 @@ class ScoreDetail:
     allowed_scores: FloatArray
 
 
+def _rows_of(table: ActionTable, steps: Iterable[Action], total: int) -> IntArray:
+    """The table row of each step, in order (KeyError for an action the table lacks).
+
+    The steps go into an object array in one C loop; in CPython an object's id is its
+    address, which is what that array holds, so the ids come out as integers without a
+    Python call per step and are found among the table's sorted ids by binary search.
+    """
+    if not _IDS_ARE_ADDRESSES:
+        rows = map(table.index.__getitem__, map(id, steps))
+        return np.fromiter(rows, dtype=np.intp, count=total)
+    objects = np.fromiter(steps, dtype=object, count=total)
+    ids = np.frombuffer(objects, dtype=np.intp)
+    known = table.sorted_ids
+    position = np.minimum(np.searchsorted(known, ids), len(known) - 1)
+    if len(ids) and not np.array_equal(known[position], ids):
+        raise KeyError("an action of the batch is not in the table")
+    found: IntArray = table.sorted_rows[position]
+    return found
+
+
 def _encode(table: ActionTable, sequences: Sequence[ActionSequence]) -> IntArray:
     """Steps x batch matrix of table rows; 0 (no-op) pads shorter sequences."""
     count = len(sequences)
     lengths = np.fromiter(map(len, sequences), dtype=np.intp, count=count)
     total = int(lengths.sum())
     depth = int(lengths.max()) if count else 0
-    rows = map(table.index.__getitem__, map(id, chain.from_iterable(sequences)))
-    if len(table.actions) <= 256:  # one byte a step: the fastest way out of Python
-        flat = np.frombuffer(bytes(rows), dtype=np.uint8).astype(np.intp)
-    else:
-        flat = np.fromiter(rows, dtype=np.intp, count=total)
+    flat = _rows_of(table, chain.from_iterable(sequences), total)
     if total == depth * count:
         return np.ascontiguousarray(flat.reshape(count, depth).T)
     codes = np.zeros((count, depth), dtype=np.intp)
     codes[np.arange(depth)[None, :] < lengths[:, None]] = flat
     return np.ascontiguousarray(codes.T)
+
+
+def _ids_are_addresses() -> bool:
+    """Whether an object array's buffer holds each object's id (CPython's rule)."""
+    probe = (object(), object())
+    try:
+        held = np.fromiter(probe, dtype=object, count=2)
+        addresses: list[int] = np.frombuffer(held, dtype=np.intp).tolist()
+        return addresses == [id(o) for o in probe]
+    except (TypeError, ValueError):
+        return False
+
+
+_IDS_ARE_ADDRESSES = _ids_are_addresses()
 
 
 def _repeats(table: ActionTable, codes: IntArray, model: PortfolioModel) -> BoolArray:

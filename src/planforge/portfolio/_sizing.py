@@ -35,6 +35,8 @@ _STEPS = np.array([1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377, 610, 987])
 #: The same for pair moves, whose grids multiply.
 _PAIR_STEPS = np.array([1, 2, 5])
 _IMPROVES = 1e-12
+#: Next-best moves tried beside the best one in each round.
+_JOINED_TRIES = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,12 +267,17 @@ def _moves(
 
 
 def search(
-    problem: SizingProblem, *, rounds: int, coarse: int, pair_count: int
+    problem: SizingProblem,
+    *,
+    rounds: int,
+    coarse: int,
+    pair_count: int,
+    start: FloatArray | None = None,
 ) -> list[FloatArray]:
     """The quantity vectors the climb passed through, best (last) included, from the
     current portfolio; each round takes the best move, and the climb stops when none gains."""
     active = problem.tradable()
-    state = problem.state(np.zeros(len(problem.unit)))
+    state = problem.state(np.zeros(len(problem.unit)) if start is None else start)
     here = float(problem.scores(state.x[None, :])[0][0])
     path: list[FloatArray] = []
     for _ in range(rounds):
@@ -282,6 +289,36 @@ def search(
         best = int(np.argmax(scores))
         if not scores[best] > here + _IMPROVES:
             break
-        state, here = problem.state(moves.apply(state.x, best)), float(scores[best])
-        path.append(state.x)
+        x, here = _combined(problem, moves, scores, state.x, best)
+        state = problem.state(x)
+        path.append(x)
     return path
+
+
+def _combined(
+    problem: SizingProblem, moves: Moves, scores: FloatArray, x: FloatArray, best: int
+) -> tuple[FloatArray, float]:
+    """The best move, joined by the next best moves of other securities while each makes
+    the whole better: independent improvements are taken in one round, not one per round.
+    Each pass scores every remaining candidate added to what is chosen, in one batch."""
+    chosen = moves.apply(x, best)
+    score = float(scores[best])
+    order = np.argsort(-scores, kind="stable")[1:_JOINED_TRIES]
+    order = order[np.isfinite(scores[order])]
+    touched = {int(moves.first[best]), int(moves.second[best])} - {-1}
+    while len(order):
+        free = [
+            k for k in order.tolist() if not {int(moves.first[k]), int(moves.second[k])} & touched
+        ]
+        if not free:
+            break
+        trials = np.array([moves.apply(chosen, k) for k in free])
+        trial_scores, _ = problem.scores(trials)
+        pick = int(np.argmax(trial_scores))
+        if not trial_scores[pick] > score + _IMPROVES:
+            break
+        chosen, score = trials[pick], float(trial_scores[pick])
+        k = free[pick]
+        touched |= {int(moves.first[k]), int(moves.second[k])} - {-1}
+        order = np.asarray([j for j in free if j != k], dtype=np.intp)
+    return chosen, score
