@@ -36,13 +36,13 @@ from planforge.holistic._explain import (
     Explanation,
     FeasibilityReport,
     FilterReport,
-    GeneratorReport,
     Trace,
     closest_blocked,
 )
 from planforge.holistic._perf import PerformanceTracker
 from planforge.holistic._registry import ModuleRegistry
 from planforge.holistic._resilience import ModuleGuard
+from planforge.holistic._sequences import Sequences, only_dropped, take
 from planforge.holistic.modules import (
     KINDS,
     Action,
@@ -57,7 +57,6 @@ from planforge.logs import get_logger
 
 __all__ = ["DryRunReport", "EngineResult", "HolisticEngine"]
 
-Sequences = list[ActionSequence]
 
 _log = get_logger("holistic.engine")
 Progress = Callable[[int, int], None]
@@ -116,38 +115,6 @@ class _Stage:
 
 def _action_order(action: Action) -> tuple[float, str, str]:
     return (-action.priority, action.side, action.key)
-
-
-def _sequence_key(sequence: ActionSequence) -> tuple[tuple[str, str, float], ...]:
-    """Two sequences are one when they make the same trades in the same sizes (the same buy
-    in two sizes is two plans: the engine keeps both)."""
-    return tuple((action.side, action.key, action.quantity) for action in sequence)
-
-
-def _take(
-    produced: Sequence[ActionSequence],
-    cap: int,
-    limit: int,
-    seen: set[tuple[tuple[str, str, float], ...]],
-    sequences: Sequences,
-    module: str,
-) -> GeneratorReport:
-    """Add a generator's first `cap` sequences that are new (not empty, not made before) to
-    `sequences`, up to `limit` in all; the counts say what became of each one."""
-    produced = list(produced)
-    new = repeated = 0
-    for sequence in produced[:cap]:
-        if len(sequences) >= limit:
-            break
-        sequence = tuple(sequence)
-        key = _sequence_key(sequence)
-        if sequence and key not in seen:
-            seen.add(key)
-            sequences.append(sequence)
-            new += 1
-        else:
-            repeated += 1
-    return GeneratorReport(module, len(produced), new, repeated, len(produced) - new - repeated)
 
 
 class HolisticEngine:
@@ -271,7 +238,7 @@ class HolisticEngine:
         )
         for kind, source, cap in sources:
             for key, produced in self._generated(kind, context, source, stage):
-                report = _take(produced, cap, settings.max_sequences, seen, sequences, key)
+                report = take(produced, cap, settings.max_sequences, seen, sequences, key)
                 if stage.trace is not None:
                     stage.trace.generators.append(report)
         self.events.emit(
@@ -316,12 +283,8 @@ class HolisticEngine:
                 run_id=stage.run_id,
             )
             stage.warn(warning)
-            allowed = {_sequence_key(s) for s in sequences}
             received = len(sequences)
-            # a filter only drops: anything it invented or duplicated is ignored
-            sequences = [
-                s for s in dict.fromkeys(tuple(s) for s in kept) if _sequence_key(s) in allowed
-            ]
+            sequences = only_dropped(sequences, kept)
             if stage.trace is not None:
                 stage.trace.filters.append(FilterReport(key, received, len(sequences)))
         return sequences
