@@ -284,8 +284,11 @@ def search(
         if not active:
             break
         moves = _moves(problem, state, active, coarse, pair_count)
+        moves = moves.subset(state.allowed(moves, problem.max_depth))
+        if not len(moves.first):
+            break
         scores, cash, trades = state.score(moves)
-        scores[(cash < 0) | (trades > problem.max_depth)] = -np.inf
+        scores[(cash < 0) | (trades > problem.max_depth)] = -np.inf  # float edge cases
         best = int(np.argmax(scores))
         if not scores[best] > here + _IMPROVES:
             break

@@ -50,6 +50,9 @@ class Moves:
         count = len(first_q)
         return cls(np.full(count, first), first_q, np.full(count, second), second_q)
 
+    def subset(self, keep: BoolArray) -> Moves:
+        return Moves(self.first[keep], self.first_q[keep], self.second[keep], self.second_q[keep])
+
     def apply(self, x: FloatArray, k: int) -> FloatArray:
         y = x.copy()
         y[self.first[k]] = self.first_q[k]
@@ -79,6 +82,26 @@ class State:
         value = np.abs(q * self.unit[i])
         cost: FloatArray = np.where(q != 0, self.fixed + self.percent * value, 0.0)
         return cost
+
+    def allowed(self, moves: Moves, max_depth: int) -> BoolArray:
+        """The moves that keep the cash at or above zero and the trades within `max_depth`:
+        checked before scoring, since most pairs of sizes are not."""
+        a, b = moves.first, moves.second
+        has_b = b >= 0
+        b_safe = np.where(has_b, b, 0)
+        spend = (moves.first_q - self.x[a]) * self.unit[a]
+        spend += self.trade_cost(a, moves.first_q) - self.cost[a]
+        spend += np.where(
+            has_b,
+            (moves.second_q - self.x[b_safe]) * self.unit[b_safe]
+            + self.trade_cost(b_safe, moves.second_q)
+            - self.cost[b_safe],
+            0.0,
+        )
+        trades = int(np.count_nonzero(self.x)) + (moves.first_q != 0) - (self.x[a] != 0)
+        trades = trades + has_b * ((moves.second_q != 0).astype(np.intp) - (self.x[b_safe] != 0))
+        ok: BoolArray = (self.cash - spend >= 0) & (trades <= max_depth)
+        return ok
 
     def score(self, moves: Moves) -> tuple[FloatArray, FloatArray, IntArray]:
         """Each move's score, its cash at the end and its number of trades."""
