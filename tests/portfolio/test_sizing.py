@@ -170,3 +170,25 @@ def test_a_buy_larger_than_the_cash_is_cut_to_what_the_cash_pays() -> None:
     (cut,) = arrange(context, (), (big,))
     assert cut.quantity == 59  # 59 x 50 + 2 + 2.95 <= 3,000 < 60 x 50 + ...
     assert "cut to the cash" in cut.reason
+
+
+def test_the_sizing_generator_scores_with_the_configurations_own_weights() -> None:
+    planner = HolisticPortfolioPlanner()
+    text = preset_text("default").replace("[planner]\n", "[planner]\nquality_weight = 3.0\n")
+    engine = planner.engine(text)
+    (params,) = [p for key, _, p in engine._modules["sequence_generators"] if "sizing" in key]
+    assert params.scoring.quality_weight == 3.0
+    assert (
+        "scoring"
+        not in engine.config.to_dict()["modules"]["sequence_generators"]["optimal_sizing"]["params"]
+    )
+
+
+def test_a_module_table_may_not_set_the_scoring_weights() -> None:
+    from planforge.holistic.errors import ConfigError
+
+    text = preset_text("default") + (
+        "\n[sequence_generators.optimal_sizing.params]\nscoring = { quality_weight = 1.0 }\n"
+    )
+    with pytest.raises(ConfigError, match=r"\[planner\] keys"):
+        HolisticPortfolioPlanner().engine(text)
