@@ -175,3 +175,24 @@ def test_since_takes_dates_times_and_ages() -> None:
     assert parse_since("2026-12-01") == datetime(2026, 12, 1, tzinfo=UTC)
     offset = parse_since("2026-12-01T09:30+02:00")
     assert offset == datetime(2026, 12, 1, 7, 30, tzinfo=UTC)
+
+
+def test_show_explain_prints_the_explanation_recorded_with_the_plan(
+    runner: CliRunner, recorded: dict[str, Any], store_url: str
+) -> None:
+    from pathlib import Path
+
+    from planforge.portfolio import HolisticPortfolioPlanner
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "portfolio.json"
+    context = json.loads(example.read_text())
+    plan = HolisticPortfolioPlanner().run("Rebalance", context, explain=True).plan
+    with ConfigStore(store_url) as store:
+        store.runs.create(run_id="run-explained", user="ann", objective="Rebalance", context={})
+        store.runs.claim("run-explained", "replica-a", 60)
+        store.runs.complete("run-explained", "replica-a", plan.model_dump(mode="json"))
+    text = _ok(runner, "runs", "show", "run-explained", "--explain")
+    assert "Sequences at each stage" in text
+    assert "optimal_sizing" in text
+    assert "no explanation" in _ok(runner, "runs", "show", "run-done", "--explain")
+    assert "the run has no plan" in _ok(runner, "runs", "show", "run-queued", "--explain")

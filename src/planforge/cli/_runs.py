@@ -214,6 +214,14 @@ def _steps_table(plan: dict[str, Any]) -> Any:
 def runs_show(
     run_id: RunIdArgument,
     context: Annotated[bool, typer.Option("--context", help="Also print its context.")] = False,
+    explain: Annotated[
+        bool,
+        typer.Option(
+            "--explain",
+            help="Also print why this plan: the explanation recorded with it (a run started "
+            'with explain, e.g. POST /plans with "explain": true).',
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """One run: its status, plan steps or error, and the configuration version it used."""
@@ -228,6 +236,13 @@ def runs_show(
         emit_json({"run": run.to_dict(with_context=context), "config": config})
         return
     _print_run(run, config)
+    if explain:
+        from planforge.cli._explain import print_explanation
+
+        if run.plan is None:
+            typer.echo("no explanation: the run has no plan")
+        else:
+            print_explanation(run.plan.get("explanation"), planner=run.planner or "the planner")
     if context:
         emit_json(run.context)
 
