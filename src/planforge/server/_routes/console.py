@@ -1,8 +1,8 @@
 """Routes: the web console's files, and `GET /me`, which the console asks first.
 
-The console is three files shipped in the package (no build step, nothing fetched from
-elsewhere), served with a content security policy that allows only this origin: the page
-talks to the public API and nothing else.
+The console is a page, a style sheet and a few ES modules shipped in the package (no build
+step, nothing fetched from elsewhere), served with a content security policy that allows only
+this origin: the page talks to the public API and nothing else.
 """
 
 from __future__ import annotations
@@ -20,10 +20,14 @@ __all__ = ["router"]
 
 router = APIRouter(tags=["console"])
 
+_SCRIPT = "text/javascript; charset=utf-8"
 _ASSETS: Final = {
     "icon.svg": "image/svg+xml",
     "console.css": "text/css; charset=utf-8",
-    "console.js": "text/javascript; charset=utf-8",
+    # the page's script and the ES modules it imports, one per part of the console
+    **dict.fromkeys(
+        ("console.js", "core.js", "runs.js", "configs.js", "buckets.js", "presets.js"), _SCRIPT
+    ),
 }
 _POLICY: Final = (
     "default-src 'self'; img-src 'self' data:; connect-src 'self'; style-src 'self'; "
