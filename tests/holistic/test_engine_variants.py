@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.holistic.test_engine import (
+from tests.holistic._engine_support import (
     OBJECTIVE,
     ActionSpec,
     build_engine,

@@ -22,7 +22,7 @@ from planforge.holistic.modules import Action, ActionSequence, PatternGenerator
 from planforge.portfolio.domain import PortfolioDomain
 from planforge.portfolio.errors import ContextError
 from planforge.portfolio.planner import HolisticPortfolioPlanner
-from tests.holistic.test_engine import (
+from tests.holistic._engine_support import (
     ActionSpec,
     build_engine,
     config_text,
