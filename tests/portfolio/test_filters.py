@@ -312,3 +312,34 @@ def test_diversity_drops_only_overlaps_strictly_above_the_limit() -> None:
     assert DiversityFilter().apply(ctx, [abc, abd], params) == [abc, abd]
     stricter = {"diversity_weight": 0.51, "max_start_share": 1.0}
     assert DiversityFilter().apply(ctx, [abc, abd], stricter) == [abc]
+
+
+def test_a_filter_that_removed_a_better_plan_says_what_it_would_have_scored() -> None:
+    """Two buys in one industry are the best plan here; correlation_aware (off in the default
+    preset) removes them, and the plan says so, with both scores. Rule filters, whose removals
+    break a trading rule anyway, say nothing."""
+    from planforge.portfolio import HolisticPortfolioPlanner
+    from planforge.portfolio.planner import preset_text
+
+    raw = {
+        "as_of": "2024-06-01",
+        "cash": 10_000.0,
+        "securities": [
+            {"symbol": "A", "country": "US", "industry": "tech", "price": 50.0},
+            {"symbol": "B", "country": "DE", "industry": "tech", "price": 40.0},
+        ],
+        "targets": {"by_industry": {"tech": 0.95}},
+    }
+    planner = HolisticPortfolioPlanner()
+    best = planner.run("Rebalance", raw).plan
+    assert sorted(s.params["symbol"] for s in best.steps) == ["A", "B"]
+    assert best.warnings == []
+    on = preset_text("default").replace(
+        "[filters.correlation_aware]\nenabled = false",
+        "[filters.correlation_aware]\nenabled = true",
+    )
+    filtered = planner.run("Rebalance", raw, config=on).plan
+    assert len(filtered.steps) == 1
+    (warning,) = [w for w in filtered.warnings if "correlation_aware" in w]
+    assert f"removed a plan scoring {best.score:.6f}" in warning
+    assert f"above the plan chosen ({filtered.score:.6f})" in warning

@@ -102,6 +102,9 @@ class _Stage:
     warnings: list[str] = field(default_factory=list)
     #: What each stage did, collected only when the run asked for an explanation.
     trace: Trace | None = None
+    #: Per filter, the sequences it removed (at most `_DROPS_CHECKED`), checked once the
+    #: plan is chosen: a filter never removes a better plan silently.
+    dropped: dict[str, Sequences] = field(default_factory=dict)
 
     def check(self) -> None:
         """Stop here (`RunStopped`) when the run's deadline passed or it was cancelled."""
@@ -115,6 +118,12 @@ class _Stage:
 
 def _action_order(action: Action) -> tuple[float, str, str]:
     return (-action.priority, action.side, action.key)
+
+
+#: Sequences each filter's removals are checked against the chosen plan, at most.
+_DROPS_CHECKED = 5_000
+#: A removed plan must beat the chosen one by more than this to be reported.
+_BETTER_BY = 1e-9
 
 
 class HolisticEngine:
@@ -283,8 +292,12 @@ class HolisticEngine:
                 run_id=stage.run_id,
             )
             stage.warn(warning)
-            received = len(sequences)
+            received, given = len(sequences), sequences
             sequences = only_dropped(sequences, kept)
+            if len(sequences) < received:
+                left = {id(sequence) for sequence in sequences}
+                removed = [s for s in given if id(s) not in left]
+                stage.dropped[key] = removed[:_DROPS_CHECKED]
             if stage.trace is not None:
                 stage.trace.filters.append(FilterReport(key, received, len(sequences)))
         return sequences
@@ -319,6 +332,30 @@ class HolisticEngine:
                 settings.priority_threshold,
             )
         return kept
+
+    def _check_drops(self, context: Any, chosen: float, stage: _Stage) -> None:
+        """Warn for each filter that removed a plan scoring above the one chosen, with both
+        scores: a soft preference may cost the portfolio, and the owner should know how much.
+        Removed sequences that break a trading rule score nothing and say nothing."""
+        settings = self.config.planner
+        for key, removed in stage.dropped.items():
+            shaped = [
+                sequence
+                for sequence in removed
+                if 0 < len(sequence) <= settings.max_depth
+                and len({action.key for action in sequence}) == len(sequence)
+                and sum(a.priority for a in sequence) / len(sequence) >= settings.priority_threshold
+            ]
+            if not shaped:
+                continue
+            result = self.domain.evaluate(context, shaped, self.config.domain)
+            scores = np.where(result.feasible, result.scores, -np.inf)
+            best = float(scores.max())
+            if best > chosen + _BETTER_BY:
+                stage.warn(
+                    f"{key} removed a plan scoring {best:.6f}, above the plan chosen "
+                    f"({chosen:.6f}); disable it or loosen its params to plan it"
+                )
 
     def _evaluate(
         self,
@@ -423,6 +460,7 @@ class HolisticEngine:
         best_index, best_score, feasible = self._evaluate(context, feasible_shape, stage, progress)
         stage.check()
         simulation = self._best_simulation(context, feasible_shape, best_index, best_score, stage)
+        self._check_drops(context, simulation.end_state_score, stage)
         plan = self.domain.build_plan(
             objective,
             simulation,
