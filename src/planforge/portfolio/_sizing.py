@@ -26,7 +26,7 @@ from planforge.portfolio._model import PortfolioModel
 from planforge.portfolio._rules import action_problem
 from planforge.portfolio._scoring import INVESTED_EPSILON
 from planforge.portfolio._settings import PortfolioSettings
-from planforge.portfolio._sizing_moves import Moves, State
+from planforge.portfolio._sizing_moves import Moves, State, trade_costs
 
 __all__ = ["SizingProblem", "search"]
 
@@ -155,8 +155,7 @@ class SizingProblem:
         """Cash each trade takes (a sell gives: negative), costs included."""
         moved = quantities * self.unit[index]
         costs = self.model.context.costs
-        cost = np.where(quantities != 0, costs.fixed + costs.percent * np.abs(moved), 0.0)
-        result: FloatArray = moved + cost
+        result: FloatArray = moved + trade_costs(quantities, moved, costs.fixed, costs.percent)
         return result
 
     def affordable_each(self, index: IntArray, cash: FloatArray) -> FloatArray:
@@ -169,13 +168,6 @@ class SizingProblem:
         result: FloatArray = lots * self.lot[index]
         return result
 
-    def cash_after(self, quantities: FloatArray) -> FloatArray:
-        moved = quantities * self.unit
-        costs = self.model.context.costs
-        cost = np.where(quantities != 0, costs.fixed + costs.percent * np.abs(moved), 0.0)
-        result: FloatArray = self.model.cash - moved.sum(axis=1) - cost.sum(axis=1)
-        return result
-
     def scores(self, quantities: FloatArray) -> tuple[FloatArray, BoolArray]:
         """The score of every row of signed quantities (-inf when a row is not allowed)."""
         score, cash = self.raw_scores(quantities)
@@ -186,9 +178,8 @@ class SizingProblem:
         """The score of every row, and its cash at the end, whatever the cash and depth."""
         model, s = self.model, self.settings
         moved = quantities * self.unit
-        traded = quantities != 0
         costs = model.context.costs
-        cost = np.where(traded, costs.fixed + costs.percent * np.abs(moved), 0.0).sum(axis=1)
+        cost = trade_costs(quantities, moved, costs.fixed, costs.percent).sum(axis=1)
         value = model.value + moved
         cash = model.cash - moved.sum(axis=1) - cost
         total = model.total - cost

@@ -18,7 +18,15 @@ from planforge.portfolio._arrays import BoolArray, FloatArray, IntArray
 from planforge.portfolio._scoring import INVESTED_EPSILON
 from planforge.portfolio._targets import TargetSet, build_target_set
 
-__all__ = ["Moves", "State"]
+__all__ = ["Moves", "State", "trade_costs"]
+
+
+def trade_costs(
+    quantity: FloatArray, moved: FloatArray, fixed: float, percent: float
+) -> FloatArray:
+    """The cost of each trade moving `moved` (base currency) for a `quantity` (0: no trade)."""
+    cost: FloatArray = np.where(quantity != 0, fixed + percent * np.abs(moved), 0.0)
+    return cost
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,9 +87,7 @@ class State:
     weights: tuple[float, float, float, float]  # allocation, diversification, quality, k
 
     def trade_cost(self, i: IntArray, q: FloatArray) -> FloatArray:
-        value = np.abs(q * self.unit[i])
-        cost: FloatArray = np.where(q != 0, self.fixed + self.percent * value, 0.0)
-        return cost
+        return trade_costs(q, q * self.unit[i], self.fixed, self.percent)
 
     def allowed(self, moves: Moves, max_depth: int) -> BoolArray:
         """The moves that keep the cash at or above zero and the trades within `max_depth`:
@@ -185,7 +191,7 @@ class State:
         """The state at quantities `x` of a portfolio holding `held_value` and `cash`."""
         fixed, percent = costs
         moved = x * unit
-        cost = np.where(x != 0, fixed + percent * np.abs(moved), 0.0)
+        cost = trade_costs(x, moved, fixed, percent)
         value = held_value + moved
         total0 = float(held_value.sum()) + cash
         target_sets = tuple(
