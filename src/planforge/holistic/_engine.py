@@ -307,45 +307,43 @@ class HolisticEngine:
         mean priority of at least `priority_threshold`."""
         settings = self.config.planner
         kept: Sequences = []
-        deep = repeated = low = 0
+        dropped = {"deep": 0, "repeated": 0, "low": 0}
         for sequence in sequences:
-            if not sequence or len(sequence) > settings.max_depth:
-                deep += 1
-                continue
-            keys = [action.key for action in sequence]
-            if len(set(keys)) != len(keys):
-                repeated += 1
-                continue
-            mean_priority = sum(action.priority for action in sequence) / len(sequence)
-            if mean_priority < settings.priority_threshold:
-                low += 1
-                continue
-            kept.append(sequence)
+            problem = self._shape_problem(sequence)
+            if problem is None:
+                kept.append(sequence)
+            else:
+                dropped[problem] += 1
         if stage.trace is not None:
             stage.trace.feasibility = FeasibilityReport(
                 len(sequences),
                 len(kept),
-                deep,
-                repeated,
-                low,
+                dropped["deep"],
+                dropped["repeated"],
+                dropped["low"],
                 settings.max_depth,
                 settings.priority_threshold,
             )
         return kept
 
+    def _shape_problem(self, sequence: ActionSequence) -> str | None:
+        """Why `sequence` cannot be a plan whatever it scores (`deep`: empty or past
+        `max_depth`; `repeated`: a symbol twice; `low`: mean priority under the threshold)."""
+        settings = self.config.planner
+        if not sequence or len(sequence) > settings.max_depth:
+            return "deep"
+        if len({action.key for action in sequence}) != len(sequence):
+            return "repeated"
+        if sum(a.priority for a in sequence) / len(sequence) < settings.priority_threshold:
+            return "low"
+        return None
+
     def _check_drops(self, context: Any, chosen: float, stage: _Stage) -> None:
         """Warn for each filter that removed a plan scoring above the one chosen, with both
         scores: a soft preference may cost the portfolio, and the owner should know how much.
         Removed sequences that break a trading rule score nothing and say nothing."""
-        settings = self.config.planner
         for key, removed in stage.dropped.items():
-            shaped = [
-                sequence
-                for sequence in removed
-                if 0 < len(sequence) <= settings.max_depth
-                and len({action.key for action in sequence}) == len(sequence)
-                and sum(a.priority for a in sequence) / len(sequence) >= settings.priority_threshold
-            ]
+            shaped = [sequence for sequence in removed if self._shape_problem(sequence) is None]
             if not shaped:
                 continue
             result = self.domain.evaluate(context, shaped, self.config.domain)
