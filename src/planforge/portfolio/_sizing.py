@@ -26,7 +26,7 @@ from planforge.portfolio._model import PortfolioModel
 from planforge.portfolio._rules import action_problem
 from planforge.portfolio._scoring import INVESTED_EPSILON
 from planforge.portfolio._settings import PortfolioSettings
-from planforge.portfolio._sizing_moves import Moves, State, trade_costs
+from planforge.portfolio._sizing_moves import Moves, Scored, State, trade_costs
 
 __all__ = ["SizingProblem", "search"]
 
@@ -94,15 +94,6 @@ class SizingProblem:
     def state(self, x: FloatArray) -> State:
         """The sums of the score at quantities `x`, to score moves away from them."""
         model, s, costs = self.model, self.settings, self.model.context.costs
-        labels = {
-            "by_security": model.symbols,
-            "by_country": tuple(sec.country for sec in model.context.securities),
-            "by_industry": tuple(sec.industry for sec in model.context.securities),
-        }
-        sets = tuple(
-            (ts.name, dict(zip(ts.groups, ts.targets.tolist(), strict=True)), labels[ts.name])
-            for ts in model.target_sets
-        )
         return State.at(
             x,
             unit=self.unit,
@@ -110,7 +101,7 @@ class SizingProblem:
             held_value=model.value,
             cash=model.cash,
             costs=(costs.fixed, costs.percent),
-            sets=sets,
+            sets=model.target_sets,
             weights=(
                 s.allocation_weight,
                 s.diversification_weight,
@@ -216,10 +207,12 @@ def _may(
 
 
 def _pairs(problem: SizingProblem, state: State, grid: Moves, ranked: list[int]) -> Moves:
-    """Two securities changed together: every two sizes of two ranked securities, and each
-    size of one with the other buying all the cash that then remains."""
+    """Two securities changed together: every two sizes of two ranked securities that the
+    cash and depth allow, and each size of one with the other buying all the cash that then
+    remains."""
     owner, size = grid.first, grid.first_q
-    left, right = np.nonzero(owner[:, None] < owner[None, :])
+    ordered = owner[:, None] < owner[None, :]
+    left, right = np.nonzero(ordered & state.allowed_pairs(owner, size, problem.max_depth))
     both = Moves(owner[left], size[left], owner[right], size[right])
     others = np.asarray(ranked)
     entry, other = np.nonzero(owner[:, None] != others[None, :])
@@ -232,8 +225,9 @@ def _pairs(problem: SizingProblem, state: State, grid: Moves, ranked: list[int])
 
 def _moves(
     problem: SizingProblem, state: State, active: list[int], coarse: int, pair_count: int
-) -> Moves:
-    """Every one-security change, then pair changes among the most promising securities."""
+) -> tuple[Moves, Scored, Moves]:
+    """Every one-security change with its score, then pair changes among the most promising
+    securities (unscored)."""
     x = state.x
     index = np.asarray(active)
     spent = state.cost + x * problem.unit
@@ -246,15 +240,34 @@ def _moves(
         ]
     )
     # rank securities by what one change gains when cash and depth are ignored
-    unbounded, _, _ = state.score(one)
+    scored = state.score(one)
     best = np.full(len(problem.unit), -np.inf)
-    np.maximum.at(best, one.first, unbounded)
+    np.maximum.at(best, one.first, scored[0])
     ranked = sorted(active, key=lambda i: (-best[i], i))[:pair_count]
     ranked += [i for i in active if x[i] != 0 and i not in ranked]
     if len(ranked) < 2:
-        return one
+        return one, scored, Moves.none()
     grid = problem.sizes(np.asarray(ranked), x, max(3, coarse // 3), _PAIR_STEPS)
-    return Moves.join([one, _pairs(problem, state, grid, ranked)])
+    return one, scored, _pairs(problem, state, grid, ranked)
+
+
+def _allowed(
+    problem: SizingProblem, state: State, one: Moves, scored: Scored, pairs: Moves
+) -> tuple[Moves, Scored]:
+    """The moves the cash and depth allow, one-security moves first, with their scores: those
+    of one security keep the scores they were ranked by (the score of a move does not depend
+    on the batch it is in), and only the pairs are scored here."""
+    keep_one = state.allowed(one, problem.max_depth)
+    kept_pairs = pairs.subset(state.allowed(pairs, problem.max_depth))
+    moves = Moves.join([one.subset(keep_one), kept_pairs])
+    if not len(kept_pairs.first):
+        return moves, (scored[0][keep_one], scored[1][keep_one], scored[2][keep_one])
+    pair_scores = state.score(kept_pairs)
+    score, cash, trades = (
+        np.concatenate((ranked[keep_one], paired))
+        for ranked, paired in zip(scored, pair_scores, strict=True)
+    )
+    return moves, (score, cash, trades)
 
 
 def search(
@@ -274,11 +287,10 @@ def search(
     for _ in range(rounds):
         if not active:
             break
-        moves = _moves(problem, state, active, coarse, pair_count)
-        moves = moves.subset(state.allowed(moves, problem.max_depth))
+        one, scored, pairs = _moves(problem, state, active, coarse, pair_count)
+        moves, (scores, cash, trades) = _allowed(problem, state, one, scored, pairs)
         if not len(moves.first):
             break
-        scores, cash, trades = state.score(moves)
         scores[(cash < 0) | (trades > problem.max_depth)] = -np.inf  # float edge cases
         best = int(np.argmax(scores))
         if not scores[best] > here + _IMPROVES:

@@ -16,9 +16,12 @@ import numpy as np
 
 from planforge.portfolio._arrays import BoolArray, FloatArray, IntArray
 from planforge.portfolio._scoring import INVESTED_EPSILON
-from planforge.portfolio._targets import TargetSet, build_target_set
+from planforge.portfolio._targets import TargetSet
 
-__all__ = ["Moves", "State", "trade_costs"]
+__all__ = ["Groups", "Moves", "Scored", "State", "trade_costs"]
+
+#: Each move's score, its cash at the end and its number of trades.
+Scored = tuple[FloatArray, FloatArray, IntArray]
 
 
 def trade_costs(
@@ -49,6 +52,11 @@ class Moves:
         )
 
     @classmethod
+    def none(cls) -> Moves:
+        nothing = np.zeros(0, dtype=np.intp)
+        return cls(nothing, np.zeros(0), nothing, np.zeros(0))
+
+    @classmethod
     def single(cls, first: int, quantities: FloatArray) -> Moves:
         count = len(quantities)
         return cls(np.full(count, first), quantities, np.full(count, -1), np.zeros(count))
@@ -70,6 +78,30 @@ class Moves:
 
 
 @dataclass(frozen=True, slots=True)
+class Groups:
+    """Every target set's groups side by side, so the allocation change of a batch of moves
+    is one pass over all sets, not one per set. Securities without a target in a set point
+    to a last, empty group and are masked out by `hit`."""
+
+    index: IntArray  # (sets, securities): the security's group among all sets' groups
+    hit: BoolArray  # (sets, securities): whether that group has a target
+    current: FloatArray  # held value per group, the empty group last
+    targets: FloatArray
+
+    @classmethod
+    def of(cls, sets: tuple[TargetSet, ...]) -> Groups:
+        empty = sum(len(target_set.groups) for target_set in sets)
+        rows, offset = [], 0
+        for target_set in sets:
+            rows.append(np.where(target_set.group_of >= 0, target_set.group_of + offset, empty))
+            offset += len(target_set.groups)
+        index = np.array(rows, dtype=np.intp) if rows else np.zeros((0, 0), dtype=np.intp)
+        current = np.concatenate([ts.current for ts in sets] + [np.zeros(1)])
+        targets = np.concatenate([ts.targets for ts in sets] + [np.zeros(1)])
+        return cls(index, index != empty, current, targets)
+
+
+@dataclass(frozen=True, slots=True)
 class State:
     """Quantities `x` and every sum of the score at them; scores moves away from them."""
 
@@ -84,6 +116,7 @@ class State:
     total0: float  # before any trade
     sums: tuple[float, float, float, float]  # invested, sum v^2, sum q v, costs
     sets: tuple[TargetSet, ...]
+    groups: Groups
     weights: tuple[float, float, float, float]  # allocation, diversification, quality, k
 
     def trade_cost(self, i: IntArray, q: FloatArray) -> FloatArray:
@@ -109,7 +142,22 @@ class State:
         ok: BoolArray = (self.cash - spend >= 0) & (trades <= max_depth)
         return ok
 
-    def score(self, moves: Moves) -> tuple[FloatArray, FloatArray, IntArray]:
+    def allowed_pairs(self, owner: IntArray, size: FloatArray, max_depth: int) -> BoolArray:
+        """`allowed` for every move of `owner[i]` to `size[i]` with `owner[j]` to `size[j]`,
+        as a matrix: the same sums in the same order, so the same verdicts, without building
+        the moves that would be refused."""
+        moved = (size - self.x[owner]) * self.unit[owner]
+        cost, before = self.trade_cost(owner, size), self.cost[owner]
+        first = moved + (cost - before)  # as the first of a move
+        second = moved + cost - before  # as the second
+        changed = (size != 0).astype(np.intp) - (self.x[owner] != 0)
+        trades = int(np.count_nonzero(self.x)) + changed[:, None] + changed[None, :]
+        ok: BoolArray = (self.cash - (first[:, None] + second[None, :]) >= 0) & (
+            trades <= max_depth
+        )
+        return ok
+
+    def score(self, moves: Moves) -> Scored:
         """Each move's score, its cash at the end and its number of trades."""
         a, b = moves.first, moves.second
         has_b = b >= 0
@@ -155,23 +203,19 @@ class State:
     ) -> FloatArray:
         if not self.sets:
             return np.ones(len(a))
+        groups = self.groups
+        group_a, group_b = groups.index[:, a], groups.index[:, b]  # (sets, moves)
+        before_a = groups.current[group_a]
+        aim_a = groups.targets[group_a] * total
+        step_a = np.abs(before_a + move_a - aim_a) - np.abs(before_a - aim_a)
+        before_b = groups.current[group_b] + np.where(group_b == group_a, move_a, 0.0)
+        aim_b = groups.targets[group_b] * total
+        step_b = np.abs(before_b + move_b - aim_b) - np.abs(before_b - aim_b)
+        change = np.where(groups.hit[:, a], step_a, 0.0)
+        change += np.where(groups.hit[:, b] & has_b, step_b, 0.0)
         fit = np.zeros(len(a))
-        for target_set in self.sets:
-            distance = target_set.distance(inverse)
-            group_a = target_set.group_of[a]
-            group_b = np.where(has_b, target_set.group_of[b], -1)
-            change = np.zeros(len(a))
-            for group, move, start in (
-                (group_a, move_a, 0.0),
-                (group_b, move_b, np.where(group_b == group_a, move_a, 0.0)),
-            ):
-                hit = group >= 0
-                g = np.where(hit, group, 0)
-                before = target_set.current[g] + start
-                aim = target_set.targets[g] * total
-                step = np.abs(before + move - aim) - np.abs(before - aim)
-                change += np.where(hit, step, 0.0)
-            fit += 1.0 - 0.5 * (distance + change * inverse)
+        for row, target_set in zip(change, self.sets, strict=True):
+            fit += 1.0 - 0.5 * (target_set.distance(inverse) + row * inverse)
         result: FloatArray = fit / len(self.sets)
         return result
 
@@ -185,18 +229,17 @@ class State:
         held_value: FloatArray,
         cash: float,
         costs: tuple[float, float],
-        sets: tuple[tuple[str, dict[str, float], tuple[str, ...]], ...],
+        sets: tuple[TargetSet, ...],
         weights: tuple[float, float, float, float],
     ) -> State:
-        """The state at quantities `x` of a portfolio holding `held_value` and `cash`."""
+        """The state at quantities `x` of a portfolio holding `held_value` and `cash`, whose
+        target `sets` are regrouped at the values `x` leads to."""
         fixed, percent = costs
         moved = x * unit
         cost = trade_costs(x, moved, fixed, percent)
         value = held_value + moved
         total0 = float(held_value.sum()) + cash
-        target_sets = tuple(
-            build_target_set(name, targets, labels, value) for name, targets, labels in sets
-        )
+        target_sets = tuple(target_set.revalued(value) for target_set in sets)
         return cls(
             x=x,
             unit=unit,
@@ -214,5 +257,6 @@ class State:
                 float(cost.sum()),
             ),
             sets=target_sets,
+            groups=Groups.of(target_sets),
             weights=weights,
         )

@@ -42,6 +42,14 @@ class TargetSet:
         result: FloatArray = self.slopes[k] * x + self.intercepts[k]
         return result
 
+    def revalued(self, values: FloatArray) -> TargetSet:
+        """The same groups and targets with the securities at `values` (one per security)."""
+        hit = self.group_of >= 0
+        current = np.bincount(
+            self.group_of[hit], weights=values[hit], minlength=len(self.groups)
+        ).astype(np.float64)
+        return _with_current(self.name, self.groups, self.targets, current, self.group_of)
+
 
 def build_target_set(
     name: str, targets: Mapping[str, float], labels: Sequence[str], values: FloatArray
@@ -49,11 +57,16 @@ def build_target_set(
     groups = tuple(sorted(targets))
     position = {group: index for index, group in enumerate(groups)}
     group_of = np.array([position.get(label, -1) for label in labels], dtype=np.intp)
-    current = np.zeros(len(groups), dtype=np.float64)
-    for index, group in enumerate(group_of.tolist()):
-        if group >= 0:
-            current[group] += values[index]
     wanted = np.array([targets[group] for group in groups], dtype=np.float64)
+    hit = group_of >= 0
+    # bincount adds in security order, as a loop would: the same sums to the last bit
+    current = np.bincount(group_of[hit], weights=values[hit], minlength=len(groups))
+    return _with_current(name, groups, wanted, current.astype(np.float64), group_of)
+
+
+def _with_current(
+    name: str, groups: tuple[str, ...], wanted: FloatArray, current: FloatArray, group_of: IntArray
+) -> TargetSet:
     live = current > 0
     constant = float(wanted[~live].sum())
     order = np.argsort(wanted[live] / current[live], kind="stable")
