@@ -25,8 +25,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from planforge.errors import PlannerError
@@ -83,21 +81,45 @@ def _error_text(exc: BaseException) -> str:
     return text[:_ERROR_TEXT_LIMIT]
 
 
+class _Call:
+    """One call handed to a worker: the caller waits on `done`, a lock the worker releases
+    when the call returned or raised (a plain lock: far cheaper than a `Future`)."""
+
+    __slots__ = ("done", "error", "fn", "result")
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self.fn = fn
+        self.done = threading.Lock()
+        self.done.acquire()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.result = self.fn()
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            self.done.release()
+
+    def wait(self, timeout: float) -> bool:
+        """Whether the call ended within `timeout` seconds."""
+        return self.done.acquire(timeout=max(0.0, timeout))
+
+
 class _WorkerPool:
     """A fixed set of daemon threads fed by one queue; callers bound the work in flight."""
 
     def __init__(self, size: int, prefix: str) -> None:
         self._size = size
         self._prefix = prefix
-        self._queue: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = (
-            queue.SimpleQueue()
-        )
+        self._queue: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._closed = False
 
-    def submit(self, fn: Callable[[], T]) -> Future[T]:
-        future: Future[T] = Future()
+    def submit(self, fn: Callable[[], Any]) -> _Call:
+        call = _Call(fn)
         with self._lock:
             if self._closed:
                 raise PlannerError("the module guard is closed; make a new one.", where="guard")
@@ -108,23 +130,15 @@ class _WorkerPool:
                     )
                     thread.start()
                     self._threads.append(thread)
-            self._queue.put((future, fn))
-        return future
+            self._queue.put(call)
+        return call
 
     def _work(self) -> None:
         while True:
-            item = self._queue.get()
-            if item is None:
+            call = self._queue.get()
+            if call is None:
                 return
-            future, fn = item
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                result = fn()
-            except BaseException as exc:
-                future.set_exception(exc)
-            else:
-                future.set_result(result)
+            call.run()
 
     def close(self) -> None:
         with self._lock:
@@ -331,14 +345,12 @@ class ModuleGuard:
 
         start = self._clock()
         try:
-            future = self._pool.submit(task)
+            call = self._pool.submit(task)
         except BaseException:
             self._slots.release()
             breaker.release_permission()
             raise
-        try:
-            result = future.result(timeout=max(0.0, deadline - time.monotonic()))
-        except FutureTimeout:
+        if not call.wait(deadline - time.monotonic()):
             with self._lock:
                 if not flight.finished:
                     flight.abandoned = True
@@ -347,14 +359,15 @@ class ModuleGuard:
             return default, self._timed_out(
                 module_key, operation, run_id, breaker, duration, timeout
             )
-        except Exception as exc:
+        if isinstance(call.error, Exception):
             duration = max(0.0, self._clock() - start)
+            exc = call.error
             return default, self._failed(module_key, operation, run_id, breaker, duration, exc)
-        except BaseException:
+        if call.error is not None:
             breaker.release_permission()
-            raise
+            raise call.error
         self._succeeded(module_key, operation, run_id, breaker, max(0.0, self._clock() - start))
-        return result, None
+        return call.result, None
 
     # -- outcomes ---------------------------------------------------------------------------
 
