@@ -1,8 +1,8 @@
 """Plan quality: how close the holistic planner's plan comes to the best plan a brute force
 finds over a broad action space, on generated portfolios (3 to 7 securities, two
 currencies, targets by security, country and industry, costs, cooldowns, an ineligible
-symbol, a young position), for the default preset and, in the same run, the previous
-candidate handling (`benchmarks._previous`).
+symbol, a young position), for the default preset and, in the same run, the default with
+the combinatorial generator on and the previous candidate handling (`benchmarks._previous`).
 
 The generator, the independent judge and the brute force are the tests' own
 (`tests/portfolio/_optimality.py`). Prints one JSON line: per configuration, the share of
@@ -21,7 +21,7 @@ from typing import Any
 
 from tests.portfolio._optimality import broad_best, generate_instance, market_of, simulate
 
-from benchmarks._previous import previous_default
+from benchmarks._previous import default_with_combinatorial, previous_default
 from planforge.portfolio import HolisticPortfolioPlanner
 
 NEAR, WORST, SHARE = 0.001, 0.01, 0.95
@@ -60,6 +60,7 @@ def main() -> None:
     seeds = range(args.first_seed, args.first_seed + args.instances)
     best = {seed: broad_best(generate_instance(seed), 5)[0] for seed in seeds}
     current = judge(None, seeds, best)
+    combinatorial = judge(default_with_combinatorial(), seeds, best)
     previous = judge(previous_default(), seeds, best)
     met = (
         current["within_0.001"] >= SHARE
@@ -72,6 +73,7 @@ def main() -> None:
                 "benchmark": "plan_quality",
                 "instances": args.instances,
                 "default": current,
+                "default_with_combinatorial": combinatorial,
                 "previous_candidate_handling": previous,
                 "targets": {"within_0.001": SHARE, "worst_gap": WORST, "violations": 0},
                 "met": met,
