@@ -193,6 +193,10 @@ class _Beam:
     heuristic: float
 
 
+#: A step a beam state may take: (-heuristic, indices, parent, index, cash after it).
+_Step = tuple[float, tuple[int, ...], _Beam, int, float]
+
+
 class BeamSearchGenerator(SequenceGenerator):
     """Grows sequences one step at a time, keeping the `beam_width` most promising.
 
@@ -239,50 +243,75 @@ class BeamSearchGenerator(SequenceGenerator):
         self, context: PortfolioContext, candidates: Sequence[Action], params: Any
     ) -> list[ActionSequence]:
         p = coerce_params(self.Params, params)
-        pool = _prepared(candidates)[: p.max_candidates]
-        merits = [self._merit(context, a, p.cost_weight) for a in pool]
+        pool = _Pool.of(context, _prepared(candidates)[: p.max_candidates], p.cost_weight)
         beam = [_Beam((), frozenset(), -1, -1, context.cash, 0.0)]
         out: list[ActionSequence] = []
         for _ in range(p.max_depth):
-            grown: list[_Beam] = []
+            grown: list[_Step] = []
             for state in beam:
-                grown.extend(self._expand(context, state, pool, merits))
+                grown.extend(pool.children(state))
             if not grown:
                 break
-            grown.sort(key=lambda s: (-s.heuristic, s.indices))
-            beam = grown[: p.beam_width]
-            out.extend(tuple(pool[i] for i in state.indices) for state in beam)
+            grown.sort(key=_rank)  # (-heuristic, indices): unique, so the order is total
+            beam = [pool.child(*entry) for entry in grown[: p.beam_width]]
+            out.extend(tuple(pool.actions[i] for i in state.indices) for state in beam)
         return out
 
-    @staticmethod
-    def _merit(context: PortfolioContext, action: Action, cost_weight: float) -> float:
-        share = trade_cost(context, action.value) / action.value if action.value > 0 else 0.0
-        return action.priority - cost_weight * share
 
-    @staticmethod
-    def _expand(
-        context: PortfolioContext, state: _Beam, pool: Sequence[Action], merits: Sequence[float]
-    ) -> Iterator[_Beam]:
+def _rank(entry: _Step) -> tuple[float, tuple[int, ...]]:
+    return entry[0], entry[1]
+
+
+@dataclass(frozen=True, slots=True)
+class _Pool:
+    """The beam's candidates with what each step needs computed once: its cost, side, key
+    and merit (priority net of `cost_weight` x cost / value)."""
+
+    actions: list[Action]
+    costs: list[float]
+    sells: list[bool]
+    keys: list[str]
+    merits: list[float]
+
+    @classmethod
+    def of(cls, context: PortfolioContext, actions: list[Action], cost_weight: float) -> _Pool:
+        costs = [trade_cost(context, a.value) for a in actions]
+        merits = [
+            a.priority - cost_weight * (cost / a.value if a.value > 0 else 0.0)
+            for a, cost in zip(actions, costs, strict=True)
+        ]
+        sells = [a.side == SELL for a in actions]
+        return cls(actions, costs, sells, [a.key for a in actions], merits)
+
+    def children(self, state: _Beam) -> Iterator[_Step]:
+        """Each step `state` may take, as (-heuristic, indices, parent, index, cash); the
+        states themselves are built only for those the beam keeps."""
         has_buy = state.last_buy >= 0
-        for index, action in enumerate(pool):
-            if action.key in state.keys:
+        values, costs, sells = self.actions, self.costs, self.sells
+        for index, key in enumerate(self.keys):
+            if key in state.keys:
                 continue
-            cost = trade_cost(context, action.value)
-            if action.side == SELL:
+            value, cost = values[index].value, costs[index]
+            if sells[index]:
                 if has_buy or index <= state.last_sell:
                     continue
-                cash = state.cash + action.value - cost
-                last_sell, last_buy = index, state.last_buy
+                cash = state.cash + value - cost
             else:
-                if index <= state.last_buy or action.value + cost > state.cash + 1e-9:
+                if index <= state.last_buy or value + cost > state.cash + 1e-9:
                     continue
-                cash = state.cash - action.value - cost
-                last_sell, last_buy = state.last_sell, index
-            yield _Beam(
-                (*state.indices, index),
-                state.keys | {action.key},
-                last_sell,
-                last_buy,
-                cash,
-                state.heuristic + merits[index],
-            )
+                cash = state.cash - value - cost
+            heuristic = state.heuristic + self.merits[index]
+            yield -heuristic, (*state.indices, index), state, index, cash
+
+    def child(
+        self, negative: float, indices: tuple[int, ...], parent: _Beam, index: int, cash: float
+    ) -> _Beam:
+        selling = self.sells[index]
+        return _Beam(
+            indices,
+            parent.keys | {self.keys[index]},
+            index if selling else parent.last_sell,
+            parent.last_buy if selling else index,
+            cash,
+            -negative,
+        )
