@@ -38,6 +38,7 @@ _FACADE_EXPORTS: dict[str, str] = {
     "SourceClass": "planforge.factory._reader",
     "read_source": "planforge.factory._reader",
     "EntryPoint": "planforge.factory._entrypoints",
+    "default_cache_root": "planforge.factory._cache",
 }
 
 __all__ = [
@@ -63,6 +64,7 @@ __all__ = [
     "Selection",
     "SelectionRequest",
     "SourceClass",
+    "default_cache_root",
     "default_factory",
     "import_file",
     "rank",
@@ -81,6 +83,7 @@ if TYPE_CHECKING:
         BreakerTransition,
         CircuitBreaker,
     )
+    from planforge.factory._cache import default_cache_root
     from planforge.factory._core import PlannerFactory
     from planforge.factory._default import default_factory, set_default_factory
     from planforge.factory._plugins import (

@@ -32,6 +32,7 @@ from typing import Any
 
 from planforge.errors import PlannerError
 from planforge.factory import PluginProblem, PluginScan, import_file, settle_duplicates
+from planforge.holistic import _scan_cache as scan_cache
 from planforge.holistic._sources import (
     ENTRY_POINT_GROUP,
     KIND_BASES,
@@ -88,10 +89,20 @@ class ModuleRegistry:
     """Thread-safe (one re-entrant lock). Scans lazily, on first use or `refresh()`."""
 
     def __init__(
-        self, *, search_path: Sequence[str] | None = None, module_dirs: Sequence[Path] = ()
+        self,
+        *,
+        search_path: Sequence[str] | None = None,
+        module_dirs: Sequence[Path] = (),
+        cache_dir: Path | None = None,
+        disk_cache: bool = True,
     ) -> None:
+        """`cache_dir` holds what was read from source for the next process (default:
+        `FACTORY_CACHE_DIR` or the user's cache directory); `disk_cache=False` reads every
+        file in every process."""
         self._search_path = None if search_path is None else tuple(search_path)
         self._module_dirs = tuple(Path(d) for d in module_dirs)
+        self._cache_dir = cache_dir
+        self._disk_cache = disk_cache
         self._lock = threading.RLock()
         self._parsed: dict[str, tuple[tuple[int, int], Any]] = {}
         self._scan: _Scan | None = None
@@ -131,9 +142,18 @@ class ModuleRegistry:
     def _scan_sources(self) -> _Scan:
         search_path = self._search_path if self._search_path is not None else tuple(sys.path)
         module_dirs = tuple(str(d) for d in self._module_dirs)
+        cached = (
+            scan_cache.cache_file(search_path, module_dirs, self._cache_dir)
+            if self._disk_cache
+            else None
+        )
+        if cached is not None and not self._parsed:
+            self._parsed = scan_cache.load(cached)
         scan: PluginScan[Any] = PluginScan(ModuleGroup(), search_path, module_dirs, self._parsed)
         scan.run()
         self._parsed = scan.parsed
+        if cached is not None and scan.modules_read:
+            scan_cache.save(cached, scan.parsed)
         return _Scan(tuple(scan.candidates), tuple(scan.problems))
 
     def _build_table(self, scan: _Scan) -> dict[tuple[str, str], Candidate]:
