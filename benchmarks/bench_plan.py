@@ -2,8 +2,10 @@
 
 "First" is the first plan in a fresh process after `import planforge` (configuration parsed,
 enabled modules imported, per-context model built), with planforge's bytecode compiled
-beforehand as an installed wheel has it; "warm" repeats it on the same planner, the
-configurations taking turns so that each meets the same slow spells of a shared machine.
+beforehand as an installed wheel has it and the module registry's cache left by an earlier
+process (also printed: the same with an empty cache directory); "warm" repeats it on the
+same planner, the configurations taking turns so that each meets the same slow spells of a
+shared machine.
 Targets: first <= 150 ms, warm <= 15 ms. Comparisons in the same run: the previous candidate
 handling (`benchmarks._previous`: one size per trade, no sizing generator), the default with
 the combinatorial generator on (as it was before sizing made it redundant), their scores
@@ -70,17 +72,22 @@ class PerSequenceDomain(PortfolioDomain):
         return Evaluation(scores=scores, feasible=feasible, costs=costs)
 
 
-def first_plans(pycache: str, *extra: str) -> list[float]:
-    """The first plan's time in five new processes, with bytecode from `pycache`."""
+def first_plans(pycache: str, *extra: str, cold: bool = False) -> list[float]:
+    """The first plan's time in five new processes, with bytecode from `pycache`; `cold`:
+    each with an empty cache directory, so the module sources are parsed again."""
     env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
     env["PYTHONPYCACHEPREFIX"] = pycache
     command = [sys.executable, "-c", FIRST_PLAN, str(EXAMPLE), *extra]
-    return [
-        json.loads(
-            subprocess.run(command, capture_output=True, text=True, check=True, env=env).stdout
-        )["ms"]
-        for _ in range(5)
-    ]
+    times = []
+    for _ in range(5):
+        with tempfile.TemporaryDirectory(prefix="pf-bench-cache-") as cache:
+            if not cold:  # one process fills the cache, as any earlier planforge call would
+                env["FACTORY_CACHE_DIR"] = cache
+                subprocess.run(command, capture_output=True, check=True, env=env)
+            env["FACTORY_CACHE_DIR"] = cache
+            done = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
+            times.append(json.loads(done.stdout)["ms"])
+    return times
 
 
 def compiled(pycache: str) -> None:
@@ -141,6 +148,7 @@ def main() -> None:
             )
             for label in configs
         }
+        first_cold = statistics.median(first_plans(tmp, cold=True))
     planner = HolisticPortfolioPlanner()
     results = {
         label: planner.run("Rebalance my portfolio", context, config=text)
@@ -166,6 +174,7 @@ def main() -> None:
                 "benchmark": "plan_end_to_end",
                 "steps": len(results["default"].plan.steps),
                 "default": figures("default"),
+                "default_first_plan_no_module_cache_ms": round(first_cold, 2),
                 "default_with_combinatorial": figures("with_combinatorial"),
                 "previous_candidate_handling": figures("previous"),
                 "warm_ratio_vs_with_combinatorial": round(
