@@ -147,3 +147,18 @@ def test_the_file_depends_on_the_search_path_and_module_dirs(tmp_path: Path) -> 
     assert one == scan_cache.cache_file(["a"], ["d"], tmp_path)
     assert one != scan_cache.cache_file(["b"], ["d"], tmp_path)
     assert one != scan_cache.cache_file(["a"], ["e"], tmp_path)
+
+
+def test_the_environment_names_the_cache_and_can_ignore_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plugins, cache = _plugins(tmp_path), tmp_path / "elsewhere"
+    environ = {"PLANFORGE_MODULE_DIRS": str(plugins), "FACTORY_CACHE_DIR": str(cache)}
+    ModuleRegistry.from_environment(environ, search_path=[]).list()
+    assert [p.name for p in cache.iterdir() if p.name.startswith("modules-")]
+    parses = _counting(monkeypatch)
+    ModuleRegistry.from_environment(environ, search_path=[]).list()
+    assert parses == []
+    forced = {**environ, "FACTORY_FORCE_REDISCOVER": "true"}
+    ModuleRegistry.from_environment(forced, search_path=[]).list()
+    assert len(parses) == 1

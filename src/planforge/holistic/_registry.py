@@ -23,6 +23,7 @@ from __future__ import annotations
 import builtins
 import importlib
 import importlib.util
+import os
 import sys
 import threading
 from collections.abc import Mapping, Sequence
@@ -58,6 +59,9 @@ __all__ = [
 
 #: Something a source declared that could not become a module, and why.
 RegistryProblem = PluginProblem
+
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
 
 
 # -- records ----------------------------------------------------------------------------------
@@ -115,8 +119,17 @@ class ModuleRegistry:
     def from_environment(
         cls, environ: Mapping[str, str] | None = None, *, search_path: Sequence[str] | None = None
     ) -> ModuleRegistry:
-        """A registry over `sys.path` (or `search_path`) and `PLANFORGE_MODULE_DIRS`."""
-        return cls(search_path=search_path, module_dirs=module_dirs_from_env(environ))
+        """A registry over `sys.path` (or `search_path`) and `PLANFORGE_MODULE_DIRS`, its disk
+        cache in `FACTORY_CACHE_DIR` and ignored when `FACTORY_FORCE_REDISCOVER` is set."""
+        env = os.environ if environ is None else environ
+        cache_dir = env.get("FACTORY_CACHE_DIR", "").strip()
+        force = env.get("FACTORY_FORCE_REDISCOVER", "").strip().lower() in _TRUE
+        return cls(
+            search_path=search_path,
+            module_dirs=module_dirs_from_env(environ),
+            cache_dir=Path(cache_dir) if cache_dir else None,
+            disk_cache=not force,
+        )
 
     @property
     def module_dirs(self) -> tuple[Path, ...]:
