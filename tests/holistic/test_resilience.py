@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -235,3 +236,38 @@ def test_bad_guard_arguments_are_clear_errors() -> None:
     guard.call("a.one", lambda: None, default=None, timeout_s=None)
     with pytest.raises(PlannerError, match="would exceed the bound"):
         guard.call("a.two", lambda: None, default=None, timeout_s=None)
+
+
+def test_a_caller_interrupted_while_waiting_gives_back_its_trial_permit(
+    release: threading.Event,
+) -> None:
+    clock = FakeClock()
+    config = BreakerConfig(
+        window_size=4,
+        minimum_calls=2,
+        failure_rate_threshold=0.5,
+        wait_s=12.0,
+        permitted_calls_in_half_open=1,
+    )
+    guard = ModuleGuard(breaker_config=config, default_timeout_s=5.0, clock=clock)
+
+    def broken() -> None:
+        raise RuntimeError("down")
+
+    for _ in range(2):
+        guard.call(KEY, broken, default=None)
+    clock.now += 12.0  # half open: one trial permitted
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        with pytest.raises(KeyboardInterrupt):
+            guard.call(KEY, release.wait, default=None)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    release.set()
+    assert guard.call(KEY, lambda: "back", default=None) == ("back", None)

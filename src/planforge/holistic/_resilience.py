@@ -350,7 +350,12 @@ class ModuleGuard:
             self._slots.release()
             breaker.release_permission()
             raise
-        if not call.wait(deadline - time.monotonic()):
+        try:
+            ended = call.wait(deadline - time.monotonic())
+        except BaseException:  # the caller was interrupted while waiting, not the module
+            breaker.release_permission()
+            raise
+        if not ended:
             with self._lock:
                 if not flight.finished:
                     flight.abandoned = True
