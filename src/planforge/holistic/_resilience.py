@@ -356,10 +356,7 @@ class ModuleGuard:
             breaker.release_permission()
             raise
         if not ended:
-            with self._lock:
-                if not flight.finished:
-                    flight.abandoned = True
-                    self._stuck += 1
+            self._abandon(flight)
             duration = max(timeout, self._clock() - start)
             return default, self._timed_out(
                 module_key, operation, run_id, breaker, duration, timeout
@@ -373,6 +370,13 @@ class ModuleGuard:
             raise call.error
         self._succeeded(module_key, operation, run_id, breaker, max(0.0, self._clock() - start))
         return call.result, None
+
+    def _abandon(self, flight: _Flight) -> None:
+        """The caller stops waiting: until the call returns, its worker counts as stuck."""
+        with self._lock:
+            if not flight.finished:
+                flight.abandoned = True
+                self._stuck += 1
 
     # -- outcomes ---------------------------------------------------------------------------
 
