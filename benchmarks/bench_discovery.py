@@ -19,8 +19,11 @@ entry points. A second layout has 500 distributions of one planner each. A third
 one plugin module and times the same calls (the cache is stale; only that file is read again).
 
 Cold calls and stevedore's runs alternate in rounds, so both sides meet the same slow spells of
-a shared machine. With `--baseline SRC` (another checkout's `src`), the same calls of that code
-are timed in the same rounds and each figure gets a line comparing the two.
+a shared machine. Children may write bytecode, as on a normal install, and planforge is
+compiled before the rounds (an environment setting `PYTHONDONTWRITEBYTECODE` would otherwise
+make every child compile from source). With `--baseline SRC` (another checkout's `src`), the
+same calls of that code are timed in the same rounds and each figure gets a line comparing
+the two.
 
 Output: one JSON line per figure, with its value, its target, what it is compared with, and
 the ratio. Run: python -m benchmarks.bench_discovery [--baseline ../main/src]
@@ -29,6 +32,7 @@ the ratio. Run: python -m benchmarks.bench_discovery [--baseline ../main/src]
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -300,6 +304,22 @@ def _line(**fields: object) -> None:
     print(json.dumps({"benchmark": "discovery", **fields}), flush=True)
 
 
+def _with_bytecode(sides: list[Side]) -> None:
+    """Both sides run as on a normal install: bytecode may be written (an environment that
+    forbids it makes every child compile what it imports, stevedore's plugins included), and
+    the planforge code of each side is compiled before anything is timed."""
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    for side in sides:
+        if side.source:
+            package = Path(side.source) / "planforge"
+        else:
+            spec = importlib.util.find_spec("planforge")
+            assert spec is not None
+            assert spec.origin is not None
+            package = Path(spec.origin).parent
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(package)], check=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", help="another checkout's src directory, timed alongside")
@@ -307,6 +327,7 @@ def main() -> None:
     sides = [Side("this", Path(), None)]
     if args.baseline:
         sides.append(Side("baseline", Path(), str(Path(args.baseline).resolve())))
+    _with_bytecode(sides)
     scenario("800 dists, 100 x 5 planners", 800, 100, 5, sides)
     scenario("500 dists, 500 x 1 planner", 500, 500, 1, sides)
 
