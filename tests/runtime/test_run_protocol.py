@@ -13,9 +13,9 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -32,16 +32,15 @@ from planforge.runtime import (
     TOOL_EXECUTING,
     ExecutionEngineFactory,
     InProcessEventBus,
-    RuntimeEvent,
     UserExecutionContext,
     load_runtime_settings,
 )
 from planforge.runtime.errors import RunTimeout
 from planforge.settings import load_settings
+from tests.runtime._engine_support import events_of, run
 
 ROOT = Path(__file__).resolve().parents[2]
 PORTFOLIO: dict[str, Any] = json.loads((ROOT / "examples" / "portfolio.json").read_text())
-T = TypeVar("T")
 
 #: A planner as a third party would write it: only `planforge.contract` is imported.
 THIRD_PARTY = textwrap.dedent(
@@ -132,19 +131,6 @@ def bus() -> Iterator[InProcessEventBus]:
     made = InProcessEventBus(buffer_size=1000)
     yield made
     made.close()
-
-
-def run(awaitable: Awaitable[T]) -> T:
-    async def main() -> T:
-        return await awaitable
-
-    return asyncio.run(main())
-
-
-def events_of(bus: InProcessEventBus, user_id: str) -> list[RuntimeEvent]:
-    collected: list[RuntimeEvent] = []
-    bus.subscribe(user_id, collected.append)
-    return collected
 
 
 def seen_by_plugin(factory: PlannerFactory) -> dict[str, Any]:
