@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from planforge.holistic.modules import Action
+from planforge.portfolio._address import AddressIndex
 from planforge.portfolio._arrays import BoolArray, FloatArray, IntArray
 from planforge.portfolio._rules import action_problem
 from planforge.portfolio._settings import PortfolioSettings
@@ -69,10 +70,9 @@ class ActionTable:
     #: before trading and its target (all 0 when untargeted).
     set_rows: tuple[FloatArray, ...]
     ok_cache: OrderedDict[str, BoolArray] = field(default_factory=OrderedDict)
-    #: The actions' ids in ascending order and the row of each: a batch is encoded with one
-    #: binary search instead of a dictionary lookup per step.
-    sorted_ids: npt.NDArray[np.intp] = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
-    sorted_rows: npt.NDArray[np.intp] = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
+    #: The row of each action's id: a batch is encoded with array lookups instead of a
+    #: dictionary lookup per step.
+    addresses: AddressIndex = field(default_factory=lambda: AddressIndex.build({}))
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,8 +275,6 @@ class PortfolioModel:
         index = dict(table.index)
         for row, action in enumerate(fresh):
             index[id(action)] = start + row
-        ids = np.fromiter(index, dtype=np.intp, count=len(index))
-        order = np.argsort(ids)
         # the rules of the rows already known carry over: only the fresh rows are checked
         return ActionTable(
             actions=[*table.actions, *fresh],
@@ -294,8 +292,7 @@ class PortfolioModel:
                 for old, new in zip(table.set_rows, rows, strict=True)
             ),
             ok_cache=OrderedDict(table.ok_cache),
-            sorted_ids=ids[order],
-            sorted_rows=np.fromiter(index.values(), dtype=np.intp, count=len(index))[order],
+            addresses=AddressIndex.build(index),
         )
 
     def ok_for(self, table: ActionTable, settings: PortfolioSettings) -> BoolArray:

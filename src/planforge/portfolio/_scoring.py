@@ -65,19 +65,13 @@ def _rows_of(table: ActionTable, steps: Iterable[Action], total: int) -> IntArra
 
     The steps go into an object array in one C loop; in CPython an object's id is its
     address, which is what that array holds, so the ids come out as integers without a
-    Python call per step and are found among the table's sorted ids by binary search.
+    Python call per step and are found in the table's address index.
     """
     if not _IDS_ARE_ADDRESSES:
         rows = map(table.index.__getitem__, map(id, steps))
         return np.fromiter(rows, dtype=np.intp, count=total)
     objects = np.fromiter(steps, dtype=object, count=total)
-    ids = np.frombuffer(objects, dtype=np.intp)
-    known = table.sorted_ids
-    position = np.minimum(np.searchsorted(known, ids), len(known) - 1)
-    if len(ids) and not np.array_equal(known[position], ids):
-        raise KeyError("an action of the batch is not in the table")
-    found: IntArray = table.sorted_rows[position]
-    return found
+    return table.addresses.rows_of(np.frombuffer(objects, dtype=np.intp))
 
 
 def _encode(table: ActionTable, sequences: Sequence[ActionSequence]) -> IntArray:
