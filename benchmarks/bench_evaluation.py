@@ -236,7 +236,7 @@ def main() -> None:
     table = model_for(context).table
     assert table is not None
     slots = table.addresses
-    search = AddressIndex(slots.sorted_ids, slots.sorted_rows)  # the previous stop's encoding
+    search = AddressIndex(slots.sorted_ids, slots.sorted_rows, compact=False)  # the one before
     timings: list[float] = []
     searched: list[float] = []
     looked_up: list[float] = []
