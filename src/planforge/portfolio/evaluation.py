@@ -47,8 +47,9 @@ touched groups are corrected step by step. Batches run in chunks of
 Where it lives
 --------------
 `_settings` (the `[planner]` keys), `_model` (the context as arrays, the per-action table
-and the model cache), `_targets` (the allocation terms), `_rules` (whether one action may
-execute) and `_scoring` (the kernel). This module is their public face.
+and the model cache), `_address` (each step's table row, from its action's address),
+`_targets` (the allocation terms), `_rules` (whether one action may execute) and `_scoring`
+(the kernel). This module is their public face.
 """
 
 from __future__ import annotations
