@@ -158,29 +158,36 @@ class State:
         return ok
 
     def score(self, moves: Moves) -> Scored:
-        """Each move's score, its cash at the end and its number of trades."""
-        a, b = moves.first, moves.second
-        has_b = b >= 0
-        b_safe = np.where(has_b, b, 0)
+        """Each move's score, its cash at the end and its number of trades.
+
+        The second security's terms are added only where a move has one: a batch of
+        one-security moves skips them, a batch of pairs needs no mask (adding the zeros
+        the mask would give changes no sum).
+        """
+        a = moves.first
         move_a = (moves.first_q - self.x[a]) * self.unit[a]
-        move_b = np.where(has_b, (moves.second_q - self.x[b_safe]) * self.unit[b_safe], 0.0)
         extra = self.trade_cost(a, moves.first_q) - self.cost[a]
-        extra += np.where(has_b, self.trade_cost(b_safe, moves.second_q) - self.cost[b_safe], 0.0)
-        trades = int(np.count_nonzero(self.x))
-        trades = trades + (moves.first_q != 0) - (self.x[a] != 0)
-        trades = trades + has_b * ((moves.second_q != 0).astype(np.intp) - (self.x[b_safe] != 0))
+        trades = int(np.count_nonzero(self.x)) + (moves.first_q != 0) - (self.x[a] != 0)
         invested0, squares0, quality0, costs0 = self.sums
+        va = self.value[a]
+        squares = squares0 + (va + move_a) ** 2 - va**2
+        quality = quality0 + self.quality[a] * move_a
+        cash = self.cash - move_a
+        invested = invested0 + move_a
+        second = _Second.of(self, moves)
+        if second is not None:
+            extra += second.extra
+            trades = trades + second.trades
+            squares += second.squares
+            quality = quality + second.quality
+            cash -= second.move
+            invested += second.move
         costs = costs0 + extra
         total = self.total0 - costs
-        cash = self.cash - move_a - move_b - extra
-        invested = invested0 + move_a + move_b
-        va, vb = self.value[a], self.value[b_safe]
-        squares = squares0 + (va + move_a) ** 2 - va**2
-        squares += np.where(has_b, (vb + move_b) ** 2 - vb**2, 0.0)
-        quality = quality0 + self.quality[a] * move_a + self.quality[b_safe] * move_b
+        cash -= extra
         with np.errstate(divide="ignore", invalid="ignore"):
             inverse = np.where(total > 0, 1.0 / total, 0.0)
-            allocation = self._allocation(a, b_safe, has_b, move_a, move_b, total, inverse)
+            allocation = self._allocation(a, move_a, second, total, inverse)
             live = invested > INVESTED_EPSILON * np.maximum(total, 0.0)
             safe = np.where(live, invested, 1.0)
             diversification = np.where(live, 1.0 - squares / (safe * safe), 0.0)
@@ -194,25 +201,27 @@ class State:
     def _allocation(
         self,
         a: IntArray,
-        b: IntArray,
-        has_b: BoolArray,
         move_a: FloatArray,
-        move_b: FloatArray,
+        second: _Second | None,
         total: FloatArray,
         inverse: FloatArray,
     ) -> FloatArray:
         if not self.sets:
             return np.ones(len(a))
         groups = self.groups
-        group_a, group_b = groups.index[:, a], groups.index[:, b]  # (sets, moves)
+        group_a = groups.index[:, a]  # (sets, moves)
         before_a = groups.current[group_a]
         aim_a = groups.targets[group_a] * total
         step_a = np.abs(before_a + move_a - aim_a) - np.abs(before_a - aim_a)
-        before_b = groups.current[group_b] + np.where(group_b == group_a, move_a, 0.0)
-        aim_b = groups.targets[group_b] * total
-        step_b = np.abs(before_b + move_b - aim_b) - np.abs(before_b - aim_b)
         change = np.where(groups.hit[:, a], step_a, 0.0)
-        change += np.where(groups.hit[:, b] & has_b, step_b, 0.0)
+        if second is not None:
+            b = second.index
+            group_b = groups.index[:, b]
+            before_b = groups.current[group_b] + np.where(group_b == group_a, move_a, 0.0)
+            aim_b = groups.targets[group_b] * total
+            step_b = np.abs(before_b + second.move - aim_b) - np.abs(before_b - aim_b)
+            hit_b = groups.hit[:, b] if second.mask is None else groups.hit[:, b] & second.mask
+            change += np.where(hit_b, step_b, 0.0)
         fit = np.zeros(len(a))
         for row, target_set in zip(change, self.sets, strict=True):
             fit += 1.0 - 0.5 * (target_set.distance(inverse) + row * inverse)
@@ -260,3 +269,35 @@ class State:
             groups=Groups.of(target_sets),
             weights=weights,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _Second:
+    """The terms a move's second security adds (zero where a move has none)."""
+
+    index: IntArray  # the second security, 0 where there is none
+    mask: BoolArray | None  # where there is one; None when every move has one
+    move: FloatArray
+    extra: FloatArray
+    trades: IntArray
+    squares: FloatArray
+    quality: FloatArray
+
+    @classmethod
+    def of(cls, state: State, moves: Moves) -> _Second | None:
+        b = moves.second
+        if not len(b) or int(b.max()) < 0:
+            return None
+        mask: BoolArray | None = None
+        if int(b.min()) < 0:
+            mask = b >= 0
+            b = np.where(mask, b, 0)
+        move = (moves.second_q - state.x[b]) * state.unit[b]
+        extra = state.trade_cost(b, moves.second_q) - state.cost[b]
+        trades = (moves.second_q != 0).astype(np.intp) - (state.x[b] != 0)
+        vb = state.value[b]
+        squares = (vb + move) ** 2 - vb**2
+        if mask is not None:
+            move, extra, squares = (np.where(mask, term, 0.0) for term in (move, extra, squares))
+            trades = trades * mask
+        return cls(b, mask, move, extra, trades, squares, state.quality[b] * move)
