@@ -124,21 +124,21 @@ class State:
 
     def allowed(self, moves: Moves, max_depth: int) -> BoolArray:
         """The moves that keep the cash at or above zero and the trades within `max_depth`:
-        checked before scoring, since most pairs of sizes are not."""
-        a, b = moves.first, moves.second
-        has_b = b >= 0
-        b_safe = np.where(has_b, b, 0)
+        checked before scoring, since most pairs of sizes are not. (The second security's
+        terms are added only where a move has one, as in `score`.)"""
+        a = moves.first
         spend = (moves.first_q - self.x[a]) * self.unit[a]
         spend += self.trade_cost(a, moves.first_q) - self.cost[a]
-        spend += np.where(
-            has_b,
-            (moves.second_q - self.x[b_safe]) * self.unit[b_safe]
-            + self.trade_cost(b_safe, moves.second_q)
-            - self.cost[b_safe],
-            0.0,
-        )
         trades = int(np.count_nonzero(self.x)) + (moves.first_q != 0) - (self.x[a] != 0)
-        trades = trades + has_b * ((moves.second_q != 0).astype(np.intp) - (self.x[b_safe] != 0))
+        b = moves.second
+        if len(b) and int(b.max()) >= 0:
+            mask = b >= 0 if int(b.min()) < 0 else None
+            b = b if mask is None else np.where(mask, b, 0)
+            more = (moves.second_q - self.x[b]) * self.unit[b]  # summed as `allowed_pairs` does
+            more = more + self.trade_cost(b, moves.second_q) - self.cost[b]
+            changed = (moves.second_q != 0).astype(np.intp) - (self.x[b] != 0)
+            spend += more if mask is None else np.where(mask, more, 0.0)
+            trades = trades + (changed if mask is None else mask * changed)
         ok: BoolArray = (self.cash - spend >= 0) & (trades <= max_depth)
         return ok
 
