@@ -16,6 +16,8 @@ evaluation, like every other candidate, so the search only has to be good, not e
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +39,10 @@ _PAIR_STEPS = np.array([1, 2, 5])
 _IMPROVES = 1e-12
 #: Next-best moves tried beside the best one in each round.
 _JOINED_TRIES = 64
+#: Problems kept for the models and settings asked for last (a planner replans a portfolio).
+_PROBLEMS_KEPT = 8
+_PROBLEMS: OrderedDict[tuple[int, int, int], SizingProblem] = OrderedDict()
+_PROBLEMS_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +62,26 @@ class SizingProblem:
 
     @classmethod
     def of(
+        cls, model: PortfolioModel, settings: PortfolioSettings, max_depth: int
+    ) -> SizingProblem:
+        """The problem of a model under settings, built once while it is among the last few
+        asked for (a model and a frozen settings object never change, and the problem holds
+        both, so their ids cannot be reused while it is kept)."""
+        key = (id(model), id(settings), max_depth)
+        with _PROBLEMS_LOCK:
+            known = _PROBLEMS.get(key)
+            if known is not None:
+                _PROBLEMS.move_to_end(key)
+                return known
+        problem = cls._build(model, settings, max_depth)
+        with _PROBLEMS_LOCK:
+            _PROBLEMS[key] = problem
+            while len(_PROBLEMS) > _PROBLEMS_KEPT:
+                _PROBLEMS.popitem(last=False)
+        return problem
+
+    @classmethod
+    def _build(
         cls, model: PortfolioModel, settings: PortfolioSettings, max_depth: int
     ) -> SizingProblem:
         unit = np.nan_to_num(model.price * model.fx, nan=0.0)

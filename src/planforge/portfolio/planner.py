@@ -88,6 +88,8 @@ class HolisticPortfolioPlanner(Planner):
         self._default = config
         self._engines: OrderedDict[str, HolisticEngine] = OrderedDict()
         self._parsed: OrderedDict[str, HolisticConfig] = OrderedDict()  # by preset or text
+        #: The digest of each parsed configuration above, by its id (it is alive while kept)
+        self._parsed_digests: dict[int, str] = {}
         self._lock = threading.Lock()
 
     def load_config(self, reference: HolisticConfig | str | Path | None) -> HolisticConfig:
@@ -137,16 +139,21 @@ class HolisticPortfolioPlanner(Planner):
             parsed = parse_config(
                 reference, registry=self.registry, domain_settings=PortfolioSettings
             )
+        digest = config_digest(parsed)
         with self._lock:
+            if reference in self._parsed:  # another thread parsed the same text meanwhile
+                return self._parsed[reference]
             self._parsed[reference] = parsed
+            self._parsed_digests[id(parsed)] = digest
             while len(self._parsed) > _PARSED_CACHE_SIZE:
-                self._parsed.popitem(last=False)
+                _, dropped = self._parsed.popitem(last=False)
+                del self._parsed_digests[id(dropped)]
         return parsed
 
     def engine(self, reference: HolisticConfig | str | Path | None = None) -> HolisticEngine:
         """The engine for a configuration, reused while its content is unchanged."""
         config = self.load_config(reference if reference is not None else self._default)
-        digest = config_digest(config)
+        digest = self._parsed_digests.get(id(config)) or config_digest(config)
         with self._lock:
             engine = self._engines.get(digest)
             if engine is None:
