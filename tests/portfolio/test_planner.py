@@ -324,3 +324,19 @@ def test_an_empty_planner_config_is_an_error_not_an_empty_plan() -> None:
 
     with pytest.raises(ConfigError, match="empty configuration"):
         HolisticPortfolioPlanner().load_config("  ")
+
+
+def test_equal_configurations_share_one_engine_and_the_parsed_texts_stay_bounded() -> None:
+    from planforge.portfolio import planner as planner_module
+
+    planner = HolisticPortfolioPlanner()
+    base = preset_text("default")
+    first = planner.engine(base)
+    kept = planner_module._PARSED_CACHE_SIZE
+    for n in range(kept + 4):  # the same configuration in more texts than are kept
+        assert planner.engine(f"{base}\n# copy {n}\n") is first
+    assert len(planner._parsed_digests) == len(planner._parsed) == kept
+    assert planner.engine(base) is first  # parsed again after it was dropped
+    changed = base.replace("max_depth = 5", "max_depth = 4")
+    assert changed != base
+    assert planner.engine(changed) is not first

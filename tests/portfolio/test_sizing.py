@@ -61,6 +61,47 @@ def test_move_scores_agree_with_the_dense_score(seed: int) -> None:
     assert (trades == np.count_nonzero(rows, axis=1)).all()
 
 
+@pytest.mark.parametrize("shape", ["one security", "pairs", "mixed"])
+@pytest.mark.parametrize("seed", range(4))
+def test_moves_of_every_batch_shape_score_and_check_as_the_dense_score(
+    seed: int, shape: str
+) -> None:
+    problem = problem_of(generate_instance(seed))
+    rng = np.random.default_rng(seed)
+    start = random_quantities(problem, rng, 1)[0]
+    state = problem.state(start)
+    n = len(problem.unit)
+    a = rng.integers(0, n, 300)
+    b = {"one security": np.full(300, -1), "pairs": (a + rng.integers(1, n, 300)) % n}.get(
+        shape, rng.integers(-1, n, 300)
+    )
+    b[b == a] = -1
+    moves = Moves(a, rng.integers(-3, 4, 300) * problem.lot[a], b, rng.integers(-3, 4, 300) * 1.0)
+    fast, cash, trades = state.score(moves)
+    rows = np.array([moves.apply(start, k) for k in range(300)])
+    dense, dense_cash = problem.raw_scores(rows)
+    np.testing.assert_allclose(fast, dense, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(cash, dense_cash, rtol=1e-12, atol=1e-6)
+    assert (trades == np.count_nonzero(rows, axis=1)).all()
+    clear = np.abs(dense_cash) > 1e-6  # away from the edge, where sums in another order agree
+    expected = (dense_cash >= 0) & (np.count_nonzero(rows, axis=1) <= 3)
+    assert (state.allowed(moves, 3)[clear] == expected[clear]).all()
+
+
+def test_a_sizing_problem_is_built_once_while_its_model_and_settings_are_asked_for() -> None:
+    model = model_for(parse_context(json.loads(EXAMPLE.read_text())))
+    problem = SizingProblem.of(model, SETTINGS, 5)
+    assert SizingProblem.of(model, SETTINGS, 5) is problem
+    assert SizingProblem.of(model, SETTINGS, 4) is not problem
+    other = PortfolioSettings(quality_weight=0.5)
+    assert SizingProblem.of(model, other, 5).settings is other
+    for depth in range(1, 10):  # more than are kept: the first is dropped, then rebuilt
+        SizingProblem.of(model, other, depth)
+    again = SizingProblem.of(model, SETTINGS, 5)
+    assert again is not problem
+    np.testing.assert_array_equal(again.buy_lots, problem.buy_lots)
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_the_dense_score_is_the_evaluations_score(seed: int) -> None:
     raw = generate_instance(seed)
