@@ -17,7 +17,7 @@ from planforge.holistic._events import (
     MODULE_STARTED,
     EventHub,
 )
-from planforge.holistic._resilience import ModuleGuard, breaker_config_from_settings
+from planforge.holistic._resilience import ModuleCall, ModuleGuard, breaker_config_from_settings
 
 KEY = "filters.diversity"
 
@@ -271,3 +271,144 @@ def test_a_caller_interrupted_while_waiting_gives_back_its_trial_permit(
         signal.signal(signal.SIGALRM, previous)
     release.set()
     assert guard.call(KEY, lambda: "back", default=None) == ("back", None)
+
+
+# -- a stage's calls in one batch ---------------------------------------------------------
+
+
+class Stopped(Exception):
+    """What a run's check raises when the run must stop."""
+
+
+def _batch_modules(seen: list[str]) -> list[ModuleCall]:
+    def ok(name: str) -> list[str]:
+        seen.append(name)
+        return [name]
+
+    def broken() -> list[str]:
+        seen.append("broken")
+        raise ValueError("no data")
+
+    return [
+        ModuleCall("patterns.a", ok, ("a",), [], "generate", "r1"),
+        ModuleCall("patterns.broken", broken, (), ["fallback"], "generate", "r1"),
+        ModuleCall("patterns.closed", ok, ("closed",), [], "generate", "r1"),
+        ModuleCall("patterns.b", ok, ("b",), [], "generate", "r1"),
+    ]
+
+
+def test_a_batch_reports_every_module_as_one_call_each_would() -> None:
+    outcomes, events = [], []
+    for batched in (True, False):
+        hub, seen = EventHub(), []
+        with ModuleGuard(events=hub, default_timeout_s=5.0) as guard:
+            guard.force_open("patterns.closed")
+            calls = _batch_modules(seen)
+            if batched:
+                outcomes.append(guard.call_each(calls))
+            else:
+                outcomes.append(
+                    [guard.call(c.module_key, c.fn, *c.args, default=c.default) for c in calls]
+                )
+        events.append([(e.type, e.payload["module"]) for e in hub.recent()])
+        assert seen == ["a", "broken", "b"]
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0][1] == (["fallback"], "patterns.broken failed: ValueError: no data")
+    assert outcomes[0][2][1] is not None
+    assert outcomes[0][2][1].startswith("patterns.closed skipped")
+    assert events[0] == events[1]
+    assert events[0][:3] == [
+        (MODULE_STARTED, "patterns.a"),
+        (MODULE_COMPLETED, "patterns.a"),
+        (MODULE_STARTED, "patterns.broken"),
+    ]
+
+
+def _note_thread(into: list[int]) -> None:
+    into.append(threading.get_ident())
+
+
+def test_a_batch_costs_one_worker_and_an_inline_guard_runs_it_in_the_callers_thread() -> None:
+    for timeout, expect_worker in ((5.0, True), (None, False)):
+        threads: list[int] = []
+        calls = [ModuleCall(f"patterns.m{n}", _note_thread, (threads,), None) for n in range(5)]
+        with ModuleGuard(default_timeout_s=timeout) as guard:
+            guard.call_each(calls)
+        assert len(set(threads)) == 1
+        assert (threads[0] != threading.get_ident()) == expect_worker
+
+
+def test_a_hanging_module_in_a_batch_times_out_and_the_rest_still_run_once(
+    release: threading.Event,
+) -> None:
+    ran: list[str] = []
+    calls = [
+        ModuleCall("patterns.a", ran.append, ("a",), "a?"),
+        ModuleCall("patterns.hang", release.wait, (30.0,), "fallback"),
+        ModuleCall("patterns.b", ran.append, ("b",), "b?"),
+    ]
+    guard = ModuleGuard(default_timeout_s=0.2)
+    outcomes = guard.call_each(calls)
+    assert outcomes[0] == (None, None)
+    assert outcomes[1] == ("fallback", "patterns.hang timed out after 0.2 s")
+    assert outcomes[2] == (None, None)
+    assert ran == ["a", "b"]
+    assert guard.stuck_workers == 1
+    release.set()
+    wait_until(lambda: guard.stuck_workers == 0)
+    time.sleep(0.05)
+    assert ran == ["a", "b"]  # the batch's worker did not go on to run b a second time
+    guard.close()
+
+
+def test_a_run_stopped_between_batched_modules_stops_there_and_gives_back_permits() -> None:
+    hub, ran = EventHub(), []
+    stop = threading.Event()
+
+    def check() -> None:
+        if stop.is_set():
+            raise Stopped("its deadline passed")
+
+    def first() -> None:
+        ran.append("first")
+        stop.set()
+
+    calls = [
+        ModuleCall("patterns.first", first, (), None),
+        ModuleCall("patterns.second", ran.append, ("second",), None),
+    ]
+    clock = FakeClock()
+    config = BreakerConfig(
+        window_size=4, minimum_calls=2, wait_s=12.0, permitted_calls_in_half_open=1
+    )
+    with ModuleGuard(breaker_config=config, default_timeout_s=5.0, clock=clock) as guard:
+
+        def broken() -> None:
+            raise RuntimeError("down")
+
+        for _ in range(2):
+            guard.call("patterns.second", broken, default=None)
+        clock.now += 12.0  # half open: one trial permitted, taken by the batch
+        guard.events = hub
+        with pytest.raises(Stopped):
+            guard.call_each(calls, check=check)
+        assert ran == ["first"]
+        assert [e.payload["module"] for e in hub.recent()] == ["patterns.first"] * 2
+        result, warning = guard.call("patterns.second", lambda: "ran", default=None)
+    assert (result, warning) == ("ran", None)  # the trial permit came back
+
+
+def test_an_interrupt_inside_a_batched_module_reaches_the_caller_and_ends_the_batch() -> None:
+    ran: list[str] = []
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    calls = [
+        ModuleCall("patterns.stop", interrupted, (), None),
+        ModuleCall("patterns.after", ran.append, ("after",), None),
+    ]
+    with ModuleGuard(default_timeout_s=5.0) as guard, pytest.raises(KeyboardInterrupt):
+        guard.call_each(calls)
+    time.sleep(0.05)
+    assert ran == []

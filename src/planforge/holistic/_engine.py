@@ -41,7 +41,7 @@ from planforge.holistic._explain import (
 )
 from planforge.holistic._perf import PerformanceTracker
 from planforge.holistic._registry import ModuleRegistry
-from planforge.holistic._resilience import ModuleGuard
+from planforge.holistic._resilience import ModuleCall, ModuleGuard
 from planforge.holistic._sequences import Sequences, only_dropped, take
 from planforge.holistic.modules import (
     KINDS,
@@ -258,22 +258,19 @@ class HolisticEngine:
     def _generated(
         self, kind: str, context: Any, source: object, stage: _Stage
     ) -> Iterator[tuple[str, Sequence[ActionSequence]]]:
-        """What each generator of `kind` produced from `source` (nothing when it failed)."""
+        """What each generator of `kind` produced from `source` (nothing when it failed).
+        The generators of a kind read the same input, so they run as one batch (one thread
+        hop for all of them, each with its own timeout and breaker)."""
+        calls: list[ModuleCall] = []
         for key, module, params in self._modules[kind]:
             assert isinstance(module, PatternGenerator | SequenceGenerator)
-            stage.check()
-            produced, warning = self.guard.call(
-                key,
-                module.generate,
-                context,
-                source,
-                params,
-                default=[],
-                operation="generate",
-                run_id=stage.run_id,
-            )
+            args = (context, source, params)
+            calls.append(ModuleCall(key, module.generate, args, [], "generate", stage.run_id))
+        stage.check()
+        outcomes = self.guard.call_each(calls, check=stage.check)
+        for call, (produced, warning) in zip(calls, outcomes, strict=True):
             stage.warn(warning)
-            yield key, produced
+            yield call.module_key, produced
 
     def _filter(
         self, context: Any, sequences: list[ActionSequence], stage: _Stage

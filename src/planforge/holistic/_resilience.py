@@ -15,17 +15,19 @@ while every worker is stuck in such a call, further calls fail fast with a warni
 queueing forever, and a call that cannot get a free worker within its timeout is skipped. The
 workers are daemon threads (not a `ThreadPoolExecutor`, whose workers are joined at interpreter
 exit), so a module that never returns cannot keep the process alive. A call whose timeout is
-None runs inline in the caller's thread (no thread hop).
+None runs inline in the caller's thread (no thread hop). `ModuleGuard.call_each` runs a stage's
+calls one after another on one worker, each with its own timeout, breaker, events and warning,
+so a stage of many short modules costs one thread hop instead of one per module.
 """
 
 from __future__ import annotations
 
 import enum
-import queue
 import threading
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from planforge.errors import PlannerError
 from planforge.factory import BreakerConfig, BreakerState, CircuitBreaker
@@ -37,12 +39,13 @@ from planforge.holistic._events import (
     EventHub,
 )
 from planforge.holistic._perf import PerformanceTracker
+from planforge.holistic._workers import Batch, Flight, WorkerPool
 from planforge.logs import get_logger
 
 if TYPE_CHECKING:
     from planforge.holistic._config import EngineSettings
 
-__all__ = ["DEFAULT_TIMEOUT", "ModuleGuard", "breaker_config_from_settings"]
+__all__ = ["DEFAULT_TIMEOUT", "ModuleCall", "ModuleGuard", "breaker_config_from_settings"]
 
 T = TypeVar("T")
 D = TypeVar("D")
@@ -81,82 +84,15 @@ def _error_text(exc: BaseException) -> str:
     return text[:_ERROR_TEXT_LIMIT]
 
 
-class _Call:
-    """One call handed to a worker: the caller waits on `done`, a lock the worker releases
-    when the call returned or raised (a plain lock: far cheaper than a `Future`)."""
+class ModuleCall(NamedTuple):
+    """One module call for `ModuleGuard.call_each`: `fn(*args)`, or `default` if it fails."""
 
-    __slots__ = ("done", "error", "fn", "result")
-
-    def __init__(self, fn: Callable[[], Any]) -> None:
-        self.fn = fn
-        self.done = threading.Lock()
-        self.done.acquire()
-        self.result: Any = None
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self.result = self.fn()
-        except BaseException as exc:
-            self.error = exc
-        finally:
-            self.done.release()
-
-    def wait(self, timeout: float) -> bool:
-        """Whether the call ended within `timeout` seconds."""
-        return self.done.acquire(timeout=max(0.0, timeout))
-
-
-class _WorkerPool:
-    """A fixed set of daemon threads fed by one queue; callers bound the work in flight."""
-
-    def __init__(self, size: int, prefix: str) -> None:
-        self._size = size
-        self._prefix = prefix
-        self._queue: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
-        self._threads: list[threading.Thread] = []
-        self._lock = threading.Lock()
-        self._closed = False
-
-    def submit(self, fn: Callable[[], Any]) -> _Call:
-        call = _Call(fn)
-        with self._lock:
-            if self._closed:
-                raise PlannerError("the module guard is closed; make a new one.", where="guard")
-            if not self._threads:
-                for index in range(self._size):
-                    thread = threading.Thread(
-                        target=self._work, name=f"{self._prefix}-{index}", daemon=True
-                    )
-                    thread.start()
-                    self._threads.append(thread)
-            self._queue.put(call)
-        return call
-
-    def _work(self) -> None:
-        while True:
-            call = self._queue.get()
-            if call is None:
-                return
-            call.run()
-
-    def close(self) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            for _ in self._threads:
-                self._queue.put(None)
-
-
-class _Flight:
-    """One timed call's fate, read and written under the guard's lock."""
-
-    __slots__ = ("abandoned", "finished")
-
-    def __init__(self) -> None:
-        self.finished = False
-        self.abandoned = False
+    module_key: str
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    default: Any
+    operation: str = "call"
+    run_id: str = ""
 
 
 class ModuleGuard:
@@ -198,7 +134,7 @@ class ModuleGuard:
         self._breakers: dict[str, CircuitBreaker] = {}
         self._slots = threading.BoundedSemaphore(max_workers)
         self._stuck = 0
-        self._pool = _WorkerPool(max_workers, "planforge-module")
+        self._pool = WorkerPool(max_workers, "planforge-module")
 
     @classmethod
     def from_settings(
@@ -329,7 +265,7 @@ class ModuleGuard:
         if all_stuck or not self._slots.acquire(timeout=timeout):
             breaker.release_permission()  # not the module's fault: no trial happened
             return default, self._no_worker(module_key, operation, run_id, timeout)
-        flight = _Flight()
+        flight = Flight()
 
         def task() -> T:
             try:
@@ -371,12 +307,135 @@ class ModuleGuard:
         self._succeeded(module_key, operation, run_id, breaker, max(0.0, self._clock() - start))
         return call.result, None
 
-    def _abandon(self, flight: _Flight) -> None:
+    def _abandon(self, flight: Flight) -> None:
         """The caller stops waiting: until the call returns, its worker counts as stuck."""
         with self._lock:
             if not flight.finished:
                 flight.abandoned = True
                 self._stuck += 1
+
+    def call_each(
+        self, calls: Sequence[ModuleCall], *, check: Callable[[], None] | None = None
+    ) -> list[tuple[Any, str | None]]:
+        """`call` for each call in order, at the guard's default timeout, in one worker hop.
+
+        A stage of short modules would otherwise pay a thread hop per module. Each module
+        still has its own timeout, breaker, events and warning, exactly as through `call`;
+        `check` runs before each module (a run's deadline: what it raises stops the stage
+        there and reaches the caller). After a module times out, the rest go one by one.
+        """
+        timeout = self.default_timeout_s
+        if timeout is None or len(calls) < 2:
+            return self._one_by_one(calls, check)
+        with self._lock:
+            all_stuck = self._stuck >= self.max_workers
+        if all_stuck or not self._slots.acquire(blocking=False):
+            return self._one_by_one(calls, check)  # it waits for a worker, and says why not
+        breakers = [self.breaker(call.module_key) for call in calls]
+        allowed = [breaker.allow() for breaker in breakers]
+        batch = Batch(
+            [partial(c.fn, *c.args) if ok else None for c, ok in zip(calls, allowed, strict=True)],
+            check,
+            self._clock,
+        )
+        flight = Flight()
+        try:
+            self._pool.submit(partial(self._run_batch, batch, flight))
+        except BaseException:
+            self._slots.release()
+            self._release_from(0, breakers, allowed)
+            raise
+        results: list[tuple[Any, str | None]] = []
+        for index, call in enumerate(calls):
+            if not allowed[index]:
+                warning = self._skipped(
+                    call.module_key, call.operation, call.run_id, breakers[index]
+                )
+                results.append((call.default, warning))
+                continue
+            try:
+                ended, outcome = self._collected(batch, index, call, breakers[index], timeout)
+            except BaseException:
+                batch.cancelled = True
+                self._release_from(index + 1, breakers, allowed)
+                raise
+            results.append(outcome)
+            if not ended:  # it timed out: the worker is stuck in it
+                batch.cancelled = True
+                self._abandon(flight)
+                self._release_from(index + 1, breakers, allowed)
+                return results + self._one_by_one(calls[index + 1 :], check)
+        return results
+
+    def _collected(
+        self,
+        batch: Batch,
+        index: int,
+        call: ModuleCall,
+        breaker: CircuitBreaker,
+        timeout: float,
+    ) -> tuple[bool, tuple[Any, str | None]]:
+        """Whether the module ended in time, and its outcome, reported as `call` reports it."""
+        key, operation, run_id = call.module_key, call.operation, call.run_id
+        ended = batch.wait(index, timeout)
+        if ended and batch.stopped_at == index:
+            breaker.release_permission()  # the run stopped before the module ran
+            assert batch.stop is not None
+            raise batch.stop
+        self.events.emit(MODULE_STARTED, {"module": key, "operation": operation}, run_id=run_id)
+        if not ended:
+            begun = batch.begun[index] is not None
+            duration = max(timeout, self._clock() - batch.starts[index]) if begun else timeout
+            warning = self._timed_out(key, operation, run_id, breaker, duration, timeout)
+            return False, (call.default, warning)
+        duration = max(0.0, batch.ends[index] - batch.starts[index])
+        error = batch.errors[index]
+        if isinstance(error, Exception):
+            return True, (
+                call.default,
+                self._failed(key, operation, run_id, breaker, duration, error),
+            )
+        if error is not None:
+            breaker.release_permission()
+            raise error
+        self._succeeded(key, operation, run_id, breaker, duration)
+        return True, (batch.results[index], None)
+
+    def _run_batch(self, batch: Batch, flight: Flight) -> None:
+        try:
+            batch.run()
+        finally:
+            self._slots.release()
+            with self._lock:
+                flight.finished = True
+                if flight.abandoned:
+                    self._stuck -= 1
+
+    @staticmethod
+    def _release_from(start: int, breakers: list[CircuitBreaker], allowed: list[bool]) -> None:
+        """Give back the permits of calls the batch will not run."""
+        for breaker, ok in zip(breakers[start:], allowed[start:], strict=True):
+            if ok:
+                breaker.release_permission()
+
+    def _one_by_one(
+        self, calls: Sequence[ModuleCall], check: Callable[[], None] | None
+    ) -> list[tuple[Any, str | None]]:
+        results: list[tuple[Any, str | None]] = []
+        for call in calls:
+            if check is not None:
+                check()
+            results.append(
+                self.call(
+                    call.module_key,
+                    call.fn,
+                    *call.args,
+                    default=call.default,
+                    operation=call.operation,
+                    run_id=call.run_id,
+                )
+            )
+        return results
 
     # -- outcomes ---------------------------------------------------------------------------
 
