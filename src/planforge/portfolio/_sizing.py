@@ -15,6 +15,7 @@ evaluation, like every other candidate, so the search only has to be good, not e
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from collections import OrderedDict
@@ -32,10 +33,11 @@ from planforge.portfolio._sizing_moves import Moves, Scored, State, trade_costs
 
 __all__ = ["SizingProblem", "search"]
 
+_FIBONACCI = np.array([1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377, 610, 987])
 #: Lots next to the current size that every round tries, on both sides.
-_STEPS = np.array([1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377, 610, 987])
+_STEPS = np.concatenate((_FIBONACCI, -_FIBONACCI))
 #: The same for pair moves, whose grids multiply.
-_PAIR_STEPS = np.array([1, 2, 5])
+_PAIR_STEPS = np.array([1, 2, 5, -1, -2, -5])
 _IMPROVES = 1e-12
 #: Next-best moves tried beside the best one in each round.
 _JOINED_TRIES = 64
@@ -142,17 +144,17 @@ class SizingProblem:
     def sizes(self, index: IntArray, x: FloatArray, coarse: int, steps: IntArray) -> Moves:
         """Each security's quantities worth trying, except its current one: 0, `coarse` sizes
         spread over all it may sell or buy, the whole position, and the lots next to its
-        current size (`steps` on either side)."""
+        current size (`steps` lots away, each given with both signs)."""
         lot, current = self.lot[index], x[index]
         sell_max = self.sell_max[index]
         low = -np.floor(sell_max / lot + 1e-9)
         high = self.buy_lots[index]
-        spread = np.linspace(0.0, 1.0, coarse)
+        spread = _spread(coarse)
         here = np.where(current > -sell_max, np.round(current / lot), low)
         lots = np.concatenate(
             (
                 np.round(low[:, None] + (high - low)[:, None] * spread[None, :]),
-                here[:, None] + np.concatenate((steps, -steps))[None, :],
+                here[:, None] + steps[None, :],
             ),
             axis=1,
         )
@@ -221,6 +223,14 @@ class SizingProblem:
         if model.total > 0:
             score = score - cost / model.total * s.cost_penalty_factor
         return score, cash
+
+
+@functools.lru_cache(maxsize=8)
+def _spread(points: int) -> FloatArray:
+    """`points` fractions from 0 to 1 (read-only: shared by every call)."""
+    spread = np.linspace(0.0, 1.0, points)
+    spread.flags.writeable = False
+    return spread
 
 
 def _may(
