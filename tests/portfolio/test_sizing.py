@@ -48,17 +48,23 @@ def test_move_scores_agree_with_the_dense_score(seed: int) -> None:
     problem = problem_of(generate_instance(seed))
     rng = np.random.default_rng(seed)
     start = random_quantities(problem, rng, 1)[0]
-    state = problem.state(start)
     n = len(problem.unit)
     a, b = rng.integers(0, n, 200), rng.integers(-1, n, 200)
     b[b == a] = -1
     moves = Moves(a, rng.integers(-3, 4, 200) * problem.lot[a], b, rng.integers(-3, 4, 200) * 1.0)
-    fast, cash, trades = state.score(moves)
-    rows = np.array([moves.apply(start, k) for k in range(200)])
+    assert_scored_as_dense(problem, start, moves)
+
+
+def assert_scored_as_dense(problem: SizingProblem, start: Any, moves: Moves) -> tuple[Any, Any]:
+    """The moves' scores, cash and trades from `start` are the dense score's; the quantity
+    rows and their cash, for more checks."""
+    fast, cash, trades = problem.state(start).score(moves)
+    rows = np.array([moves.apply(start, k) for k in range(len(moves.first))])
     dense, dense_cash = problem.raw_scores(rows)
     np.testing.assert_allclose(fast, dense, rtol=0, atol=1e-12)
     np.testing.assert_allclose(cash, dense_cash, rtol=1e-12, atol=1e-6)
     assert (trades == np.count_nonzero(rows, axis=1)).all()
+    return rows, dense_cash
 
 
 @pytest.mark.parametrize("shape", ["one security", "pairs", "mixed"])
@@ -77,12 +83,7 @@ def test_moves_of_every_batch_shape_score_and_check_as_the_dense_score(
     )
     b[b == a] = -1
     moves = Moves(a, rng.integers(-3, 4, 300) * problem.lot[a], b, rng.integers(-3, 4, 300) * 1.0)
-    fast, cash, trades = state.score(moves)
-    rows = np.array([moves.apply(start, k) for k in range(300)])
-    dense, dense_cash = problem.raw_scores(rows)
-    np.testing.assert_allclose(fast, dense, rtol=0, atol=1e-12)
-    np.testing.assert_allclose(cash, dense_cash, rtol=1e-12, atol=1e-6)
-    assert (trades == np.count_nonzero(rows, axis=1)).all()
+    rows, dense_cash = assert_scored_as_dense(problem, start, moves)
     clear = np.abs(dense_cash) > 1e-6  # away from the edge, where sums in another order agree
     expected = (dense_cash >= 0) & (np.count_nonzero(rows, axis=1) <= 3)
     assert (state.allowed(moves, 3)[clear] == expected[clear]).all()

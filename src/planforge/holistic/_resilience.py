@@ -271,12 +271,7 @@ class ModuleGuard:
             try:
                 return fn(*args)
             finally:
-                self._slots.release()
-                with self._lock:
-                    flight.finished = True
-                    if flight.abandoned:
-                        self._stuck -= 1
-                if flight.abandoned:
+                if self._landed(flight):
                     _log.info("timed-out module call finished", module=module_key)
 
         start = self._clock()
@@ -405,11 +400,18 @@ class ModuleGuard:
         try:
             batch.run()
         finally:
-            self._slots.release()
-            with self._lock:
-                flight.finished = True
-                if flight.abandoned:
-                    self._stuck -= 1
+            if self._landed(flight):
+                _log.info("timed-out module batch finished", modules=batch.count)
+
+    def _landed(self, flight: Flight) -> bool:
+        """A worker is done with a call or batch: its slot is free, and it no longer counts
+        as stuck. Whether the caller had stopped waiting for it."""
+        self._slots.release()
+        with self._lock:
+            flight.finished = True
+            if flight.abandoned:
+                self._stuck -= 1
+            return flight.abandoned
 
     @staticmethod
     def _release_from(start: int, breakers: list[CircuitBreaker], allowed: list[bool]) -> None:

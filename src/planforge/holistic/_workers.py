@@ -94,6 +94,10 @@ class Batch:
         self.stopped_at = -1
         self.cancelled = False
 
+    @property
+    def count(self) -> int:
+        return len(self.fns)
+
     def run(self) -> None:
         for index, fn in enumerate(self.fns):
             if fn is None:
