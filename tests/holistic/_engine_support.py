@@ -122,6 +122,38 @@ class HangingCalculator(OpportunityCalculator):
         return []
 
 
+class HangingPattern(PatternGenerator):
+    """Blocks until the test releases it, in the middle of its stage's batch."""
+
+    name = "hanging"
+    version = "1.0.0"
+    author = "tests"
+    description = "Waits for a gate the test opens at teardown."
+    gate: ClassVar[threading.Event] = threading.Event()
+
+    def generate(
+        self, context: Any, candidates: Mapping[str, Sequence[Action]], params: Any
+    ) -> list[ActionSequence]:
+        type(self).gate.wait(30.0)
+        return []
+
+
+class WitnessPattern(PatternGenerator):
+    """Proposes nothing; records that it ran (it sorts after `hanging` in its stage)."""
+
+    name = "witness"
+    version = "1.0.0"
+    author = "tests"
+    description = "Counts its calls."
+    calls: ClassVar[list[str]] = []
+
+    def generate(
+        self, context: Any, candidates: Mapping[str, Sequence[Action]], params: Any
+    ) -> list[ActionSequence]:
+        type(self).calls.append(threading.current_thread().name)
+        return []
+
+
 class RejectAllFilter(Filter):
     """Drops every sequence; skipping it must let the sequences through."""
 
@@ -234,6 +266,8 @@ TEST_MODULES = (
     FixedCalculator,
     ExplodingPattern,
     HangingCalculator,
+    HangingPattern,
+    WitnessPattern,
     RejectAllFilter,
     NeedsCombinatorialFilter,
     FloodCalculatorA,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -24,6 +25,8 @@ from tests.holistic._engine_support import (
     RESILIENCE_SPECS,
     FixedCalculator,
     HangingCalculator,
+    HangingPattern,
+    WitnessPattern,
     build_engine,
     config_text,
     fixed_params,
@@ -135,6 +138,37 @@ def test_a_hanging_module_times_out_and_leaves_a_plan(
     report = engine.perf.report()
     assert "opportunity_calculators.hanging.calculate: 1 call" in report
     assert "1 failed" in report
+
+
+def test_a_pattern_generator_hanging_in_its_stage_times_out_and_the_stage_goes_on(
+    reference_steps: list[tuple[str, str]],
+) -> None:
+    hub, gate = EventHub(), threading.Event()
+    HangingPattern.gate, WitnessPattern.calls = gate, []
+    text = resilience_config(
+        {"pattern_generators.hanging": {}, "pattern_generators.witness": {}}, module_timeout_s=0.5
+    )
+    engine = build_engine(text, events=hub)
+    try:
+        started = time.monotonic()
+        result = engine.run(OBJECTIVE, resilience_context())
+        elapsed = time.monotonic() - started
+        assert engine.guard.stuck_workers == 1  # the hung module's worker, until it returns
+    finally:
+        gate.set()
+    assert "pattern_generators.hanging timed out after 0.5 s" in result.plan.warnings
+    assert steps_of(result.plan) == reference_steps
+    assert len(WitnessPattern.calls) == 1  # the module after it ran, once
+    assert elapsed < 5.0
+    failed = events_of(hub, MODULE_FAILED, "pattern_generators.hanging")
+    assert [event["error_type"] for event in failed] == ["timeout"]
+    wait_until = time.monotonic() + 10.0
+    while engine.guard.stuck_workers and time.monotonic() < wait_until:
+        time.sleep(0.01)
+    assert engine.guard.stuck_workers == 0
+    time.sleep(0.05)
+    assert len(WitnessPattern.calls) == 1  # the freed worker did not run it again
+    engine.guard.close()
 
 
 def test_a_module_whose_breaker_is_open_is_skipped_and_the_plan_still_comes_out(
