@@ -115,6 +115,8 @@ class SizingProblem:
                 if g >= 0:
                     member[i, g] = 1.0
             groups.append((member, target_set.targets))
+        for shared in (unit, lot, sell_max, buy_lots, min_units, *(m for m, _ in groups)):
+            shared.flags.writeable = False  # one problem serves every thread planning it
         return cls(
             model, settings, max_depth, unit, lot, sell_max, buy_lots, min_units, tuple(groups)
         )
