@@ -340,3 +340,23 @@ def test_equal_configurations_share_one_engine_and_the_parsed_texts_stay_bounded
     changed = base.replace("max_depth = 5", "max_depth = 4")
     assert changed != base
     assert planner.engine(changed) is not first
+
+
+def test_one_planner_planning_from_many_threads_gives_each_the_plan_one_thread_gets() -> None:
+    """The kept sizing problems, models, action tables and the guard's batches are shared
+    by every thread planning with one planner: none may change another's plan."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.portfolio._optimality import generate_instance
+
+    contexts = [sample(), generate_instance(3), generate_instance(8)]
+    planner = HolisticPortfolioPlanner()
+
+    def plans_of(context: dict[str, Any]) -> tuple[float | None, list[tuple[str, str, float]]]:
+        plan = planner.run("Rebalance", context).plan
+        return plan.score, steps_of(plan)
+
+    alone = [plans_of(context) for context in contexts]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        together = list(pool.map(plans_of, contexts * 8))
+    assert together == alone * 8
