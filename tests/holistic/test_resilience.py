@@ -412,3 +412,64 @@ def test_an_interrupt_inside_a_batched_module_reaches_the_caller_and_ends_the_ba
         guard.call_each(calls)
     time.sleep(0.05)
     assert ran == []
+
+
+def test_a_module_ending_just_after_its_timeout_lets_the_batch_keep_the_next_one() -> None:
+    """The caller is slow to react to a timeout (a slow event handler): meanwhile the worker
+    finished the late module and took the next. That one is collected from the batch, not
+    run a second time, and the worker is not counted as stuck."""
+    hub, ran = EventHub(), []
+
+    def slow_reader(event: object) -> None:
+        if getattr(event, "type", "") == MODULE_FAILED:
+            time.sleep(0.4)
+
+    hub.subscribe(slow_reader)
+    calls = [
+        ModuleCall("patterns.late", time.sleep, (0.35,), "late?"),
+        ModuleCall("patterns.next", lambda: ran.append("next") or "next", (), "next?"),
+    ]
+    with ModuleGuard(events=hub, default_timeout_s=0.2) as guard:
+        outcomes = guard.call_each(calls)
+        assert guard.stuck_workers == 0
+    assert outcomes == [("late?", "patterns.late timed out after 0.2 s"), ("next", None)]
+    time.sleep(0.05)
+    assert ran == ["next"]
+
+
+def test_a_caller_interrupted_while_waiting_on_a_batch_gives_back_its_trial_permits(
+    release: threading.Event,
+) -> None:
+    clock = FakeClock()
+    config = BreakerConfig(
+        window_size=4, minimum_calls=2, wait_s=12.0, permitted_calls_in_half_open=1
+    )
+    guard = ModuleGuard(breaker_config=config, default_timeout_s=5.0, clock=clock)
+
+    def broken() -> None:
+        raise RuntimeError("down")
+
+    for key in ("patterns.first", "patterns.second"):
+        for _ in range(2):
+            guard.call(key, broken, default=None)
+    clock.now += 12.0  # both half open: one trial each, both taken by the batch
+    calls = [
+        ModuleCall("patterns.first", release.wait, (30.0,), None),
+        ModuleCall("patterns.second", lambda: "second", (), None),
+    ]
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        with pytest.raises(KeyboardInterrupt):
+            guard.call_each(calls)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    release.set()
+    assert guard.call("patterns.first", lambda: "back", default=None) == ("back", None)
+    assert guard.call("patterns.second", lambda: "back", default=None) == ("back", None)
+    guard.close()

@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from planforge.errors import PlannerError
 from planforge.factory import BreakerConfig, BreakerState, CircuitBreaker
@@ -39,7 +39,7 @@ from planforge.holistic._events import (
     EventHub,
 )
 from planforge.holistic._perf import PerformanceTracker
-from planforge.holistic._workers import Batch, Flight, WorkerPool
+from planforge.holistic._workers import Batch, Flight, ModuleCall, WorkerPool
 from planforge.logs import get_logger
 
 if TYPE_CHECKING:
@@ -82,17 +82,6 @@ def _seconds(value: float) -> str:
 def _error_text(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     return text[:_ERROR_TEXT_LIMIT]
-
-
-class ModuleCall(NamedTuple):
-    """One module call for `ModuleGuard.call_each`: `fn(*args)`, or `default` if it fails."""
-
-    module_key: str
-    fn: Callable[..., Any]
-    args: tuple[Any, ...]
-    default: Any
-    operation: str = "call"
-    run_id: str = ""
 
 
 class ModuleGuard:
@@ -338,29 +327,40 @@ class ModuleGuard:
             self._pool.submit(partial(self._run_batch, batch, flight))
         except BaseException:
             self._slots.release()
-            self._release_from(0, breakers, allowed)
+            self._release(0, len(calls), breakers, allowed)
             raise
         results: list[tuple[Any, str | None]] = []
+        taken = len(calls)  # calls from here on are not the batch's: they go one by one
         for index, call in enumerate(calls):
-            if not allowed[index]:
-                warning = self._skipped(
-                    call.module_key, call.operation, call.run_id, breakers[index]
+            if index >= taken:
+                results.extend(self._one_by_one([call], check))
+            elif not allowed[index]:
+                key, operation, run_id = call.module_key, call.operation, call.run_id
+                results.append(
+                    (call.default, self._skipped(key, operation, run_id, breakers[index]))
                 )
-                results.append((call.default, warning))
-                continue
-            try:
-                ended, outcome = self._collected(batch, index, call, breakers[index], timeout)
-            except BaseException:
-                batch.cancelled = True
-                self._release_from(index + 1, breakers, allowed)
-                raise
-            results.append(outcome)
-            if not ended:  # it timed out: the worker is stuck in it
-                batch.cancelled = True
-                self._abandon(flight)
-                self._release_from(index + 1, breakers, allowed)
-                return results + self._one_by_one(calls[index + 1 :], check)
+            else:
+                try:
+                    ended, outcome = self._collected(batch, index, call, breakers[index], timeout)
+                except BaseException:  # the module's own permit is given back already
+                    batch.cancel()
+                    self._release(index + 1, taken, breakers, allowed)
+                    raise
+                results.append(outcome)
+                if not ended:  # timed out: the calls the worker took stay the batch's
+                    cut = self._cut(batch, flight, index) + 1
+                    self._release(cut, taken, breakers, allowed)
+                    taken = min(taken, cut)
         return results
+
+    def _cut(self, batch: Batch, flight: Flight, index: int) -> int:
+        """Stop the batch after call `index` timed out; the last call the worker took. Still
+        in that call, the worker counts as stuck; past it (the call ended just late), it goes
+        on with the call it took and the caller collects that one as usual."""
+        claimed = batch.cancel()
+        if claimed == index:
+            self._abandon(flight)
+        return claimed
 
     def _collected(
         self,
@@ -372,7 +372,11 @@ class ModuleGuard:
     ) -> tuple[bool, tuple[Any, str | None]]:
         """Whether the module ended in time, and its outcome, reported as `call` reports it."""
         key, operation, run_id = call.module_key, call.operation, call.run_id
-        ended = batch.wait(index, timeout)
+        try:
+            ended = batch.wait(index, timeout)
+        except BaseException:  # the caller was interrupted while waiting, not the module
+            breaker.release_permission()
+            raise
         if ended and batch.stopped_at == index:
             breaker.release_permission()  # the run stopped before the module ran
             assert batch.stop is not None
@@ -386,10 +390,8 @@ class ModuleGuard:
         duration = max(0.0, batch.ends[index] - batch.starts[index])
         error = batch.errors[index]
         if isinstance(error, Exception):
-            return True, (
-                call.default,
-                self._failed(key, operation, run_id, breaker, duration, error),
-            )
+            warning = self._failed(key, operation, run_id, breaker, duration, error)
+            return True, (call.default, warning)
         if error is not None:
             breaker.release_permission()
             raise error
@@ -414,9 +416,12 @@ class ModuleGuard:
             return flight.abandoned
 
     @staticmethod
-    def _release_from(start: int, breakers: list[CircuitBreaker], allowed: list[bool]) -> None:
-        """Give back the permits of calls the batch will not run."""
-        for breaker, ok in zip(breakers[start:], allowed[start:], strict=True):
+    def _release(
+        start: int, stop: int, breakers: list[CircuitBreaker], allowed: list[bool]
+    ) -> None:
+        """Give back the permits of calls `start` to `stop` (not included), which the
+        batch will not run."""
+        for breaker, ok in zip(breakers[start:stop], allowed[start:stop], strict=True):
             if ok:
                 breaker.release_permission()
 

@@ -12,11 +12,22 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from planforge.errors import PlannerError
 
-__all__ = ["Batch", "Call", "Flight", "WorkerPool"]
+__all__ = ["Batch", "Call", "Flight", "ModuleCall", "WorkerPool"]
+
+
+class ModuleCall(NamedTuple):
+    """One module call for `ModuleGuard.call_each`: `fn(*args)`, or `default` if it fails."""
+
+    module_key: str
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    default: Any
+    operation: str = "call"
+    run_id: str = ""
 
 
 def _held_lock() -> threading.Lock:
@@ -54,20 +65,24 @@ class Batch:
 
     Before each call the worker runs `check` (the run's deadline, say); when it raises, the
     batch stops there and `stop` holds the exception for the caller. The worker also stops
-    once `cancelled` is set (the caller gave up waiting) or a call raised a `BaseException`
-    that is not an `Exception`. Start and end times come from `clock`, so a module's
-    duration is its own, not the time the caller took to read it; waits use real time.
+    once the caller has called `cancel` (it gave up waiting) or a call raised a
+    `BaseException` that is not an `Exception`. The worker claims each call under a lock
+    before starting it, so `cancel` tells the caller exactly which calls the worker took.
+    Start and end times come from `clock`, so a module's duration is its own, not the time
+    the caller took to read it; waits use real time.
     """
 
     __slots__ = (
         "begun",
         "cancelled",
         "check",
+        "claimed",
         "clock",
         "done",
         "ends",
         "errors",
         "fns",
+        "lock",
         "results",
         "starts",
         "stop",
@@ -93,6 +108,8 @@ class Batch:
         self.stop: BaseException | None = None
         self.stopped_at = -1
         self.cancelled = False
+        self.claimed = -1  # the last call the worker took
+        self.lock = threading.Lock()
 
     @property
     def count(self) -> int:
@@ -102,7 +119,11 @@ class Batch:
         for index, fn in enumerate(self.fns):
             if fn is None:
                 continue
-            if self.cancelled or not self._checked(index):
+            with self.lock:
+                if self.cancelled:
+                    return
+                self.claimed = index
+            if not self._checked(index):
                 return
             self.begun[index] = time.monotonic()
             self.starts[index] = self.clock()
@@ -126,6 +147,12 @@ class Batch:
             self.done[index].release()
             return False
         return True
+
+    def cancel(self) -> int:
+        """Stop the worker before its next call; the last call it took (it may be running)."""
+        with self.lock:
+            self.cancelled = True
+            return self.claimed
 
     def wait(self, index: int, timeout: float) -> bool:
         """Whether call `index` ended (or the batch stopped before it) within `timeout`
