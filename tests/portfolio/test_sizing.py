@@ -89,6 +89,23 @@ def test_moves_of_every_batch_shape_score_and_check_as_the_dense_score(
     assert (state.allowed(moves, 3)[clear] == expected[clear]).all()
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_the_pair_matrix_gives_the_verdict_of_the_move_check_for_every_pair(seed: int) -> None:
+    """Pairs the matrix allows are not checked again: it must agree with `State.allowed`
+    exactly, to the last bit of each sum, at every depth."""
+    problem = problem_of(generate_instance(seed))
+    rng = np.random.default_rng(seed)
+    state = problem.state(random_quantities(problem, rng, 1)[0])
+    grid = problem.sizes(np.asarray(problem.tradable()), state.x, 8, np.array([1, 2, -1, -2]))
+    owner, size = grid.first, grid.first_q
+    left, right = (index.ravel() for index in np.indices((len(owner), len(owner))))
+    pairs = Moves(owner[left], size[left], owner[right], size[right])
+    for depth in (1, 2, 3, 5):
+        matrix = state.allowed_pairs(owner, size, depth).ravel()
+        assert (matrix == state.allowed(pairs, depth)).all()
+        assert matrix.any()
+
+
 def test_a_sizing_problem_is_built_once_while_its_model_and_settings_are_asked_for() -> None:
     model = model_for(parse_context(json.loads(EXAMPLE.read_text())))
     problem = SizingProblem.of(model, SETTINGS, 5)

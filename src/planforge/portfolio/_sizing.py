@@ -245,9 +245,10 @@ def _may(
 
 
 def _pairs(problem: SizingProblem, state: State, grid: Moves, ranked: list[int]) -> Moves:
-    """Two securities changed together: every two sizes of two ranked securities that the
-    cash and depth allow, and each size of one with the other buying all the cash that then
-    remains."""
+    """Two securities changed together, as far as the cash and depth allow: every two sizes
+    of two ranked securities, and each size of one with the other buying all the cash that
+    then remains. (The matrix check gives the verdicts `State.allowed` would, so only the
+    funded pairs are checked here.)"""
     owner, size = grid.first, grid.first_q
     ordered = owner[:, None] < owner[None, :]
     left, right = np.nonzero(ordered & state.allowed_pairs(owner, size, problem.max_depth))
@@ -258,14 +259,14 @@ def _pairs(problem: SizingProblem, state: State, grid: Moves, ranked: list[int])
     spent = state.cost + state.x * problem.unit
     cash = state.cash + spent[a] + spent[b] - problem.spent_each(a, size[entry])
     funded = Moves(a, size[entry], b, problem.affordable_each(b, cash))
-    return Moves.join([both, funded])
+    return Moves.join([both, funded.subset(state.allowed(funded, problem.max_depth))])
 
 
 def _moves(
     problem: SizingProblem, state: State, active: list[int], coarse: int, pair_count: int
 ) -> tuple[Moves, Scored, Moves]:
-    """Every one-security change with its score, then pair changes among the most promising
-    securities (unscored)."""
+    """Every one-security change with its score, then the pair changes the cash and depth
+    allow among the most promising securities (unscored)."""
     x = state.x
     index = np.asarray(active)
     spent = state.cost + x * problem.unit
@@ -292,11 +293,12 @@ def _moves(
 def _allowed(
     problem: SizingProblem, state: State, one: Moves, scored: Scored, pairs: Moves
 ) -> tuple[Moves, Scored]:
-    """The moves the cash and depth allow, one-security moves first, with their scores: those
-    of one security keep the scores they were ranked by (the score of a move does not depend
-    on the batch it is in), and only the pairs are scored here."""
+    """The moves the cash and depth allow (the pairs are allowed already), one-security moves
+    first, with their scores: those of one security keep the scores they were ranked by (the
+    score of a move does not depend on the batch it is in), and only the pairs are scored
+    here."""
     keep_one = state.allowed(one, problem.max_depth)
-    kept_pairs = pairs.subset(state.allowed(pairs, problem.max_depth))
+    kept_pairs = pairs
     moves = Moves.join([one.subset(keep_one), kept_pairs])
     if not len(kept_pairs.first):
         return moves, (scored[0][keep_one], scored[1][keep_one], scored[2][keep_one])
@@ -349,20 +351,26 @@ def _combined(
     score = float(scores[best])
     order = np.argsort(-scores, kind="stable")[1:_JOINED_TRIES]
     order = order[np.isfinite(scores[order])]
-    touched = {int(moves.first[best]), int(moves.second[best])} - {-1}
+    first, second = moves.first, moves.second
+    touched = np.zeros(len(x) + 1, dtype=np.bool_)  # the last slot stands for "no security"
+    touched[[first[best], second[best]]] = True
+    touched[-1] = False
     while len(order):
-        free = [
-            k for k in order.tolist() if not {int(moves.first[k]), int(moves.second[k])} & touched
-        ]
-        if not free:
+        free = order[~(touched[first[order]] | touched[second[order]])]
+        if not len(free):
             break
-        trials = np.array([moves.apply(chosen, k) for k in free])
+        trials = np.repeat(chosen[None, :], len(free), axis=0)
+        rows = np.arange(len(free))
+        trials[rows, first[free]] = moves.first_q[free]
+        paired = second[free] >= 0
+        trials[rows[paired], second[free][paired]] = moves.second_q[free][paired]
         trial_scores, _ = problem.scores(trials)
         pick = int(np.argmax(trial_scores))
         if not trial_scores[pick] > score + _IMPROVES:
             break
         chosen, score = trials[pick], float(trial_scores[pick])
-        k = free[pick]
-        touched |= {int(moves.first[k]), int(moves.second[k])} - {-1}
-        order = np.asarray([j for j in free if j != k], dtype=np.intp)
+        k = int(free[pick])
+        touched[[first[k], second[k]]] = True
+        touched[-1] = False
+        order = free[free != k]
     return chosen, score
