@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 import time
@@ -44,6 +45,22 @@ def wait_until(condition: object, limit_s: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached")
         time.sleep(0.005)
+
+
+@contextlib.contextmanager
+def interrupted_after(seconds: float) -> Iterator[None]:
+    """A real interrupt (SIGALRM raising KeyboardInterrupt) reaches the block after `seconds`."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def types(hub: EventHub) -> list[str]:
@@ -258,17 +275,8 @@ def test_a_caller_interrupted_while_waiting_gives_back_its_trial_permit(
         guard.call(KEY, broken, default=None)
     clock.now += 12.0  # half open: one trial permitted
 
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGALRM, interrupt)
-    try:
-        signal.setitimer(signal.ITIMER_REAL, 0.05)
-        with pytest.raises(KeyboardInterrupt):
-            guard.call(KEY, release.wait, default=None)
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+    with interrupted_after(0.05), pytest.raises(KeyboardInterrupt):
+        guard.call(KEY, release.wait, default=None)
     release.set()
     assert guard.call(KEY, lambda: "back", default=None) == ("back", None)
 
@@ -458,17 +466,8 @@ def test_a_caller_interrupted_while_waiting_on_a_batch_gives_back_its_trial_perm
         ModuleCall("patterns.second", lambda: "second", (), None),
     ]
 
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGALRM, interrupt)
-    try:
-        signal.setitimer(signal.ITIMER_REAL, 0.05)
-        with pytest.raises(KeyboardInterrupt):
-            guard.call_each(calls)
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+    with interrupted_after(0.05), pytest.raises(KeyboardInterrupt):
+        guard.call_each(calls)
     release.set()
     assert guard.call("patterns.first", lambda: "back", default=None) == ("back", None)
     assert guard.call("patterns.second", lambda: "back", default=None) == ("back", None)
