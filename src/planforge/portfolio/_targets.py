@@ -44,10 +44,7 @@ class TargetSet:
 
     def revalued(self, values: FloatArray) -> TargetSet:
         """The same groups and targets with the securities at `values` (one per security)."""
-        hit = self.group_of >= 0
-        current = np.bincount(
-            self.group_of[hit], weights=values[hit], minlength=len(self.groups)
-        ).astype(np.float64)
+        current = _group_values(self.group_of, values, len(self.groups))
         return _with_current(self.name, self.groups, self.targets, current, self.group_of)
 
 
@@ -58,10 +55,18 @@ def build_target_set(
     position = {group: index for index, group in enumerate(groups)}
     group_of = np.array([position.get(label, -1) for label in labels], dtype=np.intp)
     wanted = np.array([targets[group] for group in groups], dtype=np.float64)
+    current = _group_values(group_of, values, len(groups))
+    return _with_current(name, groups, wanted, current, group_of)
+
+
+def _group_values(group_of: IntArray, values: FloatArray, count: int) -> FloatArray:
+    """Each group's value; bincount adds in security order, as a loop would: the same sums
+    to the last bit."""
     hit = group_of >= 0
-    # bincount adds in security order, as a loop would: the same sums to the last bit
-    current = np.bincount(group_of[hit], weights=values[hit], minlength=len(groups))
-    return _with_current(name, groups, wanted, current.astype(np.float64), group_of)
+    current: FloatArray = np.bincount(group_of[hit], weights=values[hit], minlength=count).astype(
+        np.float64
+    )
+    return current
 
 
 def _with_current(
