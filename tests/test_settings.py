@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from planforge.errors import SettingsError
-from planforge.settings import load_settings
+from planforge.settings import factory_setting, load_settings
 
 
 def test_defaults_follow_the_original_factory(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -62,3 +62,14 @@ def test_importing_planforge_never_reads_settings(monkeypatch: pytest.MonkeyPatc
     importlib.reload(planforge.settings)  # must not raise at import
     with pytest.raises(SettingsError):
         planforge.settings.load_settings()
+
+
+def test_one_setting_is_read_by_the_same_rules_as_all_of_them() -> None:
+    assert factory_setting("cache_dir", {"FACTORY_CACHE_DIR": " /var/cache/pf "}) == Path(
+        "/var/cache/pf"
+    )
+    assert factory_setting("cache_dir", {"FACTORY_CACHE_DIR": ""}) is None
+    assert factory_setting("force_rediscover", {"FACTORY_FORCE_REDISCOVER": "on"}) is True
+    assert factory_setting("force_rediscover", {}) is False
+    with pytest.raises(SettingsError, match="greater than or equal to 64"):
+        factory_setting("sandbox_max_memory_mb", {"FACTORY_SANDBOX_MAX_MEMORY_MB": "8"})

@@ -8,17 +8,18 @@ variable.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, TypeAdapter, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from planforge.errors import SettingsError
 
 _Settings = TypeVar("_Settings", bound=BaseSettings)
 
-__all__ = ["FactorySettings", "build_settings", "load_settings"]
+__all__ = ["FactorySettings", "build_settings", "factory_setting", "load_settings"]
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
 PathList = Annotated[tuple[Path, ...], NoDecode]
@@ -125,3 +126,22 @@ def load_settings(**overrides: Any) -> FactorySettings:
     Raises `SettingsError` naming the first bad variable instead of a raw validation error.
     """
     return build_settings(FactorySettings, overrides)
+
+
+def factory_setting(name: str, environ: Mapping[str, str] | None = None) -> Any:
+    """One `FactorySettings` field read from `environ` (default: this process's), by its
+    type's rules and with the same `SettingsError` as `load_settings`, for a caller that needs
+    one knob without reading every variable. Unset or blank: the default. (Fields with a
+    validator of their own must be read through `load_settings`.)"""
+    field = FactorySettings.model_fields[name]
+    variable = str(field.validation_alias)
+    raw = (os.environ if environ is None else environ).get(variable, "").strip()
+    if not raw:
+        return field.default
+    kind: Any = (
+        Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+    )
+    try:
+        return TypeAdapter(kind).validate_python(raw)
+    except ValidationError as exc:
+        raise SettingsError(variable, raw, exc.errors()[0]["msg"]) from None

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from planforge.errors import SettingsError
 from planforge.holistic import _scan_cache as scan_cache
 from planforge.holistic._registry import ModuleRegistry
 from planforge.holistic._sources import ModuleGroup
@@ -162,3 +163,13 @@ def test_the_environment_names_the_cache_and_can_ignore_it(
     forced = {**environ, "FACTORY_FORCE_REDISCOVER": "true"}
     ModuleRegistry.from_environment(forced, search_path=[]).list()
     assert len(parses) == 1
+
+
+def test_a_malformed_cache_setting_is_the_factorys_clear_error(tmp_path: Path) -> None:
+    environ = {"FACTORY_FORCE_REDISCOVER": "sometimes", "FACTORY_CACHE_DIR": str(tmp_path)}
+    with pytest.raises(SettingsError, match="FACTORY_FORCE_REDISCOVER='sometimes' is not valid"):
+        ModuleRegistry.from_environment(environ, search_path=[])
+    plugins = _plugins(tmp_path)
+    forced = {**environ, "FACTORY_FORCE_REDISCOVER": "Yes", "PLANFORGE_MODULE_DIRS": str(plugins)}
+    assert ModuleRegistry.from_environment(forced, search_path=[]).list()
+    assert not list(tmp_path.glob("modules-*"))  # "Yes" is true, as for the factory

@@ -23,7 +23,6 @@ from __future__ import annotations
 import builtins
 import importlib
 import importlib.util
-import os
 import sys
 import threading
 from collections.abc import Mapping, Sequence
@@ -45,6 +44,7 @@ from planforge.holistic._sources import (
 )
 from planforge.holistic.errors import ModuleLoadError, UnknownModuleError
 from planforge.holistic.modules import KINDS, HolisticModule, ModuleMetadata
+from planforge.settings import factory_setting
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -59,9 +59,6 @@ __all__ = [
 
 #: Something a source declared that could not become a module, and why.
 RegistryProblem = PluginProblem
-
-
-_TRUE = frozenset({"1", "true", "yes", "on"})
 
 
 # -- records ----------------------------------------------------------------------------------
@@ -121,14 +118,11 @@ class ModuleRegistry:
     ) -> ModuleRegistry:
         """A registry over `sys.path` (or `search_path`) and `PLANFORGE_MODULE_DIRS`, its disk
         cache in `FACTORY_CACHE_DIR` and ignored when `FACTORY_FORCE_REDISCOVER` is set."""
-        env = os.environ if environ is None else environ
-        cache_dir = env.get("FACTORY_CACHE_DIR", "").strip()
-        force = env.get("FACTORY_FORCE_REDISCOVER", "").strip().lower() in _TRUE
         return cls(
             search_path=search_path,
             module_dirs=module_dirs_from_env(environ),
-            cache_dir=Path(cache_dir) if cache_dir else None,
-            disk_cache=not force,
+            cache_dir=factory_setting("cache_dir", environ),
+            disk_cache=not factory_setting("force_rediscover", environ),
         )
 
     @property

@@ -22,6 +22,7 @@ from typing import Any, Final
 
 from planforge.factory import default_cache_root
 from planforge.holistic._sources import _ModuleClass
+from planforge.settings import factory_setting
 
 __all__ = ["MAX_CACHE_FILES", "cache_file", "load", "save"]
 
@@ -40,8 +41,7 @@ def cache_file(
 ) -> Path:
     """The file for this search path: under `root`, `FACTORY_CACHE_DIR` or the user's cache."""
     if root is None:
-        configured = os.environ.get("FACTORY_CACHE_DIR", "").strip()
-        root = Path(configured) if configured else default_cache_root()
+        root = factory_setting("cache_dir") or default_cache_root()
     key = repr((FORMAT, sys.version_info[:2], tuple(search_path), tuple(module_dirs)))
     return root / f"{_PREFIX}{hashlib.sha256(key.encode()).hexdigest()[:20]}.marshal"
 
