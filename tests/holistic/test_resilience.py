@@ -47,6 +47,27 @@ def wait_until(condition: object, limit_s: float = 10.0) -> None:
         time.sleep(0.005)
 
 
+def half_open_guard(*keys: str, events: EventHub | None = None) -> ModuleGuard:
+    """A guard (5 s timeout) whose breakers for `keys` have tripped and waited: each is half
+    open with one trial permitted."""
+    clock = FakeClock()
+    config = BreakerConfig(
+        window_size=4, minimum_calls=2, wait_s=12.0, permitted_calls_in_half_open=1
+    )
+    guard = ModuleGuard(breaker_config=config, default_timeout_s=5.0, clock=clock)
+
+    def broken() -> None:
+        raise RuntimeError("down")
+
+    for key in keys:
+        for _ in range(2):
+            guard.call(key, broken, default=None)
+    clock.now += 12.0
+    if events is not None:
+        guard.events = events  # only what follows
+    return guard
+
+
 @contextlib.contextmanager
 def interrupted_after(seconds: float) -> Iterator[None]:
     """A real interrupt (SIGALRM raising KeyboardInterrupt) reaches the block after `seconds`."""
@@ -258,23 +279,7 @@ def test_bad_guard_arguments_are_clear_errors() -> None:
 def test_a_caller_interrupted_while_waiting_gives_back_its_trial_permit(
     release: threading.Event,
 ) -> None:
-    clock = FakeClock()
-    config = BreakerConfig(
-        window_size=4,
-        minimum_calls=2,
-        failure_rate_threshold=0.5,
-        wait_s=12.0,
-        permitted_calls_in_half_open=1,
-    )
-    guard = ModuleGuard(breaker_config=config, default_timeout_s=5.0, clock=clock)
-
-    def broken() -> None:
-        raise RuntimeError("down")
-
-    for _ in range(2):
-        guard.call(KEY, broken, default=None)
-    clock.now += 12.0  # half open: one trial permitted
-
+    guard = half_open_guard(KEY)
     with interrupted_after(0.05), pytest.raises(KeyboardInterrupt):
         guard.call(KEY, release.wait, default=None)
     release.set()
@@ -385,19 +390,7 @@ def test_a_run_stopped_between_batched_modules_stops_there_and_gives_back_permit
         ModuleCall("patterns.first", first, (), None),
         ModuleCall("patterns.second", ran.append, ("second",), None),
     ]
-    clock = FakeClock()
-    config = BreakerConfig(
-        window_size=4, minimum_calls=2, wait_s=12.0, permitted_calls_in_half_open=1
-    )
-    with ModuleGuard(breaker_config=config, default_timeout_s=5.0, clock=clock) as guard:
-
-        def broken() -> None:
-            raise RuntimeError("down")
-
-        for _ in range(2):
-            guard.call("patterns.second", broken, default=None)
-        clock.now += 12.0  # half open: one trial permitted, taken by the batch
-        guard.events = hub
+    with half_open_guard("patterns.second", events=hub) as guard:  # its trial: the batch's
         with pytest.raises(Stopped):
             guard.call_each(calls, check=check)
         assert ran == ["first"]
@@ -448,19 +441,7 @@ def test_a_module_ending_just_after_its_timeout_lets_the_batch_keep_the_next_one
 def test_a_caller_interrupted_while_waiting_on_a_batch_gives_back_its_trial_permits(
     release: threading.Event,
 ) -> None:
-    clock = FakeClock()
-    config = BreakerConfig(
-        window_size=4, minimum_calls=2, wait_s=12.0, permitted_calls_in_half_open=1
-    )
-    guard = ModuleGuard(breaker_config=config, default_timeout_s=5.0, clock=clock)
-
-    def broken() -> None:
-        raise RuntimeError("down")
-
-    for key in ("patterns.first", "patterns.second"):
-        for _ in range(2):
-            guard.call(key, broken, default=None)
-    clock.now += 12.0  # both half open: one trial each, both taken by the batch
+    guard = half_open_guard("patterns.first", "patterns.second")  # both trials: the batch's
     calls = [
         ModuleCall("patterns.first", release.wait, (30.0,), None),
         ModuleCall("patterns.second", lambda: "second", (), None),
