@@ -11,7 +11,9 @@ handling (`benchmarks._previous`: one size per trade, no sizing generator), the 
 the combinatorial generator on (as it was before sizing made it redundant), their scores
 beside the default's, and the pipeline with combinatorial on and a domain that evaluates one
 sequence at a time through `simulate`, as the original planner did (it took 0.08 s a
-sequence), against the same pipeline's vectorised evaluation.
+sequence), against the same pipeline's vectorised evaluation; and the default's warm plan
+with one guard thread hop per module, as the engine had before stage batches, taking turns
+with the batched one.
 """
 
 from __future__ import annotations
@@ -33,11 +35,13 @@ from pydantic import BaseModel
 import planforge
 from benchmarks._previous import default_with_combinatorial, previous_default
 from planforge.holistic import Evaluation, HolisticEngine
+from planforge.holistic._resilience import ModuleCall, ModuleGuard
 from planforge.holistic.modules import ActionSequence
 from planforge.portfolio.domain import PortfolioDomain
 from planforge.portfolio.planner import HolisticPortfolioPlanner
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "portfolio.json"
+_BATCHED = ModuleGuard.call_each
 TARGET_FIRST_MS = 150.0
 TARGET_WARM_MS = 15.0
 RUNS = 21
@@ -113,6 +117,31 @@ def warm_plans(
     return {label: statistics.median(values) for label, values in times.items()}
 
 
+def guard_hops_ms(planner: HolisticPortfolioPlanner, context: Any) -> tuple[float, float]:
+    """The default's warm plan with each stage's generators in one worker hop, and with one
+    hop per module (the guard's call-by-call path, the engine before stage batches), taking
+    turns: the two medians."""
+    batched: list[float] = []
+    single: list[float] = []
+    for _ in range(RUNS):
+        for times, one_by_one in ((batched, False), (single, True)):
+            if one_by_one:
+                ModuleGuard.call_each = _one_hop_each  # type: ignore[method-assign]
+            try:
+                started = time.perf_counter()
+                planner.run("Rebalance my portfolio", context)
+                times.append((time.perf_counter() - started) * 1000)
+            finally:
+                ModuleGuard.call_each = _BATCHED  # type: ignore[method-assign]
+    return statistics.median(batched), statistics.median(single)
+
+
+def _one_hop_each(
+    guard: ModuleGuard, calls: Sequence[ModuleCall], *, check: Any = None
+) -> list[tuple[Any, str | None]]:
+    return guard._one_by_one(calls, check)
+
+
 def per_sequence_ms(
     planner: HolisticPortfolioPlanner, context: Any, steps: Any, config: str | None
 ) -> float:
@@ -155,6 +184,7 @@ def main() -> None:
         for label, text in configs.items()
     }
     warm = warm_plans(planner, context, configs)
+    batched_ms, one_hop_each_ms = guard_hops_ms(planner, context)
     # the per-sequence comparison plans with combinatorial on: a thousand sequences to score
     many = results["with_combinatorial"]
     naive_ms = per_sequence_ms(planner, context, many.plan.steps, configs["with_combinatorial"])
@@ -180,6 +210,9 @@ def main() -> None:
                 "warm_ratio_vs_with_combinatorial": round(
                     warm["with_combinatorial"] / warm["default"], 2
                 ),
+                "warm_plan_stage_batches_ms": round(batched_ms, 2),
+                "warm_plan_one_guard_hop_per_module_ms": round(one_hop_each_ms, 2),
+                "ratio_vs_one_hop_per_module": round(one_hop_each_ms / batched_ms, 2),
                 "per_sequence_evaluation_plan_ms": round(naive_ms, 2),
                 "speedup_vs_per_sequence": round(naive_ms / warm["with_combinatorial"], 1),
                 "targets_ms": {"first": TARGET_FIRST_MS, "warm": TARGET_WARM_MS},
