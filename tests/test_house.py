@@ -18,7 +18,8 @@ MAX_FUNCTION_LINES = 60
 
 # Bottom to top; a module may import its own layer or a lower one, never a higher one.
 LAYERS = ("", "factory", "holistic", "portfolio", "configstore", "runtime", "server")
-FACE_LAYERS = {"cli": "server"}  # the CLI sits beside the server, above the runtime
+# The CLI and batch planning sit beside the server, above the runtime.
+FACE_LAYERS = {"cli": "server", "batch": "server"}
 
 
 def _modules() -> list[Path]:

@@ -20,6 +20,9 @@ from planforge.cli import _planners  # noqa: F401
 from planforge.cli import _plan  # noqa: F401
 
 # isort: split
+from planforge.cli import _batch  # noqa: F401
+
+# isort: split
 from planforge.cli import _health  # noqa: F401
 
 # isort: split

@@ -125,11 +125,14 @@ class _EventPublisher:
 
 
 def plan_task(
-    recipe: dict[str, Any], recipe_key: str, job: RunJob, redis_url: str, max_stateful: int
+    recipe: dict[str, Any], recipe_key: str, job: RunJob, redis_url: str | None, max_stateful: int
 ) -> tuple[str, Any]:
-    """The Ray task: plan `job` in this worker process; planner failures come back as data."""
+    """The Ray task: plan `job` in this worker process; planner failures come back as data.
+
+    Without `redis_url` (an executor made with `events=False`) the run's events are dropped.
+    """
     runner = _runner(recipe, recipe_key, max_stateful)
-    sink = _EventPublisher(_redis_client(redis_url), job.run_id)
+    sink = None if redis_url is None else _EventPublisher(_redis_client(redis_url), job.run_id)
     run = Run(job.run_id, config=job.config, timeout_s=job.timeout_s, sink=sink)
     try:
         outcome = runner.run(job, run)
@@ -153,11 +156,17 @@ def _required(value: str | None, variable: str, why: str) -> str:
 
 
 class RayExecutor:
-    """Runs plan as Ray tasks on the cluster at `settings.ray_address`; events via Redis."""
+    """Runs plan as Ray tasks on the cluster at `settings.ray_address`; events via Redis.
+
+    `events=False` (batch planning, where nobody follows a run's stream) needs no Redis: the
+    tasks publish nothing and the waits drain nothing.
+    """
 
     name = "ray"
 
-    def __init__(self, recipe: dict[str, Any], settings: RuntimeSettings) -> None:
+    def __init__(
+        self, recipe: dict[str, Any], settings: RuntimeSettings, *, events: bool = True
+    ) -> None:
         self._address = _required(
             settings.ray_address,
             "PLANFORGE_RAY_ADDRESS",
@@ -170,11 +179,13 @@ class RayExecutor:
                 where="executor",
                 context={"variable": "PLANFORGE_RAY_ADDRESS"},
             )
-        self._redis_url = _required(
-            settings.redis_url,
-            "PLANFORGE_REDIS_URL",
-            "run events travel from workers on other machines through Redis",
-        )
+        self._redis_url: str | None = None
+        if events:
+            self._redis_url = _required(
+                settings.redis_url,
+                "PLANFORGE_REDIS_URL",
+                "run events travel from workers on other machines through Redis",
+            )
         if find_spec("ray") is None:
             raise PlannerError(
                 "The ray executor needs the ray package: pip install 'planforge[ray]'.",
@@ -207,7 +218,6 @@ class RayExecutor:
             import logging
 
             import ray
-            import redis
 
             if not ray.is_initialized():
                 try:  # WARNING keeps Ray's own "connecting to <address>" line out of the logs
@@ -222,9 +232,12 @@ class RayExecutor:
                     raise self._unreachable(exc) from None
                 self._connected_here = True
             self._recipe_ref = ray.put(self._recipe)
-            self._redis = redis.Redis.from_url(
-                self._redis_url, socket_timeout=5.0, socket_connect_timeout=5.0
-            )
+            if self._redis_url is not None:
+                import redis
+
+                self._redis = redis.Redis.from_url(
+                    self._redis_url, socket_timeout=5.0, socket_connect_timeout=5.0
+                )
             self._task = ray.remote(num_cpus=1, max_retries=MAX_RETRIES, max_calls=self._max_calls)(
                 plan_task
             )
@@ -258,6 +271,14 @@ class RayExecutor:
             client.close()
         if connected and ray.is_initialized():
             ray.shutdown()
+
+    def cluster_cpus(self) -> int:
+        """The CPUs the cluster offers now (connecting first): how many tasks run at once."""
+        self.start()
+        import ray
+
+        resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
+        return max(1, int(resources.get("CPU", 1)))
 
     def describe(self) -> dict[str, Any]:
         return {

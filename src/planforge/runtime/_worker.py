@@ -51,7 +51,10 @@ def worker_main(
 
     def send(message: tuple[str, Any]) -> None:
         with send_lock:  # a planner may report from threads of its own
-            conn.send(message)
+            try:
+                conn.send(message)
+            except (BrokenPipeError, ConnectionResetError):  # the server is gone: so are we
+                os._exit(0)
 
     def forward(event: RunEvent) -> None:
         send(("event", (event.type, dict(event.payload))))

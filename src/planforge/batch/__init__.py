@@ -1,0 +1,34 @@
+"""Batch planning: many portfolios planned on the runtime's executors, on one machine or Ray.
+
+`plan_many(contexts, executor="process" | "ray", config=...)` yields each input's result as
+it finishes, with bounded memory whatever the input's size; `planforge batch` writes them to
+a resumable JSON Lines (or Parquet) OUTPUT in input order.
+"""
+
+from planforge.batch._inputs import (
+    CONTEXT_SUFFIXES,
+    BatchInput,
+    config_digest,
+    context_digest,
+    generated_inputs,
+    inputs_from,
+    read_inputs,
+)
+from planforge.batch._output import JsonlOutput, OutputExists
+from planforge.batch._plan_many import DEFAULT_OBJECTIVE, EXECUTOR_NAMES, BatchResult, plan_many
+
+__all__ = [
+    "CONTEXT_SUFFIXES",
+    "DEFAULT_OBJECTIVE",
+    "EXECUTOR_NAMES",
+    "BatchInput",
+    "BatchResult",
+    "JsonlOutput",
+    "OutputExists",
+    "config_digest",
+    "context_digest",
+    "generated_inputs",
+    "inputs_from",
+    "plan_many",
+    "read_inputs",
+]

@@ -1,0 +1,114 @@
+"""`planforge batch` as a user runs it: a real CLI process, real worker processes, a real
+SIGKILL in the middle of a batch and a resume that plans nothing twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ENV = {**os.environ, "COLUMNS": "200", "PLANFORGE_HOME": ""}
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "planforge.cli", *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=ENV, timeout=300)
+
+
+def _records(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def portfolios(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("batch-cli")
+    done = _cli("batch", "--generate", "40", "--seed", "5", "-o", "contexts", cwd=root)
+    assert done.returncode == 0, done.stderr
+    assert "wrote 40 portfolios (seed 5)" in done.stdout
+    return root / "contexts"
+
+
+def test_a_directory_is_planned_into_input_order_with_a_summary(
+    portfolios: Path, tmp_path: Path
+) -> None:
+    args = ("batch", str(portfolios), "-o", "out.jsonl", "--workers", "2", "--json")
+    done = _cli(*args, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert (summary["planned"], summary["failed"], summary["executor"]) == (40, 0, "process")
+    assert summary["plans_per_second"] > 0
+    records = _records(tmp_path / "out.jsonl")
+    assert [r["index"] for r in records] == list(range(40))
+    assert [r["id"] for r in records[:2]] == ["p000001", "p000002"]
+
+
+def test_failed_inputs_name_themselves_and_exit_1(tmp_path: Path, portfolios: Path) -> None:
+    contexts = tmp_path / "contexts"
+    contexts.mkdir()
+    for name in ("p000001.json", "p000002.json"):
+        (contexts / name).write_text((portfolios / name).read_text())
+    broken = json.loads((portfolios / "p000003.json").read_text())
+    broken["positions"][0]["currency"] = "EURO"
+    (contexts / "p000003.json").write_text(json.dumps(broken))
+    (contexts / "p000004.json").write_text("{")
+    done = _cli("batch", str(contexts), "-o", "out.jsonl", "--workers", "1", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert "planned 2, failed 2" in done.stdout
+    errors = {r["id"]: r["error"] for r in _records(tmp_path / "out.jsonl") if "error" in r}
+    assert errors["p000003"]["field"] == "positions[0].currency"
+    assert errors["p000004"]["type"] == "InvalidInput"
+    assert "p000004.json: not valid JSON" in errors["p000004"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("nowhere",), "batch input nowhere not found"),
+        ((), "give INPUT"),
+        (("CONTEXTS", "--config", "fast"), "neither a preset"),
+        (("CONTEXTS", "--executor", "cluster"), "unknown executor 'cluster'"),
+        (("CONTEXTS", "-o", "taken.jsonl"), "taken.jsonl exists; give --resume"),
+    ],
+)
+def test_nothing_can_run_exits_2_saying_why(
+    args: tuple[str, ...], message: str, portfolios: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "taken.jsonl").write_text("{}\n")
+    real = [str(portfolios) if arg == "CONTEXTS" else arg for arg in args]
+    done = _cli("batch", *real, cwd=tmp_path)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert message in done.stderr
+    assert (tmp_path / "taken.jsonl").read_text() == "{}\n"
+
+
+def test_resume_after_sigkill_finishes_the_rest_and_plans_nothing_twice(tmp_path: Path) -> None:
+    made = _cli("batch", "--generate", "400", "-o", "contexts", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    output = tmp_path / "out.jsonl"
+    command = [sys.executable, "-m", "planforge.cli", "batch", "contexts", "-o", "out.jsonl"]
+    batch = subprocess.Popen(
+        [*command, "--workers", "2"], cwd=tmp_path, env=ENV, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not output.exists() or output.stat().st_size < 50_000):
+        time.sleep(0.05)
+    os.killpg(batch.pid, signal.SIGKILL)  # the batch and its workers, mid-write or not
+    batch.wait(timeout=30)
+    before = [line for line in output.read_text().split("\n")[:-1]]  # complete lines only
+    assert 0 < len(before) < 400
+    resumed = _cli("batch", "contexts", "-o", "out.jsonl", "--resume", "--json", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads(resumed.stdout)
+    assert summary["resumed"] == len(before)
+    assert summary["planned"] == 400 - len(before)
+    records = _records(output)
+    assert [r["index"] for r in records] == list(range(400))
+    assert all("plan" in r for r in records)
