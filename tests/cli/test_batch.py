@@ -112,3 +112,31 @@ def test_resume_after_sigkill_finishes_the_rest_and_plans_nothing_twice(tmp_path
     records = _records(output)
     assert [r["index"] for r in records] == list(range(400))
     assert all("plan" in r for r in records)
+
+
+def test_parquet_output_has_a_row_per_step_and_a_plans_table(
+    tmp_path: Path, portfolios: Path
+) -> None:
+    pq = pytest.importorskip("pyarrow.parquet", reason="the batch extra is not installed")
+    contexts = tmp_path / "contexts"
+    contexts.mkdir()
+    for name in ("p000001.json", "p000002.json", "p000003.json"):
+        (contexts / name).write_text((portfolios / name).read_text())
+    (contexts / "p000004.json").write_text("{")
+    done = _cli("batch", str(contexts), "-o", "out.parquet", "--workers", "1", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    record = _records(tmp_path / "out.jsonl")  # the resumable record beside the tables
+    plans = pq.read_table(tmp_path / "out.plans.parquet").to_pylist()
+    steps = pq.read_table(tmp_path / "out.parquet").to_pylist()
+    assert [(p["id"], p["status"]) for p in plans] == [
+        ("p000001", "planned"),
+        ("p000002", "planned"),
+        ("p000003", "planned"),
+        ("p000004", "failed"),
+    ]
+    assert plans[3]["error_type"] == "InvalidInput"
+    assert len(steps) == sum(len(r["plan"]["steps"]) for r in record if "plan" in r) > 0
+    first = record[0]["plan"]["steps"][0]
+    assert (steps[0]["id"], steps[0]["action"]) == ("p000001", first["action"])
+    assert steps[0]["symbol"] == first["params"]["symbol"]
+    assert json.loads(steps[0]["params"]) == first["params"]

@@ -15,6 +15,7 @@ from planforge.batch._inputs import (
     read_inputs,
 )
 from planforge.batch._output import JsonlOutput, OutputExists
+from planforge.batch._parquet import parquet_paths, write_parquet
 from planforge.batch._plan_many import DEFAULT_OBJECTIVE, EXECUTOR_NAMES, BatchResult, plan_many
 
 __all__ = [
@@ -29,6 +30,8 @@ __all__ = [
     "context_digest",
     "generated_inputs",
     "inputs_from",
+    "parquet_paths",
     "plan_many",
     "read_inputs",
+    "write_parquet",
 ]

@@ -127,8 +127,9 @@ def batch(
     total = _count(source)
     if total == 0:
         _stop(f"batch input {source} holds no inputs (no .json or .toml file, no line)")
+    record, tables = _record_path(output, resume)
     try:
-        sink = JsonlOutput(output, resume=resume)
+        sink = JsonlOutput(record, resume=resume)
     except OutputExists as exc:
         _stop(str(exc))
     options = dict(
@@ -136,7 +137,27 @@ def batch(
         objective=objective, planner=planner, timeout_s=timeout,
     )  # fmt: skip
     summary = _run(read_inputs(source), sink, total, options, quiet=as_json)
+    if tables is not None:
+        from planforge.batch import write_parquet
+
+        write_parquet(record, *tables)
     _report(summary, output, as_json=as_json)
+
+
+def _record_path(output: Path, resume: bool) -> tuple[Path, tuple[Path, Path] | None]:
+    """The JSON Lines file the batch writes, and for a .parquet OUTPUT its two tables."""
+    if output.suffix.lower() != ".parquet":
+        return output, None
+    from importlib.util import find_spec
+
+    from planforge.batch import parquet_paths
+
+    if find_spec("pyarrow") is None:
+        _stop("Parquet output needs pyarrow: pip install 'planforge[batch]', or write .jsonl")
+    record, steps, plans = parquet_paths(output)
+    if steps.exists() and not resume:
+        _stop(f"{steps} exists; give --resume to finish that batch, or another OUTPUT")
+    return record, (steps, plans)
 
 
 def _generate(count: int, seed: int, folder: Path) -> None:
