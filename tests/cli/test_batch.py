@@ -140,3 +140,31 @@ def test_parquet_output_has_a_row_per_step_and_a_plans_table(
     assert (steps[0]["id"], steps[0]["action"]) == ("p000001", first["action"])
     assert steps[0]["symbol"] == first["params"]["symbol"]
     assert json.loads(steps[0]["params"]) == first["params"]
+
+
+def test_record_writes_each_run_to_the_runs_table(tmp_path: Path, portfolios: Path) -> None:
+    from planforge.configstore import COMPLETED, FAILED, ConfigStore
+
+    contexts = tmp_path / "contexts"
+    contexts.mkdir()
+    for name in ("p000001.json", "p000002.json"):
+        (contexts / name).write_text((portfolios / name).read_text())
+    (contexts / "p000003.json").write_text('{"cash": -1}')
+    database = f"sqlite:///{tmp_path / 'runs.db'}"
+    command = [sys.executable, "-m", "planforge.cli", "batch", "contexts", "-o", "out.jsonl"]
+    done = subprocess.run(
+        [*command, "--record", "--user", "nightly", "--workers", "1", "--json"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={**ENV, "PLANFORGE_DATABASE_URL": database},
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert json.loads(done.stdout)["recorded"] == 3
+    with ConfigStore(database) as store:
+        runs = sorted(store.runs.list(user="nightly"), key=lambda run: run.run_id)
+        statuses = sorted(run.status for run in runs)
+        first = store.runs.get(runs[0].run_id, with_context=True)
+    assert statuses == [COMPLETED, COMPLETED, FAILED]
+    assert first is not None
+    assert first.objective == "Rebalance my portfolio"
+    lines = {r["context_digest"]: r for r in _records(tmp_path / "out.jsonl")}
+    assert first.context_digest in lines

@@ -17,6 +17,7 @@ from planforge.batch._inputs import (
 from planforge.batch._output import JsonlOutput, OutputExists
 from planforge.batch._parquet import parquet_paths, write_parquet
 from planforge.batch._plan_many import DEFAULT_OBJECTIVE, EXECUTOR_NAMES, BatchResult, plan_many
+from planforge.batch._record import RunRecorder
 
 __all__ = [
     "CONTEXT_SUFFIXES",
@@ -26,6 +27,7 @@ __all__ = [
     "BatchResult",
     "JsonlOutput",
     "OutputExists",
+    "RunRecorder",
     "config_digest",
     "context_digest",
     "generated_inputs",

@@ -36,12 +36,16 @@ Skip = Callable[[BatchInput, str, str], bool]
 
 
 class BatchResult(NamedTuple):
-    """One input's result: its output line (JSON) and, when it failed, the error type."""
+    """One input's result: its output line (JSON) and, when it failed, the error type; the
+    input's context, and how long planning it took on which worker."""
 
     position: int
     id: str
     line: str
     reason: str | None = None
+    context: dict[str, Any] | None = None
+    seconds: float = 0.0
+    worker: str = ""
 
     @property
     def ok(self) -> bool:
@@ -156,29 +160,29 @@ class _Batch:
         pool = futures.ThreadPoolExecutor(self.capacity, thread_name_prefix="planforge-batch")
         pending: set[futures.Future[list[Outcome]]] = set()
         chunk: list[ChunkItem] = []
-        ids: dict[int, str] = {}
+        inflight: dict[int, BatchInput] = {}
         try:
             for item in inputs:
                 if item.problem is not None or item.context is None:
                     problem = item.problem or "no context"
-                    yield _result(problem_line(item.position, item.id, problem), item.id)
+                    yield _result(problem_line(item.position, item.id, problem), item)
                     continue
                 work = self._item(item)
                 if self.skip is not None and self.skip(
                     item, work.context_digest, work.config_digest
                 ):
                     continue
-                ids[item.position] = item.id
+                inflight[item.position] = item
                 chunk.append(work)
                 if len(chunk) >= self.chunk_size:
                     pending.add(pool.submit(self._planned, chunk))
                     chunk = []
                 while len(pending) >= self.capacity:
-                    pending = yield from _finished(pending, ids, futures.FIRST_COMPLETED)
+                    pending = yield from _finished(pending, inflight, futures.FIRST_COMPLETED)
             if chunk:
                 pending.add(pool.submit(self._planned, chunk))
             while pending:
-                pending = yield from _finished(pending, ids, futures.FIRST_COMPLETED)
+                pending = yield from _finished(pending, inflight, futures.FIRST_COMPLETED)
         finally:
             for future in pending:
                 future.cancel()
@@ -220,23 +224,35 @@ class _Batch:
         except JobFailure as failure:
             if len(chunk) > 1 and failure.stage in ("lost", "stopped"):
                 return [outcome for item in chunk for outcome in self._planned([item])]
-            return [error_line(item, failure.error) for item in chunk]
+            worker, seconds = failure.worker, failure.duration_s or 0.0
+            return [
+                error_line(item, failure.error)._replace(worker=worker, seconds=seconds)
+                for item in chunk
+            ]
         outcomes: list[Outcome] = outcome.value
-        return outcomes
+        return [each._replace(worker=outcome.worker) for each in outcomes]
 
 
 def _finished(
     pending: set[futures.Future[list[Outcome]]],
-    ids: dict[int, str],
+    inflight: dict[int, BatchInput],
     until: str,
 ) -> Generator[BatchResult, None, set[futures.Future[list[Outcome]]]]:
     """Yield the results of the chunks that are done; return the ones still running."""
     done, still = futures.wait(pending, return_when=until)
     for future in done:
         for outcome in future.result():
-            yield _result(outcome, ids.pop(outcome.position, ""))
+            yield _result(outcome, inflight.pop(outcome.position))
     return still
 
 
-def _result(outcome: Outcome, ident: str) -> BatchResult:
-    return BatchResult(outcome.position, ident, outcome.line, outcome.reason)
+def _result(outcome: Outcome, item: BatchInput) -> BatchResult:
+    return BatchResult(
+        outcome.position,
+        item.id,
+        outcome.line,
+        outcome.reason,
+        item.context,
+        outcome.seconds,
+        outcome.worker,
+    )

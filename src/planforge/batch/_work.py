@@ -11,6 +11,7 @@ the inputs.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from typing import Any, Final, NamedTuple
 
@@ -37,11 +38,14 @@ class ChunkItem(NamedTuple):
 
 
 class Outcome(NamedTuple):
-    """One input's result: its output line and, when it failed, the reason (an error type)."""
+    """One input's result: its output line and, when it failed, the reason (an error type);
+    how long planning it took and where (neither is part of the line)."""
 
     position: int
     line: str
     reason: str | None = None
+    seconds: float = 0.0
+    worker: str = ""
 
 
 def plan_chunk(
@@ -54,16 +58,15 @@ def plan_chunk(
 
 
 def _plan_one(factory: PlannerFactory, item: ChunkItem, timeout_s: float | None) -> Outcome:
+    started = time.perf_counter()
     try:
         plan = _plan(factory, item, timeout_s)
-    except PlannerError as exc:
-        return error_line(item, exc)
-    except Exception as exc:  # a planner's own bug: that input's error, never the batch's
-        return error_line(item, exc)
+    except Exception as exc:  # a planner's own bug too: that input's error, never the batch's
+        return error_line(item, exc)._replace(seconds=time.perf_counter() - started)
     record = _head(item)
     record["planner"] = plan.planner.name
     record["plan"] = plan.model_dump(mode="json", exclude={"created_at"})
-    return Outcome(item.position, _dumps(record))
+    return Outcome(item.position, _dumps(record), seconds=time.perf_counter() - started)
 
 
 def _plan(factory: PlannerFactory, item: ChunkItem, timeout_s: float | None) -> Plan:

@@ -95,6 +95,15 @@ def batch(
             "configuration digests) is already in OUTPUT.",
         ),
     ] = False,
+    record_runs: Annotated[
+        bool,
+        typer.Option(
+            "--record",
+            help="Also write each run to the runs table of the configuration store "
+            "(PLANFORGE_DATABASE_URL), as user --user.",
+        ),
+    ] = False,
+    user: Annotated[str, typer.Option("--user", help="The user of recorded runs.")] = "batch",
     generate: Annotated[
         int | None,
         typer.Option(
@@ -136,12 +145,24 @@ def batch(
         executor=executor, workers=workers, address=address, config=chosen,
         objective=objective, planner=planner, timeout_s=timeout,
     )  # fmt: skip
-    summary = _run(read_inputs(source), sink, total, options, quiet=as_json)
+    recorder = _recorder(objective, user) if record_runs else None
+    summary = _run(read_inputs(source), sink, total, options, quiet=as_json, recorder=recorder)
     if tables is not None:
         from planforge.batch import write_parquet
 
         write_parquet(record, *tables)
     _report(summary, output, as_json=as_json)
+
+
+def _recorder(objective: str, user: str) -> Any:
+    from planforge.batch import RunRecorder
+    from planforge.cli._store import open_store
+    from planforge.ids import id_problem
+
+    problem = id_problem(user)
+    if problem is not None:
+        _stop(f"--user {problem}")
+    return RunRecorder(open_store(), objective, user)
 
 
 def _record_path(output: Path, resume: bool) -> tuple[Path, tuple[Path, Path] | None]:
@@ -234,6 +255,7 @@ def _run(
     options: dict[str, Any],
     *,
     quiet: bool,
+    recorder: Any = None,
 ) -> dict[str, Any]:
     """Plan, writing each result as it finishes; the summary's figures."""
     from planforge.batch import plan_many
@@ -246,6 +268,8 @@ def _run(
     try:
         for result in plan_many(inputs, skip=sink.skip, **options):
             sink.write(result)
+            if recorder is not None:
+                recorder.add(result)
             if result.ok:
                 planned += 1
             else:
@@ -265,7 +289,9 @@ def _run(
     _stop_progress(progress)
     sink.finish()
     elapsed = time.perf_counter() - started
+    recorded = _recorded(recorder)
     return {
+        **recorded,
         "planned": planned,
         "failed": sum(failed.values()),
         "failed_by_reason": dict(sorted(failed.items())),
@@ -274,6 +300,17 @@ def _run(
         "plans_per_second": round(planned / elapsed, 1) if elapsed > 0 else None,
         "executor": options["executor"],
     }
+
+
+def _recorded(recorder: Any) -> dict[str, Any]:
+    if recorder is None:
+        return {}
+    recorder.flush()
+    recorder.store.close()
+    figures: dict[str, Any] = {"recorded": recorder.recorded}
+    if recorder.problem is not None:
+        figures["record_problem"] = recorder.problem
+    return figures
 
 
 def _progress(total: int | None, quiet: bool) -> Any:
@@ -321,6 +358,10 @@ def _report(summary: dict[str, Any], output: Path, *, as_json: bool) -> None:
         console.print(line, highlight=False, markup=False)
         for reason, count in summary["failed_by_reason"].items():
             console.print(f"  {reason}: {count:,}", highlight=False, markup=False)
+        if "recorded" in summary:
+            console.print(f"recorded {summary['recorded']:,} runs", highlight=False)
+        if "record_problem" in summary:
+            console.print(f"runs not recorded: {summary['record_problem']}", markup=False)
     if summary["failed"]:
         raise typer.Exit(1)
 

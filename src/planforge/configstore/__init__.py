@@ -4,6 +4,7 @@ runs and an audit trail, on SQLite (embedded default) or PostgreSQL (`PLANFORGE_
 from __future__ import annotations
 
 from planforge.configstore._diff import config_label, parse_validated, semantic_diff, unified_diff
+from planforge.configstore._finished_runs import FinishedRun
 from planforge.configstore._planner_cache import BucketPlannerCache
 from planforge.configstore._records import (
     AuditEntry,
@@ -85,6 +86,7 @@ __all__ = [
     "CreateResult",
     "DocumentTooLarge",
     "ExportFormatError",
+    "FinishedRun",
     "InvalidConfig",
     "InvalidInput",
     "Preset",

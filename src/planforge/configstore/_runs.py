@@ -13,7 +13,7 @@ expected to keep their clocks in sync (NTP), and leases should be much longer th
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
@@ -21,6 +21,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from planforge.configstore._audit import write_audit
+from planforge.configstore._finished_runs import FinishedRun, insert_finished
 from planforge.configstore._inputs import check_optional_text, check_text, findable, now
 from planforge.configstore._models import DIGEST_LENGTH, NAME_LENGTH, TAG_LENGTH, RunRow
 from planforge.configstore._run_records import (
@@ -237,6 +238,13 @@ class RunStore:
                 raise RunExists(run_id) from exc
             raise
         return self._new_record(values, len(blob))
+
+    def record_finished(self, runs: Sequence[FinishedRun]) -> int:
+        """Record runs that ran elsewhere and have ended (a batch's), in one transaction; the
+        number written. Nothing is written if any is refused (a bad id, an id already
+        recorded, a context over `settings.max_context_bytes`)."""
+        limit = self.settings.max_context_bytes
+        return insert_finished(self._sessions, runs, limit, ENV_MAX_CONTEXT_BYTES)
 
     @staticmethod
     def _new_record(values: dict[str, Any], context_bytes: int) -> StoredRun:
