@@ -168,3 +168,43 @@ def test_record_writes_each_run_to_the_runs_table(tmp_path: Path, portfolios: Pa
     assert first.objective == "Rebalance my portfolio"
     lines = {r["context_digest"]: r for r in _records(tmp_path / "out.jsonl")}
     assert first.context_digest in lines
+
+
+def test_buckets_are_planned_with_their_context_and_configuration(
+    tmp_path: Path, portfolios: Path
+) -> None:
+    from planforge.batch import config_digest
+    from planforge.configstore import ConfigStore
+    from planforge.portfolio.planner import preset_text
+
+    database = f"sqlite:///{tmp_path / 'store.db'}"
+    toml = preset_text("conservative")
+    with ConfigStore(database) as store:
+        version = store.create_new_version("careful", "careful", toml).config
+        for bucket in ("core", "satellite"):
+            store.assign_config_to_bucket(bucket, version.id)
+    env = {**ENV, "PLANFORGE_DATABASE_URL": database}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "planforge.cli", *args]
+        return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, env=env)
+
+    stored = cli("bucket", "context", "core", "--set", str(portfolios / "p000001.json"))
+    assert stored.returncode == 0, stored.stderr
+    assert "bucket core context set from" in stored.stdout
+    shown = cli("bucket", "context", "core")
+    assert json.loads(shown.stdout) == json.loads((portfolios / "p000001.json").read_text())
+    missing = cli("bucket", "context", "satellite")
+    assert missing.returncode == 1
+    assert "satellite has no stored context" in missing.stderr
+    done = cli("batch", "--buckets", "all", "-o", "out.jsonl", "--workers", "1")
+    assert done.returncode == 1, done.stderr
+    core, satellite = _records(tmp_path / "out.jsonl")
+    assert (core["id"], core["config_digest"]) == ("core", config_digest(toml))
+    assert "plan" in core
+    assert "planforge bucket context satellite --set FILE" in satellite["error"]["message"]
+    both = cli("batch", "--buckets", "core,nowhere", "-o", "two.jsonl", "--workers", "1")
+    nowhere = _records(tmp_path / "two.jsonl")[1]
+    assert both.returncode == 1
+    assert nowhere["id"] == "nowhere"
+    assert "nowhere" in nowhere["error"]["message"]

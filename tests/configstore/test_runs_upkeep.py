@@ -298,6 +298,6 @@ def test_a_0003_database_gains_the_runs_table_and_keeps_its_data(store_url: str)
         assert store.audit_log()[-1].actor == "old"
         with store.engine.connect() as connection:
             version = connection.execute(text("SELECT version_num FROM alembic_version"))
-            assert version.scalar_one() == "0004"
+            assert version.scalar_one() == "0005"
         store.runs.create(run_id="r1", user="old-timer", objective="o", context={"a": 1})
         assert [run.run_id for run in store.runs.list(user="old-timer")] == ["r1"]

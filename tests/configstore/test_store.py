@@ -411,7 +411,7 @@ def test_migrations_create_exactly_the_models(store: ConfigStore) -> None:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
         assert connection.execute(text("SELECT version_num FROM alembic_version")).all() == [
-            ("0004",)
+            ("0005",)
         ]
 
 

@@ -239,7 +239,7 @@ def test_a_0002_database_upgrades_with_its_users_intact(
         assert store.auth_epoch() == 0
         with store.engine.connect() as connection:
             version = connection.execute(text("SELECT version_num FROM alembic_version"))
-            assert version.scalar_one() == "0004"
+            assert version.scalar_one() == "0005"
         store.revoke_user("old-timer")
         assert store.user_for_token(token) is None
         assert store.auth_epoch() == 1

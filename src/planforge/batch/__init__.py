@@ -8,6 +8,8 @@ a resumable JSON Lines (or Parquet) OUTPUT in input order.
 from planforge.batch._inputs import (
     CONTEXT_SUFFIXES,
     BatchInput,
+    as_toml_text,
+    bucket_inputs,
     config_digest,
     context_digest,
     generated_inputs,
@@ -28,6 +30,8 @@ __all__ = [
     "JsonlOutput",
     "OutputExists",
     "RunRecorder",
+    "as_toml_text",
+    "bucket_inputs",
     "config_digest",
     "context_digest",
     "generated_inputs",

@@ -15,14 +15,19 @@ import os
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from planforge.documents import load_json, load_toml
 from planforge.errors import DocumentError
 
+if TYPE_CHECKING:
+    from planforge.configstore import ConfigStore
+
 __all__ = [
     "CONTEXT_SUFFIXES",
     "BatchInput",
+    "as_toml_text",
+    "bucket_inputs",
     "config_digest",
     "context_digest",
     "generated_inputs",
@@ -199,3 +204,27 @@ def inputs_from(items: Iterable[Any]) -> Iterator[BatchInput]:
         else:
             problem = f"input {index + 1} is a {type(item).__name__}, not a context mapping"
             yield BatchInput(index, str(index + 1), None, problem=problem)
+
+
+def bucket_inputs(store: ConfigStore, names: list[str]) -> Iterator[BatchInput]:
+    """One input per bucket: its stored context, planned with the configuration it runs now
+    (ids are the bucket names). A bucket without either is an input with its problem."""
+    from planforge.errors import PlannerError
+
+    for index, name in enumerate(names):
+        try:
+            toml = store.get_bucket_config(name).toml
+        except PlannerError as exc:
+            yield BatchInput(index, name, None, problem=f"bucket {name}: {exc.message}")
+            continue
+        context = store.get_bucket_context(name)
+        if context is None:
+            fix = f"store one with `planforge bucket context {name} --set FILE`"
+            yield BatchInput(index, name, None, problem=f"bucket {name} has no context; {fix}")
+            continue
+        yield BatchInput(index, name, context, config=as_toml_text(toml))
+
+
+def as_toml_text(text: str) -> str:
+    """Stored TOML as text a planner never mistakes for a preset name or a path."""
+    return text if "\n" in text else text + "\n"

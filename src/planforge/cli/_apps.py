@@ -37,7 +37,8 @@ config_app = typer.Typer(
     no_args_is_help=True,
 )
 bucket_app = typer.Typer(
-    help="Point buckets at configuration versions; see and roll back their history.",
+    help="Point buckets at configuration versions; see and roll back their history; keep the "
+    "context a batch plans each bucket with.",
     no_args_is_help=True,
 )
 preset_app = typer.Typer(help="List, share and rate configuration presets.", no_args_is_help=True)

@@ -104,6 +104,14 @@ def batch(
         ),
     ] = False,
     user: Annotated[str, typer.Option("--user", help="The user of recorded runs.")] = "batch",
+    buckets: Annotated[
+        str | None,
+        typer.Option(
+            "--buckets",
+            help="Plan buckets instead of INPUT: all, or names separated by commas; each with "
+            "its stored context and the configuration it runs now.",
+        ),
+    ] = None,
     generate: Annotated[
         int | None,
         typer.Option(
@@ -124,18 +132,12 @@ def batch(
     if generate is not None:
         _generate(generate, seed, output)
         return
-    if source is None:
-        _stop("give INPUT (a directory of context files or a JSON Lines file), or --generate N")
-    from planforge.batch import EXECUTOR_NAMES, JsonlOutput, OutputExists, read_inputs
+    from planforge.batch import EXECUTOR_NAMES, JsonlOutput, OutputExists
 
     if executor not in EXECUTOR_NAMES:
         _stop(f"unknown executor {executor!r}: choose process or ray")
-    if not source.exists():
-        _stop(f"batch input {source} not found; give a directory of context files or a .jsonl")
     chosen = _config_text(config) if config is not None else None
-    total = _count(source)
-    if total == 0:
-        _stop(f"batch input {source} holds no inputs (no .json or .toml file, no line)")
+    inputs, total = _inputs(source, buckets)
     record, tables = _record_path(output, resume)
     try:
         sink = JsonlOutput(record, resume=resume)
@@ -146,7 +148,7 @@ def batch(
         objective=objective, planner=planner, timeout_s=timeout,
     )  # fmt: skip
     recorder = _recorder(objective, user) if record_runs else None
-    summary = _run(read_inputs(source), sink, total, options, quiet=as_json, recorder=recorder)
+    summary = _run(inputs, sink, total, options, quiet=as_json, recorder=recorder)
     if tables is not None:
         from planforge.batch import write_parquet
 
@@ -181,6 +183,48 @@ def _record_path(output: Path, resume: bool) -> tuple[Path, tuple[Path, Path] | 
     return record, (steps, plans)
 
 
+def _inputs(source: Path | None, buckets: str | None) -> tuple[Iterator[BatchInput], int]:
+    """The batch's inputs, streamed, and how many there are."""
+    from planforge.batch import read_inputs
+
+    if buckets is not None:
+        if source is not None:
+            _stop("give either INPUT or --buckets, not both")
+        return _bucket_inputs(buckets)
+    if source is None:
+        _stop("give INPUT (a directory of context files or a .jsonl), --buckets or --generate N")
+    if not source.exists():
+        _stop(f"batch input {source} not found; give a directory of context files or a .jsonl")
+    total = _count(source)
+    if total == 0:
+        _stop(f"batch input {source} holds no inputs (no .json or .toml file, no line)")
+    return read_inputs(source), total
+
+
+def _bucket_inputs(buckets: str) -> tuple[Iterator[BatchInput], int]:
+    from planforge.batch import bucket_inputs
+    from planforge.cli._store import open_store
+
+    store = open_store()
+    known = store.list_buckets()
+    names = (
+        known if buckets.strip() == "all" else [n.strip() for n in buckets.split(",") if n.strip()]
+    )
+    if not names:
+        store.close()
+        _stop(
+            "no buckets to plan: assign a configuration to a bucket first (planforge bucket assign)"
+        )
+
+    def streamed() -> Iterator[BatchInput]:
+        try:
+            yield from bucket_inputs(store, names)
+        finally:
+            store.close()
+
+    return streamed(), len(names)
+
+
 def _generate(count: int, seed: int, folder: Path) -> None:
     """Write `count` generated portfolios as `<id>.json` files into `folder`."""
     import json
@@ -198,6 +242,7 @@ def _generate(count: int, seed: int, folder: Path) -> None:
 def _config_text(reference: str) -> str:
     """The batch's configuration as a preset name or TOML text, validated before anything
     runs: workers on other machines get the text, never a path."""
+    from planforge.batch import as_toml_text
     from planforge.configstore import parse_validated
     from planforge.errors import PlannerError
     from planforge.portfolio.planner import PRESETS
@@ -211,6 +256,7 @@ def _config_text(reference: str) -> str:
         else:
             text, source = _stored(reference)
         parse_validated(text, source=source)
+        text = as_toml_text(text)
     except PlannerError as exc:
         _stop(exc.message)
     except (OSError, UnicodeDecodeError) as exc:
@@ -235,8 +281,8 @@ def _stored(reference: str) -> tuple[str, str]:
     return version.toml, config_label(version)
 
 
-def _count(source: Path) -> int | None:
-    """How many inputs, for the progress bar (a quick pass; None if it cannot tell)."""
+def _count(source: Path) -> int:
+    """How many inputs, for the progress bar (a quick pass)."""
     from planforge.batch import CONTEXT_SUFFIXES
 
     if source.is_dir():

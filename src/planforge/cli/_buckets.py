@@ -3,6 +3,7 @@ history."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -23,7 +24,14 @@ from planforge.cli._store import (
 if TYPE_CHECKING:
     from planforge.configstore import BucketAssignment
 
-__all__ = ["bucket_assign", "bucket_history", "bucket_list", "bucket_rollback", "bucket_show"]
+__all__ = [
+    "bucket_assign",
+    "bucket_context",
+    "bucket_history",
+    "bucket_list",
+    "bucket_rollback",
+    "bucket_show",
+]
 
 
 def _assignment_table(title: str, assignments: list[BucketAssignment]) -> Any:
@@ -160,3 +168,33 @@ def bucket_rollback(
             bucket, name, version, assigned_by=actor_name(actor), reason=reason
         )
     _assigned(assignment, as_json)
+
+
+@bucket_app.command("context")
+@guarded
+def bucket_context(
+    bucket: str,
+    set_from: Annotated[
+        Path | None,
+        typer.Option("--set", help="Store this JSON or TOML file as the bucket's context."),
+    ] = None,
+    actor: ActorOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show, or store with --set, the context a batch plans BUCKET with
+    (`planforge batch --buckets BUCKET`)."""
+    from planforge.cli._common import fail, read_context
+
+    with open_store() as store:
+        if set_from is not None:
+            context = read_context(set_from)
+            digest = store.set_bucket_context(bucket, context, actor_name(actor))
+            if as_json:
+                emit_json({"bucket": bucket, "context_digest": digest})
+            else:
+                typer.echo(f"bucket {bucket} context set from {set_from} (sha256 {digest[:12]})")
+            return
+        stored = store.get_bucket_context(bucket)
+    if stored is None:
+        fail(f"bucket {bucket} has no stored context; store one with --set FILE")
+    emit_json(stored)

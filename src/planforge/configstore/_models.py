@@ -144,6 +144,19 @@ class BucketAssignmentRow(Base):
     )
 
 
+class BucketContextRow(Base):
+    """The context a bucket is planned with by a batch (`planforge batch --buckets`): zlib of
+    its canonical JSON, as the runs table keeps contexts; replaced, never versioned."""
+
+    __tablename__ = "bucket_contexts"
+
+    bucket: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    context_digest: Mapped[str] = mapped_column(String(DIGEST_LENGTH))
+    context: Mapped[bytes] = mapped_column(LargeBinary)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_by: Mapped[str] = mapped_column(String(NAME_LENGTH))
+
+
 class PresetRow(Base):
     __tablename__ = "presets"
 

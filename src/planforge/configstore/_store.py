@@ -16,13 +16,14 @@ from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
 from planforge.configstore._accounts import Accounts
 from planforge.configstore._audit import AuditLog
+from planforge.configstore._bucket_contexts import BucketContexts
 from planforge.configstore._buckets import Buckets
 from planforge.configstore._inputs import MAX_DOCUMENT_BYTES
 from planforge.configstore._presets import Presets, seed_presets
@@ -34,6 +35,7 @@ from planforge.configstore._records import (
     Preset,
     User,
 )
+from planforge.configstore._run_settings import ENV_MAX_CONTEXT_BYTES
 from planforge.configstore._runs import RunStore
 from planforge.configstore._schema import SCRIPT_LOCATION, count_rows, upgrade_schema
 from planforge.configstore._sessions import Sessions
@@ -197,6 +199,19 @@ class ConfigStore:
 
     def list_buckets(self) -> list[str]:
         return self._buckets.names()
+
+    def set_bucket_context(self, bucket: str, context: dict[str, Any], set_by: str = "cli") -> str:
+        """Store the context `bucket` is planned with by a batch (replacing the one before);
+        returns its digest. Bounded like a run's context (`PLANFORGE_RUNS_MAX_CONTEXT_BYTES`)."""
+        return self._bucket_contexts().set(bucket, context, set_by)
+
+    def get_bucket_context(self, bucket: str) -> dict[str, Any] | None:
+        """The context stored for `bucket`, or None when it has none."""
+        return self._bucket_contexts().get(bucket)
+
+    def _bucket_contexts(self) -> BucketContexts:
+        limit = self.runs.settings.max_context_bytes
+        return BucketContexts(self._sessions, limit, ENV_MAX_CONTEXT_BYTES)
 
     # -- presets ----------------------------------------------------------------------------
 
