@@ -11,38 +11,12 @@ import pytest
 
 from planforge.batch import BatchInput, generated_inputs, plan_many
 from planforge.factory import PlannerFactory
-from planforge.settings import load_settings
-
-HOSTILE = """
-import os, time
-from planforge.contract import Planner
-
-class Crash(Planner):
-    name = "crash"
-    version = "1.0.0"
-    keywords = ("crash",)
-
-    def plan(self, objective, context):
-        os._exit(9)
-
-class Hang(Planner):
-    name = "hang"
-    version = "1.0.0"
-    keywords = ("hang",)
-
-    def plan(self, objective, context):
-        time.sleep(60)
-"""
+from tests.batch._plugins import hostile_factory
 
 
 @pytest.fixture(scope="module")
 def factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlannerFactory]:
-    root = tmp_path_factory.mktemp("batch")
-    plugins = root / "plugins"
-    plugins.mkdir()
-    (plugins / "hostile_batch.py").write_text(HOSTILE)
-    settings = load_settings(plugin_dirs=(plugins,), sandbox_timeout_s=30.0)
-    made = PlannerFactory(settings, cache_dir=root / "cache", state_dir=root / "state")
+    made = hostile_factory(tmp_path_factory.mktemp("batch"))
     yield made
     made.close()
 

@@ -14,23 +14,9 @@ import pytest
 from benchmarks._ray_local import local_ray_cluster
 
 from planforge.batch import generated_inputs, plan_many
-from planforge.factory import PlannerFactory
-from planforge.settings import load_settings
+from tests.batch._plugins import hostile_factory
 
 pytest.importorskip("ray", reason="the ray extra is not installed: pip install '.[ray]'")
-
-CRASH = """
-import os
-from planforge.contract import Planner
-
-class Crash(Planner):
-    name = "crash"
-    version = "1.0.0"
-    keywords = ("crash",)
-
-    def plan(self, objective, context):
-        os._exit(9)
-"""
 
 
 @pytest.fixture(scope="module")
@@ -59,11 +45,7 @@ def test_ray_and_process_write_byte_identical_output(address: str, tmp_path: Pat
 def test_a_ray_worker_killed_by_one_input_fails_only_that_input(
     address: str, tmp_path: Path
 ) -> None:
-    plugins = tmp_path / "plugins"
-    plugins.mkdir()
-    (plugins / "crash_batch.py").write_text(CRASH)
-    settings = load_settings(plugin_dirs=(plugins,), sandbox_timeout_s=30.0)
-    factory = PlannerFactory(settings, cache_dir=tmp_path / "cache", state_dir=tmp_path / "state")
+    factory = hostile_factory(tmp_path)
     inputs = list(generated_inputs(8))
     inputs[5] = inputs[5]._replace(planner="crash")
     try:
