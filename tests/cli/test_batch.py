@@ -114,6 +114,25 @@ def test_resume_after_sigkill_finishes_the_rest_and_plans_nothing_twice(tmp_path
     assert all("plan" in r for r in records)
 
 
+def test_ctrl_c_ends_with_130_and_a_valid_output(tmp_path: Path, portfolios: Path) -> None:
+    output = tmp_path / "out.jsonl"
+    command = [sys.executable, "-m", "planforge.cli", "batch", str(portfolios), "-o", "out.jsonl"]
+    batch = subprocess.Popen(
+        [*command, "--workers", "1", "--chunk-size", "1"], cwd=tmp_path, env=ENV,
+        start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not output.exists() or output.stat().st_size == 0):
+        time.sleep(0.02)
+    os.killpg(batch.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole group
+    _, err = batch.communicate(timeout=60)
+    assert batch.returncode == 130, err
+    assert "interrupted: OUTPUT holds every finished plan; run again with --resume" in err
+    lines = output.read_text().splitlines()
+    assert 0 < len(lines) < 40
+    assert all("plan" in json.loads(line) for line in lines)
+
+
 def test_parquet_output_has_a_row_per_step_and_a_plans_table(
     tmp_path: Path, portfolios: Path
 ) -> None:

@@ -87,6 +87,12 @@ def batch(
     timeout: Annotated[
         float, typer.Option("--timeout", min=0.001, help="Seconds each input may take.")
     ] = 60.0,
+    chunk_size: Annotated[
+        int,
+        typer.Option(
+            "--chunk-size", min=1, help="Inputs sent to a worker at once (one job, one task)."
+        ),
+    ] = 8,
     resume: Annotated[
         bool,
         typer.Option(
@@ -145,7 +151,7 @@ def batch(
         _stop(str(exc))
     options = dict(
         executor=executor, workers=workers, address=address, config=chosen,
-        objective=objective, planner=planner, timeout_s=timeout,
+        objective=objective, planner=planner, timeout_s=timeout, chunk_size=chunk_size,
     )  # fmt: skip
     recorder = _recorder(objective, user) if record_runs else None
     summary = _run(inputs, sink, total, options, quiet=as_json, recorder=recorder)
