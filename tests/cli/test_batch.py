@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 ENV = {**os.environ, "COLUMNS": "200", "PLANFORGE_HOME": ""}
+ENV.pop("PLANFORGE_RAY_ADDRESS", None)
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -75,6 +76,7 @@ def test_failed_inputs_name_themselves_and_exit_1(tmp_path: Path, portfolios: Pa
         (("CONTEXTS", "--config", "fast"), "neither a preset"),
         (("CONTEXTS", "--executor", "cluster"), "unknown executor 'cluster'"),
         (("CONTEXTS", "-o", "taken.jsonl"), "taken.jsonl exists; give --resume"),
+        (("CONTEXTS", "--executor", "ray"), "needs PLANFORGE_RAY_ADDRESS"),
     ],
 )
 def test_nothing_can_run_exits_2_saying_why(
@@ -86,6 +88,7 @@ def test_nothing_can_run_exits_2_saying_why(
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert message in done.stderr
     assert (tmp_path / "taken.jsonl").read_text() == "{}\n"
+    assert not (tmp_path / "plans.jsonl").exists()  # nothing ran: no OUTPUT left behind
 
 
 def test_resume_after_sigkill_finishes_the_rest_and_plans_nothing_twice(tmp_path: Path) -> None:

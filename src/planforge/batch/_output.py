@@ -42,7 +42,8 @@ class JsonlOutput:
             raise OutputExists(
                 f"{path} exists; give --resume to finish that batch, or another OUTPUT"
             )
-        if path.exists():
+        self._created = not path.exists()
+        if not self._created:
             self._scan()
         self._file = path.open("ab")
 
@@ -88,6 +89,13 @@ class JsonlOutput:
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
+
+    def abandon(self) -> None:
+        """Close a batch that could not run; a file it created and never wrote is removed, so
+        the same command can simply be run again."""
+        self.close()
+        if self._created and self._lines == 0:
+            self.path.unlink(missing_ok=True)
 
     def finish(self) -> None:
         """Close, then put the lines in input order if they are not already."""

@@ -85,19 +85,22 @@ def plan_many(
     `BatchInput`s. `executor`: `process` (a pool of `workers` processes, default one per
     core), `ray` (the cluster at `address` or `PLANFORGE_RAY_ADDRESS`), `inline`, or an
     executor you built. `config`: a preset name or TOML text for inputs that name none.
-    `timeout_s` bounds each input. The executor is closed when the iteration ends.
+    `timeout_s` bounds each input. An executor built here is closed when the iteration ends
+    (however it ends); one you pass in is started and left open.
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, not {chunk_size}")
     defaults = _Defaults(objective, config, planner, timeout_s)
     owned = factory is None
     factory = factory or PlannerFactory()
-    built, capacity = _open(executor, factory, workers, address)
+    built: Executor | None = None
     try:
+        built, capacity = _open(executor, factory, workers, address)
         batch = _Batch(built, defaults, chunk_size, capacity, skip)
         yield from batch.results(inputs_from(contexts))
     finally:
-        built.close()
+        if built is not None and isinstance(executor, str):
+            built.close()
         if owned:
             factory.close()
 
@@ -134,7 +137,11 @@ def _open(
         if address is not None:
             settings = settings.model_copy(update={"ray_address": address})
         cluster = RayExecutor(factory.recipe(), settings, events=False)
-        cpus = cluster.cluster_cpus()
+        try:
+            cpus = cluster.cluster_cpus()
+        except BaseException:
+            cluster.close()
+            raise
         return cluster, 2 * (workers or cpus)
     raise ValueError(f"unknown executor {executor!r}: choose one of {', '.join(EXECUTOR_NAMES)}")
 

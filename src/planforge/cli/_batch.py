@@ -334,8 +334,8 @@ def _run(
         sink.close()
         _stop_progress(progress)
         _stop("interrupted: OUTPUT holds every finished plan; run again with --resume", INTERRUPTED)
-    except PlannerError as exc:
-        sink.close()
+    except PlannerError as exc:  # the executor could not start: nothing ran
+        sink.abandon()
         _stop_progress(progress)
         _stop(exc.message)
     _stop_progress(progress)
