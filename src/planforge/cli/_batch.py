@@ -211,16 +211,12 @@ def _bucket_inputs(buckets: str) -> tuple[Iterator[BatchInput], int]:
     from planforge.batch import bucket_inputs
     from planforge.cli._store import open_store
 
+    asked = [name.strip() for name in buckets.split(",") if name.strip()]
     store = open_store()
-    known = store.list_buckets()
-    names = (
-        known if buckets.strip() == "all" else [n.strip() for n in buckets.split(",") if n.strip()]
-    )
+    names = store.list_buckets() if asked == ["all"] else asked
     if not names:
         store.close()
-        _stop(
-            "no buckets to plan: assign a configuration to a bucket first (planforge bucket assign)"
-        )
+        _stop("no buckets to plan: assign a configuration to one first (planforge bucket assign)")
 
     def streamed() -> Iterator[BatchInput]:
         try:
