@@ -14,13 +14,20 @@ from typing import Any
 
 import pytest
 
-ENV = {**os.environ, "COLUMNS": "200", "PLANFORGE_HOME": ""}
-ENV.pop("PLANFORGE_RAY_ADDRESS", None)
+ENV = {**os.environ, "COLUMNS": "200"}
+for _variable in ("PLANFORGE_RAY_ADDRESS", "PLANFORGE_DATABASE_URL"):
+    ENV.pop(_variable, None)
+
+
+def _home(folder: Path) -> dict[str, str]:
+    """The environment with a planforge home (store, cache) of the test's own."""
+    return {**ENV, "PLANFORGE_HOME": str(folder / "home")}
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "planforge.cli", *args]
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=ENV, timeout=300)
+    env = _home(cwd)
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=env, timeout=300)
 
 
 def _records(path: Path) -> list[dict[str, Any]]:
@@ -77,6 +84,8 @@ def test_failed_inputs_name_themselves_and_exit_1(tmp_path: Path, portfolios: Pa
         (("CONTEXTS", "--executor", "cluster"), "unknown executor 'cluster'"),
         (("CONTEXTS", "-o", "taken.jsonl"), "taken.jsonl exists; give --resume"),
         (("CONTEXTS", "--executor", "ray"), "needs PLANFORGE_RAY_ADDRESS"),
+        (("--buckets", "all"), "no buckets to plan"),
+        (("CONTEXTS", "--buckets", "all"), "give either INPUT or --buckets"),
     ],
 )
 def test_nothing_can_run_exits_2_saying_why(
@@ -97,8 +106,8 @@ def test_resume_after_sigkill_finishes_the_rest_and_plans_nothing_twice(tmp_path
     output = tmp_path / "out.jsonl"
     command = [sys.executable, "-m", "planforge.cli", "batch", "contexts", "-o", "out.jsonl"]
     batch = subprocess.Popen(
-        [*command, "--workers", "2"], cwd=tmp_path, env=ENV, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [*command, "--workers", "2"], cwd=tmp_path, env=_home(tmp_path),
+        start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and (not output.exists() or output.stat().st_size < 50_000):
@@ -121,7 +130,7 @@ def test_ctrl_c_ends_with_130_and_a_valid_output(tmp_path: Path, portfolios: Pat
     output = tmp_path / "out.jsonl"
     command = [sys.executable, "-m", "planforge.cli", "batch", str(portfolios), "-o", "out.jsonl"]
     batch = subprocess.Popen(
-        [*command, "--workers", "1", "--chunk-size", "1"], cwd=tmp_path, env=ENV,
+        [*command, "--workers", "1", "--chunk-size", "1"], cwd=tmp_path, env=_home(tmp_path),
         start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     deadline = time.monotonic() + 120
