@@ -106,3 +106,18 @@ def test_a_context_path_is_not_needed_on_workers(tmp_path: Path, factory: Planne
     digests = {r.record()["config_digest"] for r in results}
     assert len(digests) == 1
     assert "planner-default" not in digests
+
+
+def test_an_executor_given_is_used_and_left_open(factory: PlannerFactory) -> None:
+    from planforge.runtime._process_pool import ProcessExecutor
+
+    pool = ProcessExecutor(factory.recipe(), workers=1)
+    try:
+        first = list(plan_many(generated_inputs(2), executor=pool, workers=1, factory=factory))
+        pids = pool.worker_pids()
+        again = list(plan_many(generated_inputs(2), executor=pool, workers=1, factory=factory))
+        assert pool.worker_pids() == pids  # the same live worker served both batches
+    finally:
+        pool.close()
+    assert [r.line for r in sorted(first)] == [r.line for r in sorted(again)]
+    assert all(r.ok for r in first + again)
