@@ -71,18 +71,21 @@ def _plan_one(factory: PlannerFactory, item: ChunkItem, timeout_s: float | None)
 
 def _plan(factory: PlannerFactory, item: ChunkItem, timeout_s: float | None) -> Plan:
     context = dict(item.context)
+    run = Run(f"batch-{item.position}", timeout_s=timeout_s)
+    if item.config is None:  # run_plan admits, selects and plans: the context checked once
+        return factory.run_plan(item.objective, context, planner=item.planner, run=run)
+    # The configuration goes the way the chosen planner reads it, so the planner is chosen
+    # first; run_plan then checks the context a second time (as its own kind).
     kind = factory.admit_context(item.objective, context, planner=item.planner)
     name = item.planner or factory.select_best_planner_name(item.objective, context_kind=kind)
-    run = Run(f"batch-{item.position}", timeout_s=timeout_s)
-    if item.config is not None:
-        instance = factory.get_planner(name)
-        load = getattr(instance, "load_config", None)
-        if not accepts_run(instance):
-            context[CONFIG_CONTEXT_KEY] = item.config  # a planner without the run protocol
-        elif callable(load):
-            run.config = load(item.config)
-        else:
-            run.config = item.config
+    instance = factory.get_planner(name)
+    load = getattr(instance, "load_config", None)
+    if not accepts_run(instance):
+        context[CONFIG_CONTEXT_KEY] = item.config  # a planner without the run protocol
+    elif callable(load):
+        run.config = load(item.config)  # parsed here: a bad one is the input's error
+    else:
+        run.config = item.config
     return factory.run_plan(item.objective, context, planner=name, context_kind=kind, run=run)
 
 
