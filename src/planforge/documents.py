@@ -25,6 +25,7 @@ from planforge.errors import DocumentTooDeep, NonFiniteNumber
 
 __all__ = [
     "DEFAULT_MAX_NESTING",
+    "canonical_json",
     "check_nesting",
     "find_non_finite",
     "load_json",
@@ -121,6 +122,15 @@ def find_non_finite(value: Any, path: str = "") -> tuple[str, float] | None:
                 (child, f"{where}[{index}]") for index, child in reversed(list(enumerate(item)))
             )
     return None
+
+
+def canonical_json(value: Any) -> str:
+    """Sorted keys, no spaces, UTF-8, finite numbers only: the same text (and so the same
+    digest) for equal data in every process. Raises `TypeError` or `ValueError` for values
+    that are not JSON data."""
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
 
 
 def load_json(text: str | bytes, *, source: str, limit: int | None = None) -> Any:

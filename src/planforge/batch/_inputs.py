@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
-from planforge.documents import load_json, load_toml
+from planforge.documents import canonical_json, load_json, load_toml
 from planforge.errors import DocumentError
 
 if TYPE_CHECKING:
@@ -52,18 +52,11 @@ class BatchInput(NamedTuple):
     problem: str | None = None
 
 
-def canonical_text(value: Any) -> str:
-    """Sorted keys, no spaces, UTF-8: equal data gives equal text (and digest) everywhere."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
-
-
 def context_digest(context: Mapping[str, Any] | None) -> str:
-    """The sha256 of the context's canonical JSON, as the runs table keeps it."""
+    """The sha256 of the context's canonical JSON, the digest the runs table keeps."""
     if context is None:
         return ""
-    return hashlib.sha256(canonical_text(context).encode("utf-8")).hexdigest()
+    return hashlib.sha256(canonical_json(context).encode("utf-8")).hexdigest()
 
 
 def config_digest(config: str | None) -> str:

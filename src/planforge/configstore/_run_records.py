@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, Final, Literal
 
 from planforge.configstore.errors import InvalidInput
+from planforge.documents import canonical_json as _canonical_text
 
 __all__ = [
     "CANCELLED",
@@ -48,11 +49,9 @@ FINISHED_STATUSES: Final = (COMPLETED, FAILED, CANCELLED, INTERRUPTED)
 
 
 def canonical_json(value: Any, field: str) -> str:
-    """Sorted keys, no spaces, finite numbers only: the same text for equal values."""
+    """`documents.canonical_json`, with a value that is not JSON data refused as `field`."""
     try:
-        return json.dumps(
-            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        )
+        return _canonical_text(value)
     except (TypeError, ValueError) as exc:
         raise InvalidInput(field, type(value).__name__, f"must be JSON data ({exc})") from None
 
