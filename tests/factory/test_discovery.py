@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import py_compile
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 
 from planforge.contract import PlannerSpec, spec_from_attributes
 from planforge.errors import SandboxImportError
+from planforge.factory._compiled import cached_code
 from planforge.factory._discovery import (
     NEEDS_SANDBOX,
     Discovery,
@@ -264,6 +266,31 @@ def test_a_plugin_file_python_cannot_compile_is_broken_never_healthy(tmp_path: P
     warm = make(tmp_path, tmp_path / "site", plugin_dirs=(plugins,)).discover()
     assert warm.from_cache
     assert [p.target for p in warm.problems] == ["broken:*"]
+
+
+def test_fresh_bytecode_gives_the_same_specs_and_never_hides_a_broken_edit(
+    tmp_path: Path,
+) -> None:
+    """pip compiles what it installs: discovery then reads the bytecode, with the same result;
+    an edit that breaks the file leaves that bytecode stale, and the file is reported broken."""
+    site = tmp_path / "site"
+    add_dist(
+        site, "alpha", EP + "alpha = alpha_mod:Alpha\n", modules={"alpha_mod.py": planner_source()}
+    )
+    module = site / "alpha_mod.py"
+    from_source = make(tmp_path, site).discover(force=True)
+    py_compile.compile(str(module), doraise=True)
+    info = module.stat()
+    assert cached_code(str(module), info.st_size, info.st_mtime_ns) is not None
+    from_bytecode = make(tmp_path, site).discover(force=True)
+    assert from_bytecode.specs == from_source.specs
+    assert from_bytecode.problems == ()
+    broken = planner_source() + "\n    def plan(self o c):\n        return None\n"
+    module.write_text(broken)
+    result = make(tmp_path, site).discover(force=True)
+    assert result.specs == ()
+    (problem,) = result.problems
+    assert f"syntax error at line {broken.count(chr(10)) - 1}" in problem.reason
 
 
 def test_duplicate_names_follow_the_documented_rule(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from planforge.contract import METADATA_ATTRIBUTES
 from planforge.factory._metadata import ModuleClasses, read_module
-from planforge.factory._reader import binds_name
+from planforge.factory._planners import binds_name
 
 
 def both(source: str) -> ModuleClasses:

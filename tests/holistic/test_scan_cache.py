@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from types import CodeType
 
 import pytest
 
@@ -39,7 +40,9 @@ from planforge.holistic._registry import ModuleRegistry
 from planforge.holistic._sources import ModuleGroup
 parses = []
 original = ModuleGroup.parse
-ModuleGroup.parse = lambda self, data, path: parses.append(path) or original(self, data, path)
+ModuleGroup.parse = lambda self, data, path, *code: parses.append(path) or original(
+    self, data, path, *code
+)
 registry = ModuleRegistry(search_path=[], module_dirs=[Path(sys.argv[1])])
 found = registry.get_metadata("filters", "tidy")
 print(json.dumps({"parsed": len(parses), "version": found.version}))
@@ -70,9 +73,9 @@ def _counting(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     parses: list[str] = []
     original = ModuleGroup.parse
 
-    def parse(self: ModuleGroup, data: bytes, path: str) -> object:
+    def parse(self: ModuleGroup, data: bytes, path: str, compiled: CodeType | None) -> object:
         parses.append(path)
-        return original(self, data, path)
+        return original(self, data, path, compiled)
 
     monkeypatch.setattr(ModuleGroup, "parse", parse)
     return parses

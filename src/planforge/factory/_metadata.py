@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from types import CodeType
 from typing import Any, Final, NamedTuple
 
 from planforge.contract import METADATA_ATTRIBUTES
@@ -232,6 +233,8 @@ def _not_literal_reason(
     return ""
 
 
-def read_module(source: bytes | str, filename: str = "<plugin>") -> ModuleClasses:
+def read_module(
+    source: bytes | str, filename: str = "<plugin>", compiled: CodeType | None = None
+) -> ModuleClasses:
     """A module's top-level classes; raises `SyntaxError` for source Python rejects."""
-    return _resolve(read_source(source, _ATTRIBUTE_SET, filename))
+    return _resolve(read_source(source, _ATTRIBUTE_SET, filename, compiled))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import CodeType
 from typing import Any, Final
 
 from planforge.contract import PlannerSpec, spec_from_attributes
@@ -19,13 +20,14 @@ from planforge.errors import PlannerError
 from planforge.factory._entrypoints import EntryPoint
 from planforge.factory._metadata import ClassMetadata, ModuleClasses, read_module
 from planforge.factory._plugins import PluginScan, stamp
-from planforge.factory._reader import binds_name
+from planforge.factory._reader import read_source
 
 __all__ = [
     "GROUP",
     "NEEDS_SANDBOX",
     "IntrospectionTarget",
     "PlannerGroup",
+    "binds_name",
     "module_from_rows",
     "module_rows",
 ]
@@ -57,6 +59,18 @@ def module_from_rows(rows: Any) -> ModuleClasses:
     return ModuleClasses(tuple([ClassMetadata(*row) for row in rows]))
 
 
+def binds_name(source: bytes | str, name: str) -> bool:
+    """Whether module-level code binds `name` other than by a plain class statement.
+
+    When an entry point names something that is no class of its module, a binding of another
+    kind (an import, an assignment, a conditional class) means only importing can tell.
+    """
+    return any(
+        kind == "bind" and (name in payload or "*" in payload)
+        for kind, payload in read_source(source, ())
+    )
+
+
 def _binds(path: str, name: str) -> bool:
     try:
         with open(path, "rb") as handle:
@@ -76,8 +90,8 @@ class PlannerGroup:
     noun: str = "plugin"
     dirs_setting: str = "FACTORY_PLUGIN_DIRS"
 
-    def parse(self, data: bytes, path: str) -> ModuleClasses:
-        return read_module(data, path)
+    def parse(self, data: bytes, path: str, compiled: CodeType | None = None) -> ModuleClasses:
+        return read_module(data, path, compiled)
 
     def entry_point(self, scan: PluginScan[Any], entry: EntryPoint, path: str | None) -> None:
         module, attr = entry.module, entry.attr

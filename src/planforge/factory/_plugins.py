@@ -18,10 +18,11 @@ import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import ModuleType
+from types import CodeType, ModuleType
 from typing import Any, Final, Generic, Protocol, TypeVar
 
 from planforge.factory._collector import collector_paused
+from planforge.factory._compiled import cached_code
 from planforge.factory._entrypoints import EntryPoint, scan_entry_points
 from planforge.factory._importing import import_path
 from planforge.factory._locate import ModuleLocator
@@ -72,8 +73,11 @@ class PluginGroup(Protocol[T]):
     noun: str  # "plugin", "module": names the directories in problems
     dirs_setting: str  # the setting that lists the directories
 
-    def parse(self, data: bytes, path: str) -> T:
-        """A file's classes; raises `SyntaxError` or `ValueError` for a broken file."""
+    def parse(self, data: bytes, path: str, compiled: CodeType | None = None) -> T:
+        """A file's classes; raises `SyntaxError` or `ValueError` for a broken file.
+
+        `compiled` is the file's code from Python's fresh bytecode cache, when there is one.
+        """
 
     def entry_point(self, scan: PluginScan[T], entry: EntryPoint, path: str | None) -> None:
         """Turn one `module:Class` entry into candidates or problems (`path`: its source)."""
@@ -210,9 +214,10 @@ class PluginScan(Generic[T]):
         if isinstance(data, str):
             return found, data
         self.modules_read += 1
+        compiled = cached_code(path, *found)
         try:
             with collector_paused():  # a syntax tree is thousands of acyclic objects
-                return found, self.group.parse(data, path)
+                return found, self.group.parse(data, path, compiled)
         except SyntaxError as exc:
             return found, (
                 f"{path} is not valid Python: syntax error at line {exc.lineno}: {exc.msg}; "

@@ -2,10 +2,8 @@
 
 Python's own parser (`ast`) reads the whole file, so a file it rejects is a `SyntaxError` with
 its line number, never a healthy plugin, and every value is what `ast.literal_eval` makes of it.
-(Parsing only the slice that holds the metadata, with the methods checked by `symtable`, was
-measured: no faster on the benchmark layout, slower on the real plugins, whose files it often
-could not split.) What a group does with the classes is its business: this module reports, in
-order, each class statement and each other binding of a module-level name.
+What a group does with the classes is its business: this module reports, in order, each class
+statement and each other binding of a module-level name.
 """
 
 from __future__ import annotations
@@ -13,13 +11,14 @@ from __future__ import annotations
 import ast
 import threading
 from collections.abc import Collection
+from types import CodeType
 from typing import Any, Final, NamedTuple
 
 __all__ = [
     "NOT_LITERAL",
     "SourceClass",
     "SourceEvent",
-    "binds_name",
+    "literal_value",
     "read_source",
 ]
 
@@ -99,7 +98,8 @@ def _bound_names(node: ast.AST) -> list[str]:
     return names
 
 
-def _literal(node: ast.expr) -> Any:
+def literal_value(node: ast.expr) -> Any:
+    """What `ast.literal_eval` makes of the expression, or `NOT_LITERAL`."""
     if type(node) is ast.Constant:  # what literal_eval would return, without its call
         return node.value
     if type(node) is ast.Tuple and all(type(item) is ast.Constant for item in node.elts):
@@ -129,7 +129,7 @@ def _own(node: ast.ClassDef, wanted: Collection[str]) -> dict[str, Any]:
                 if isinstance(target, ast.Name):
                     if target.id in wanted:
                         if value is None:
-                            value = (_literal(stmt.value),)
+                            value = (literal_value(stmt.value),)
                         own[target.id] = value[0]
                     continue
                 for name in _bound_names(target):
@@ -137,7 +137,7 @@ def _own(node: ast.ClassDef, wanted: Collection[str]) -> dict[str, Any]:
                         own[name] = NOT_LITERAL
         elif isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
             if stmt.value is not None and stmt.target.id in wanted:
-                own[stmt.target.id] = _literal(stmt.value)
+                own[stmt.target.id] = literal_value(stmt.value)
         else:
             for name in _bound_names(stmt):
                 if name in wanted:
@@ -164,12 +164,23 @@ def _source_class(node: ast.ClassDef, wanted: Collection[str]) -> SourceClass:
 
 
 def read_source(
-    source: bytes | str, wanted: Collection[str], filename: str = "<plugin>"
+    source: bytes | str,
+    wanted: Collection[str],
+    filename: str = "<plugin>",
+    compiled: CodeType | None = None,
 ) -> list[SourceEvent]:
     """The module's class statements and other bindings, in order.
 
-    Raises `SyntaxError` (with `lineno`) for a file Python rejects, `ValueError` for null bytes.
+    `compiled`, the file's code from a fresh bytecode cache, proves it compiles and spares most
+    of the parse (`_compiled.py`). Raises `SyntaxError` (with `lineno`) for a file Python
+    rejects, `ValueError` for null bytes.
     """
+    if compiled is not None:
+        from planforge.factory._compiled import read_compiled  # it builds on this module
+
+        data = source if isinstance(source, bytes) else source.encode()
+        if (fast := read_compiled(compiled, data, wanted)) is not None:
+            return fast
     with _PARSE_LOCK:
         tree = ast.parse(source, filename)
     events: list[SourceEvent] = []
@@ -182,15 +193,3 @@ def read_source(
             events.append(("bind", tuple(e[1].name for e in events if e[0] == "class")))
         events.append(("bind", tuple(names)))
     return events
-
-
-def binds_name(source: bytes | str, name: str) -> bool:
-    """Whether module-level code binds `name` other than by a plain class statement.
-
-    When an entry point names something that is no class of its module, a binding of another
-    kind (an import, an assignment, a conditional class) means only importing can tell.
-    """
-    return any(
-        kind == "bind" and (name in payload or "*" in payload)
-        for kind, payload in read_source(source, ())
-    )

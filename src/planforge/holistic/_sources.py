@@ -18,6 +18,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import CodeType
 from typing import Any, Final
 
 from planforge.errors import PlannerError
@@ -102,10 +103,12 @@ def module_dirs_from_env(environ: Mapping[str, str] | None = None) -> list[Path]
     return [Path(part) for part in raw.split(os.pathsep) if part.strip()]
 
 
-def read_module_classes(source: bytes | str, filename: str = "<module>") -> list[_ModuleClass]:
+def read_module_classes(
+    source: bytes | str, filename: str = "<module>", compiled: CodeType | None = None
+) -> list[_ModuleClass]:
     """The module classes of one source file, in definition order. Raises SyntaxError."""
     raws: dict[str, SourceClass] = {}
-    for kind, payload in read_source(source, _WANTED, filename):
+    for kind, payload in read_source(source, _WANTED, filename, compiled):
         if kind == "class":
             raws.pop(payload.name, None)  # a later statement of the same name replaces it
             raws[payload.name] = payload
@@ -232,8 +235,8 @@ class ModuleGroup:
     noun = "module"
     dirs_setting = MODULE_DIRS_ENV
 
-    def parse(self, data: bytes, path: str) -> list[_ModuleClass]:
-        return read_module_classes(data, path)
+    def parse(self, data: bytes, path: str, compiled: CodeType | None = None) -> list[_ModuleClass]:
+        return read_module_classes(data, path, compiled)
 
     def entry_point(
         self, scan: PluginScan[list[_ModuleClass]], entry: EntryPoint, path: str | None

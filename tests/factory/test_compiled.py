@@ -1,0 +1,277 @@
+"""The bytecode reader: Python's cache proves a file compiles; it reads what the parser reads."""
+
+from __future__ import annotations
+
+import os
+import py_compile
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from planforge.contract import METADATA_ATTRIBUTES
+from planforge.factory._compiled import SUPPORTED, cached_code, read_compiled
+from planforge.factory._metadata import _resolve
+from planforge.factory._reader import read_source
+from tests.factory.test_metadata import _REAL_PLANNER_MODULES, _module
+
+pytestmark = pytest.mark.skipif(not SUPPORTED, reason="the bytecode reader knows CPython 3.11")
+
+WANTED = frozenset(METADATA_ATTRIBUTES)
+HOLISTIC_WANTED = frozenset(["kind", "name", "params", "depends_on", "description"])
+
+
+def compiled_events(source: str | bytes, wanted: frozenset[str] = WANTED) -> list[Any] | None:
+    data = source if isinstance(source, bytes) else source.encode()
+    code = compile(data, "<plugin>", "exec", dont_inherit=True)
+    return read_compiled(code, data, wanted)
+
+
+def shape(events: list[Any]) -> list[Any]:
+    """Class statements as read, and between them the names bound (as a set, docstring aside)."""
+    result: list[Any] = []
+    for kind, payload in events:
+        if kind == "class":
+            result.append(tuple(payload))
+        else:
+            names = set(payload) - {"__doc__"}
+            if result and isinstance(result[-1], set):
+                result[-1] |= names
+            elif names:
+                result.append(names)
+    return result
+
+
+def assert_same_reading(source: str | bytes, wanted: frozenset[str] = WANTED) -> bool:
+    """The two readers agree; returns whether the bytecode reader read the module itself."""
+    fast = compiled_events(source, wanted)
+    slow = read_source(source, wanted)
+    if fast is None:
+        return False
+    assert shape(fast) == shape(slow), source
+    assert _resolve(fast) == _resolve(slow), source
+    return True
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_module())
+def test_the_bytecode_reader_agrees_with_the_parser(source: str) -> None:
+    assert_same_reading(source)
+    assert_same_reading(source, HOLISTIC_WANTED)
+
+
+PLAIN = '''\
+"""Planners."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from planforge.contract import Plan, Planner
+from planforge import contract
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+
+class Base(contract.Planner):
+    """A base, with a docstring."""
+
+    tier = "stable"
+    tags = (
+        "bench",  # a comment inside
+        "é-ü",
+    )
+
+
+class Fine(Base, Planner):
+    name = "fine"
+    version: str = "1.0.0"
+    capabilities = ("rebalance", "cap")
+    keywords = ["a", 'b']
+    description = "it's fine"
+    reliability_score = 0.8
+    production_ready = True
+    stateful = False
+
+    def plan(self, objective: str, context: Mapping[str, object]) -> Plan:
+        return super().plan(objective, context)
+
+
+HELPER = 1
+'''
+
+
+def test_a_plain_plugin_module_is_read_from_its_bytecode() -> None:
+    assert assert_same_reading(PLAIN)
+    events = compiled_events(PLAIN) or []
+    classes = {raw.name: raw for kind, raw in events if kind == "class"}
+    assert classes["Fine"].own["capabilities"] == ("rebalance", "cap")
+    assert classes["Base"].docstring == "A base, with a docstring."
+    assert classes["Base"].own["tags"] == ("bench", "é-ü")
+    assert classes["Fine"].bases == ("Base", "Planner")
+
+
+@pytest.mark.parametrize("path", _REAL_PLANNER_MODULES, ids=lambda path: path.name)
+def test_the_real_planner_modules_are_read_alike(path: Path) -> None:
+    assert_same_reading(path.read_text())
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        '"a" + "b"',
+        '"ab" * 2',
+        '("a", "b")[0]',
+        "not True",
+        "~1",
+        "1 + 2",
+        "-1",
+        "1 + 2j",
+        'f"abc"',
+        'f"a{b}"',
+        '"a" "b"',
+        '("a"\n        "b")',
+        '"a", "b"',
+        '["a", *"bc"]',
+        '{"a": 1, **{"b": 2}}',
+        "{1, 2}",
+        "set()",
+        "set([1])",
+        "frozenset()",
+        "NAME",
+        "make()",
+        "...",
+        "b'x'",
+        "r'\\d'",
+        '"\\x41"',
+        "0x10",
+        "1_000",
+        "(\n        'a',  # note\n        'b',\n    )",
+        "lambda: 1",
+        '"a" if True else "b"',
+        '("a" if X else "b")',
+        "(1 if 0 else [2])",
+        'True and "a"',
+        '"a" or "b"',
+        '"a" \\\n        if True else "b"',
+        '(  # why\n        "a"\n    )',
+        "[i for i in range(3)]",
+    ],
+)
+def test_every_kind_of_value_is_read_as_the_parser_reads_it(value: str) -> None:
+    """Each is read alike; a folded part of a larger expression is left to the parser."""
+    source = f"class P(Planner):\n    name = {value}\n    tags = ('t',)\n"
+    read_here = assert_same_reading(source)
+    folded_part = " if " in value or " and " in value or " or " in value
+    assert read_here != (folded_part or value.startswith("(  #")), value
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "name = tags = 'x'",
+        "(name := 'x')",
+        "del name",
+        "name += 'x'",
+        "import name",
+        "from x import name",
+        "def name(self): pass",
+        "@property\n    def name(self): pass",
+        "class name: pass",
+        "__doc__ = 'x'\n    name = 'y'",
+        "name, tags = 'a', 'b'",
+        "if X:\n        name = 'x'",
+        "for name in 'ab': pass",
+        "try:\n        name = 'x'\n    except Exception:\n        pass",
+        "global name\n    name = 'x'",
+        "name: str",
+        "if False:\n        name = 'x'",
+        "if __debug__:\n        pass\n    else:\n        name = 'x'",
+        "raise X\n    name = 'x'",
+        "name: str = 'x'",
+        "name='x'",
+        "name = 'x' ;",
+        "def f(self):\n        return super().f()",
+    ],
+)
+def test_every_way_to_bind_a_name_is_read_as_the_parser_reads_it(body: str) -> None:
+    assert_same_reading(f"class P(Planner):\n    {body}\n")
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "@decorate\nclass P(Planner):\n    name = 'p'\n",
+        "class P(Planner, metaclass=M):\n    name = 'p'\n",
+        "class P(bases[0]):\n    name = 'p'\n",
+        "class P(*bases):\n    name = 'p'\n",
+        "if X:\n    class P(Planner):\n        name = 'p'\n",
+        "if X:\n    pass\nelse:\n    class P(Planner):\n        name = 'p'\n",
+        "class P(Planner):\n    name = 'p'\nP = wrap(P)\n",
+        "class P(Planner):\n    name = 'p'\nfrom x import *\n",
+        "class P(Planner):\n    name = 'p'\nP = Q = 1\n",
+        "class P(Planner):\n    name = 'p'\n[(P := 1) for _ in ()]\n",
+        "try:\n    import x\nexcept ImportError:\n    x = None\nclass P(Planner):\n    pass\n",
+        "for i in ():\n    pass\nclass P(Planner):\n    name = 'p'\n",
+        "# -*- coding: latin-1 -*-\nclass P(Planner):\n    name = 'p'\n",
+        "\ufeffclass P(Planner):\n    name = 'p'\n".encode(),
+        "class P(Planner):\n    name = 'p'\ndel P\n",
+        "global P\nclass P(Planner):\n    name = 'p'\nP = 1\n",
+        "class P(Planner):\n    name = 'p'\nif False:\n    P = 1\n",
+        "class P(Planner):\n    name = 'p'\nif not True:\n    P = 1\n",
+        "class P(Planner):\n    name = 'p'\nwhile 0:\n    P = 1\n",
+        "if __debug__:\n    pass\nelse:\n    P = 1\nclass P(Planner):\n    name = 'p'\n",
+        "if True:\n    class P(Planner):\n        name = 'p'\n",
+        "class P(Planner):\n    name = 'p'\nraise ImportError\nP = 1\n",
+        "class P(Planner):\n    name = 'p'\nFalse and (P := 1)\n",
+        "import typing\nif typing.TYPE_CHECKING:\n    P = 1\nclass P(Planner):\n    pass\n",
+        "match x:\n    case 1:\n        class P(Planner):\n            name = 'p'\n",
+    ],
+)
+def test_module_shapes_are_read_alike_or_left_to_the_parser(module: str) -> None:
+    assert_same_reading(module)
+
+
+def test_a_class_under_a_condition_binds_its_name() -> None:
+    source = "class P(Planner):\n    name = 'p'\nif X:\n    class P(Planner):\n        name = 'q'\n"
+    events = compiled_events(source)
+    assert events is not None
+    assert [kind for kind, _ in events] == ["class", "bind"]
+
+
+def write_module(directory: Path, source: str) -> Path:
+    path = directory / "plugin.py"
+    path.write_text(textwrap.dedent(source))
+    return path
+
+
+def code_of(path: Path) -> Any:
+    info = os.stat(path)
+    return cached_code(str(path), info.st_size, info.st_mtime_ns)
+
+
+def test_fresh_bytecode_is_found_and_stale_bytecode_is_not(tmp_path: Path) -> None:
+    path = write_module(tmp_path, "class P(Planner):\n    name = 'p'\n")
+    assert code_of(path) is None  # never compiled
+    py_compile.compile(str(path), doraise=True)
+    assert code_of(path) is not None
+    path.write_text("class P(Planner):\n    name = 'longer'\n")  # another size
+    assert code_of(path) is None
+    py_compile.compile(str(path), doraise=True)
+    info = os.stat(path)
+    os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns + 5_000_000_000))  # another mtime
+    assert code_of(path) is None
+
+
+def test_hash_checked_and_damaged_bytecode_is_not_used(tmp_path: Path) -> None:
+    path = write_module(tmp_path, "class P(Planner):\n    name = 'p'\n")
+    mode = py_compile.PycInvalidationMode.CHECKED_HASH
+    cache = py_compile.compile(str(path), doraise=True, invalidation_mode=mode)
+    assert code_of(path) is None
+    py_compile.compile(str(path), doraise=True)
+    data = Path(cache).read_bytes()
+    Path(cache).write_bytes(data[:20])  # a header that matches, and a body cut short
+    assert code_of(path) is None
