@@ -15,8 +15,12 @@ cache against our cold calls, and with its cache warm against our warm calls.
 
 Layout (a fake site-packages): 800 installed distributions, 100 of which register 5 planners
 each (one module per distribution, 500 planners); about half of the others carry unrelated
-entry points. A second layout has 500 distributions of one planner each. A third figure edits
-one plugin module and times the same calls (the cache is stale; only that file is read again).
+entry points. A second layout has 500 distributions of one planner each. The modules are
+compiled to bytecode when the layout is made, as pip does when it installs a distribution, so
+a cold discovery reads their structure from Python's bytecode cache; a second cold figure
+removes `__pycache__` before each call (files never installed nor imported: every one parsed).
+A third figure edits one plugin module and times the same calls (the cache is stale; only that
+file is read again).
 
 Cold calls and stevedore's runs alternate in rounds, so both sides meet the same slow spells of
 a shared machine. Children may write bytecode, as on a normal install, and planforge is
@@ -143,6 +147,8 @@ def build_site(root: Path, dists: int, with_planners: int, per_dist: int) -> Pat
                 f"[console_scripts]\n{dist} = {dist}.cli:main\n\n"
                 f"[other.group]\nthing = {dist}.things:Thing\n"
             )
+    # pip compiles what it installs (its `--no-compile` is the exception): so does the layout
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(site)], check=True)
     return site
 
 
@@ -222,6 +228,11 @@ def scenario(layout: str, dists: int, with_planners: int, per_dist: int, sides: 
                 run = side.calls(site)
                 warm[side.label].append(run["ms"])
                 warm_built[side.label].append(run["with_construction_ms"])
+        uncompiled: dict[str, list[float]] = {side.label: [] for side in sides}
+        for _ in range(COLD_PER_ROUND):
+            for side in sides:  # plugin files never compiled nor imported: all parsed
+                shutil.rmtree(site / "__pycache__", ignore_errors=True)
+                uncompiled[side.label].append(side.cold(site)["ms"])
         changed: dict[str, list[float]] = {side.label: [] for side in sides}
         module = site / "bench_plugin_0000.py"
         for run_ in range(CHANGED_PROCESSES):
@@ -238,6 +249,16 @@ def scenario(layout: str, dists: int, with_planners: int, per_dist: int, sides: 
                 comparison="stevedore_cached_ms",
                 comparison_value=_median(stevedore_warm),
                 ratio=round(_median(stevedore_warm) / _median(warm_built[side.label]), 1),
+            )
+        for side in sides:
+            _line(
+                figure="cold_without_bytecode_public_calls_ms",
+                value=_median(uncompiled[side.label]),
+                layout=layout,
+                code=side.label,
+                comparison="stevedore_empty_cache_ms",
+                comparison_value=_median(stevedore_cold),
+                ratio=round(_median(stevedore_cold) / _median(uncompiled[side.label]), 1),
             )
         _report(layout, sides, cold, warm, changed, stevedore_cold, stevedore_warm, counts)
 
