@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import ast
 import bisect
-import dis
 import importlib.util
 import marshal
+import opcode
 import os
 import re
 import sys
@@ -34,15 +34,15 @@ __all__ = ["SUPPORTED", "cached_code", "read_compiled"]
 SUPPORTED: Final = sys.implementation.name == "cpython" and sys.version_info[:2] == (3, 11)
 Instruction = tuple[int, int, int]  # (index of its code unit, opcode, argument)
 
-_OP: Final = dis.opmap
+_OP: Final = opcode.opmap
 _CACHE, _EXTENDED_ARG, _COPY = _OP["CACHE"], _OP["EXTENDED_ARG"], _OP["COPY"]
 _LOAD_CONST, _LOAD_NAME, _LOAD_ATTR = _OP["LOAD_CONST"], _OP["LOAD_NAME"], _OP["LOAD_ATTR"]
 _STORE_NAME, _DELETE_NAME = _OP["STORE_NAME"], _OP["DELETE_NAME"]
 _BUILD_CLASS, _MAKE_FUNCTION = _OP["LOAD_BUILD_CLASS"], _OP["MAKE_FUNCTION"]
 _PRECALL, _CALL = _OP.get("PRECALL", -1), _OP["CALL"]
 _SETUP_ANNOTATIONS: Final = _OP["SETUP_ANNOTATIONS"]
-_JUMPS: Final = frozenset(dis.hasjrel + dis.hasjabs)
-_BACKWARD: Final = frozenset(op for op in _JUMPS if "BACKWARD" in dis.opname[op])
+_JUMPS: Final = frozenset(opcode.hasjrel + opcode.hasjabs)
+_BACKWARD: Final = frozenset(op for op in _JUMPS if "BACKWARD" in opcode.opname[op])
 _STORES: Final = frozenset([_STORE_NAME, _DELETE_NAME])
 _GLOBALS: Final = frozenset([_OP["STORE_GLOBAL"], _OP["DELETE_GLOBAL"]])
 # code after a `raise` is dropped by the compiler, but its bindings count for the parser

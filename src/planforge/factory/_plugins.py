@@ -22,7 +22,6 @@ from types import CodeType, ModuleType
 from typing import Any, Final, Generic, Protocol, TypeVar
 
 from planforge.factory._collector import collector_paused
-from planforge.factory._compiled import cached_code
 from planforge.factory._entrypoints import EntryPoint, scan_entry_points
 from planforge.factory._importing import import_path
 from planforge.factory._locate import ModuleLocator
@@ -214,6 +213,8 @@ class PluginScan(Generic[T]):
         if isinstance(data, str):
             return found, data
         self.modules_read += 1
+        from planforge.factory._compiled import cached_code  # a warm start reads no file
+
         compiled = cached_code(path, *found)
         try:
             with collector_paused():  # a syntax tree is thousands of acyclic objects
