@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from planforge.contract import METADATA_ATTRIBUTES
-from planforge.factory._compiled import SUPPORTED, cached_code, read_compiled
+from planforge.factory._compiled import SUPPORTED, BytecodeCache, cached_code, read_compiled
 from planforge.factory._metadata import _resolve
 from planforge.factory._reader import read_source
 from tests.factory.test_metadata import _REAL_PLANNER_MODULES, _module
@@ -275,3 +275,16 @@ def test_hash_checked_and_damaged_bytecode_is_not_used(tmp_path: Path) -> None:
     data = Path(cache).read_bytes()
     Path(cache).write_bytes(data[:20])  # a header that matches, and a body cut short
     assert code_of(path) is None
+
+
+def test_the_bytecode_cache_lists_each_pycache_once(tmp_path: Path) -> None:
+    """A directory never imported costs one listing; a file compiled later in the same pass is
+    not seen (one pass, one listing), and a new cache sees it."""
+    path = write_module(tmp_path, "class P(Planner):\n    name = 'p'\n")
+    info = os.stat(path)
+    stamp = (str(path), info.st_size, info.st_mtime_ns)
+    bytecode = BytecodeCache()
+    assert bytecode.code(*stamp) is None
+    py_compile.compile(str(path), doraise=True)
+    assert bytecode.code(*stamp) is None
+    assert BytecodeCache().code(*stamp) is not None

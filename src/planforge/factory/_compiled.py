@@ -29,7 +29,7 @@ from typing import Any, Final
 
 from planforge.factory._reader import NOT_LITERAL, SourceClass, SourceEvent, literal_value
 
-__all__ = ["SUPPORTED", "cached_code", "read_compiled"]
+__all__ = ["SUPPORTED", "BytecodeCache", "cached_code", "read_compiled"]
 
 SUPPORTED: Final = sys.implementation.name == "cpython" and sys.version_info[:2] == (3, 11)
 Instruction = tuple[int, int, int]  # (index of its code unit, opcode, argument)
@@ -163,6 +163,30 @@ class _Reading:
                 return False
             span.own[span.name] = literal_value(element)
         return True
+
+
+class BytecodeCache:
+    """`cached_code` over many files, listing each `__pycache__` once: a file with no
+    bytecode (a plugin directory never imported) then costs a set lookup, not a failed open.
+    One pass's worth: a listing is not refreshed."""
+
+    __slots__ = ("_listings",)
+
+    def __init__(self) -> None:
+        self._listings: dict[str, frozenset[str]] = {}
+
+    def code(self, path: str, size: int, mtime_ns: int) -> CodeType | None:
+        if not SUPPORTED or sys.pycache_prefix is not None:
+            return cached_code(path, size, mtime_ns)
+        directory, _, name = _cache_path(path).rpartition(os.sep)
+        names = self._listings.get(directory)
+        if names is None:
+            try:
+                names = frozenset(os.listdir(directory))
+            except OSError:
+                names = frozenset()
+            self._listings[directory] = names
+        return cached_code(path, size, mtime_ns) if name in names else None
 
 
 def cached_code(path: str, size: int, mtime_ns: int) -> CodeType | None:

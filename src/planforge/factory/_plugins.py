@@ -139,6 +139,7 @@ class PluginScan(Generic[T]):
     dirs: dict[str, int] = field(default_factory=dict)
     modules_read: int = 0
     distributions_scanned: int = 0
+    bytecode: Any = None  # a `_compiled.BytecodeCache` once a file is read
 
     def run(self) -> None:
         """Entry points, then plugin directories; stamps every directory the pass relied on."""
@@ -213,9 +214,11 @@ class PluginScan(Generic[T]):
         if isinstance(data, str):
             return found, data
         self.modules_read += 1
-        from planforge.factory._compiled import cached_code  # a warm start reads no file
+        if self.bytecode is None:
+            from planforge.factory._compiled import BytecodeCache  # a warm start reads no file
 
-        compiled = cached_code(path, *found)
+            self.bytecode = BytecodeCache()
+        compiled = self.bytecode.code(path, *found)
         try:
             with collector_paused():  # a syntax tree is thousands of acyclic objects
                 return found, self.group.parse(data, path, compiled)
