@@ -241,26 +241,36 @@ def scenario(layout: str, dists: int, with_planners: int, per_dist: int, sides: 
                     handle.write(f"# edit {side.label} {run_}\n")
                 changed[side.label].append(side.calls(site)["ms"])
         for side in sides:
-            _line(
-                figure="warm_with_construction_ms",
-                value=_median(warm_built[side.label]),
-                layout=layout,
-                code=side.label,
-                comparison="stevedore_cached_ms",
-                comparison_value=_median(stevedore_warm),
-                ratio=round(_median(stevedore_warm) / _median(warm_built[side.label]), 1),
+            against = {"layout": layout, "code": side.label}
+            _against_stevedore(
+                "warm_with_construction_ms",
+                warm_built[side.label],
+                stevedore_warm,
+                "stevedore_cached_ms",
+                **against,
             )
-        for side in sides:
-            _line(
-                figure="cold_without_bytecode_public_calls_ms",
-                value=_median(uncompiled[side.label]),
-                layout=layout,
-                code=side.label,
-                comparison="stevedore_empty_cache_ms",
-                comparison_value=_median(stevedore_cold),
-                ratio=round(_median(stevedore_cold) / _median(uncompiled[side.label]), 1),
+            _against_stevedore(
+                "cold_without_bytecode_public_calls_ms",
+                uncompiled[side.label],
+                stevedore_cold,
+                "stevedore_empty_cache_ms",
+                **against,
             )
         _report(layout, sides, cold, warm, changed, stevedore_cold, stevedore_warm, counts)
+
+
+def _against_stevedore(
+    figure: str, ours: list[float], theirs: list[float], comparison: str, **fields: str
+) -> None:
+    value, other = _median(ours), _median(theirs)
+    _line(
+        figure=figure,
+        value=value,
+        comparison=comparison,
+        comparison_value=other,
+        ratio=round(other / value, 1),
+        **fields,
+    )
 
 
 def _report(

@@ -14,13 +14,13 @@ import pytest
 
 from planforge.contract import PlannerSpec, spec_from_attributes
 from planforge.errors import SandboxImportError
-from planforge.factory._compiled import cached_code
 from planforge.factory._discovery import (
     NEEDS_SANDBOX,
     Discovery,
     DiscoveryResult,
     IntrospectionTarget,
 )
+from planforge.factory._pycache import cached_code
 from planforge.settings import FactorySettings, load_settings
 from tests.factory._dists import (
     ATTRIBUTES,

@@ -1,11 +1,11 @@
 """Read a plugin module's shape from the bytecode Python cached for it, parsing only its values.
 
-pip compiles every module it installs, and `import` compiles the rest on first use. A
-`__pycache__` file whose header names this interpreter and the source's size and mtime is
-Python's own proof that the file compiles: `import` trusts it the same way. Its code objects
-give the class statements, their bases and every module-level binding without a parse; the
-metadata values are still read by `ast`, from their own source spans (all of a file's values in
-one parse of a few hundred bytes), so each is exactly what `ast.literal_eval` makes of it.
+Fresh bytecode (`_pycache.py`) proves the file compiles. Its code objects give the class
+statements, their bases and every module-level binding without a parse. A metadata value is
+taken from the bytecode when its source line is the plain statement formatters write
+(`name = "text"`, a number, a tuple of strings), since the compiler folds expressions into
+constants (`"a" + "b"`); any other value is read by `ast` from its source span (all of a file's
+in one parse of a few hundred bytes), so each is what `ast.literal_eval` makes of it.
 
 Anything outside a small common shape (a decorated class, a class keyword, a loop or `try` at
 module level, control flow or a chained assignment in a class body, a comprehension at module
@@ -17,21 +17,16 @@ from __future__ import annotations
 
 import ast
 import bisect
-import importlib.util
-import marshal
 import opcode
-import os
 import re
-import sys
 from collections.abc import Collection
 from types import CodeType
 from typing import Any, Final
 
 from planforge.factory._reader import NOT_LITERAL, SourceClass, SourceEvent, literal_value
 
-__all__ = ["SUPPORTED", "BytecodeCache", "cached_code", "read_compiled"]
+__all__ = ["read_compiled"]
 
-SUPPORTED: Final = sys.implementation.name == "cpython" and sys.version_info[:2] == (3, 11)
 Instruction = tuple[int, int, int]  # (index of its code unit, opcode, argument)
 
 _OP: Final = opcode.opmap
@@ -77,7 +72,6 @@ _NEVER_LITERAL: Final = frozenset(
 )
 _STRING_START: Final = re.compile(rb"[ \t\x0c]*(?:[rRuU]?['\"])")
 _STATEMENT_ENDS: Final = frozenset([b"#", b";", b" #", b" ;"])
-_MAX_BYTECODE: Final = 16 << 20
 
 
 class _Span:
@@ -163,69 +157,6 @@ class _Reading:
                 return False
             span.own[span.name] = literal_value(element)
         return True
-
-
-class BytecodeCache:
-    """`cached_code` over many files, listing each `__pycache__` once: a file with no
-    bytecode (a plugin directory never imported) then costs a set lookup, not a failed open.
-    One pass's worth: a listing is not refreshed."""
-
-    __slots__ = ("_listings",)
-
-    def __init__(self) -> None:
-        self._listings: dict[str, frozenset[str]] = {}
-
-    def code(self, path: str, size: int, mtime_ns: int) -> CodeType | None:
-        if not SUPPORTED or sys.pycache_prefix is not None:
-            return cached_code(path, size, mtime_ns)
-        directory, _, name = _cache_path(path).rpartition(os.sep)
-        names = self._listings.get(directory)
-        if names is None:
-            try:
-                names = frozenset(os.listdir(directory))
-            except OSError:
-                names = frozenset()
-            self._listings[directory] = names
-        return cached_code(path, size, mtime_ns) if name in names else None
-
-
-def cached_code(path: str, size: int, mtime_ns: int) -> CodeType | None:
-    """The module's code from a fresh `__pycache__` file of this interpreter, else `None`."""
-    if not SUPPORTED:
-        return None
-    try:
-        data = _read_all(_cache_path(path))
-    except (OSError, ValueError, NotImplementedError):
-        return None
-    seconds, nanoseconds = divmod(mtime_ns, 1_000_000_000)
-    mtime = int(seconds + nanoseconds * 1e-9)  # as `import` reads it, from the float st_mtime
-    fresh = (
-        data[:4] == importlib.util.MAGIC_NUMBER
-        and data[4:8] == b"\0\0\0\0"  # checked by timestamp, not by hash
-        and int.from_bytes(data[8:12], "little") == mtime & 0xFFFFFFFF
-        and int.from_bytes(data[12:16], "little") == size & 0xFFFFFFFF
-    )
-    try:
-        code = marshal.loads(memoryview(data)[16:]) if fresh else None
-    except (EOFError, ValueError, TypeError):
-        return None
-    return code if isinstance(code, CodeType) else None
-
-
-def _cache_path(path: str) -> str:
-    """Where `import` keeps the file's bytecode (unoptimised, as for `python` without -O)."""
-    if sys.pycache_prefix is not None:
-        return importlib.util.cache_from_source(path, optimization="")
-    head, _, tail = path.rpartition(os.sep)
-    return f"{head}{os.sep}__pycache__{os.sep}{tail[:-3]}.{sys.implementation.cache_tag}.pyc"
-
-
-def _read_all(path: str) -> bytes:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:  # a file that grows while read is cut short, fails to load, and the source is parsed
-        return os.read(descriptor, min(os.fstat(descriptor).st_size, _MAX_BYTECODE))
-    finally:
-        os.close(descriptor)
 
 
 def read_compiled(

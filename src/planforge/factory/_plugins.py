@@ -139,7 +139,7 @@ class PluginScan(Generic[T]):
     dirs: dict[str, int] = field(default_factory=dict)
     modules_read: int = 0
     distributions_scanned: int = 0
-    bytecode: Any = None  # a `_compiled.BytecodeCache` once a file is read
+    bytecode: Any = None  # a `_pycache.BytecodeCache` once a file is read
 
     def run(self) -> None:
         """Entry points, then plugin directories; stamps every directory the pass relied on."""
@@ -215,7 +215,7 @@ class PluginScan(Generic[T]):
             return found, data
         self.modules_read += 1
         if self.bytecode is None:
-            from planforge.factory._compiled import BytecodeCache  # a warm start reads no file
+            from planforge.factory._pycache import BytecodeCache  # a warm start reads no file
 
             self.bytecode = BytecodeCache()
         compiled = self.bytecode.code(path, *found)
