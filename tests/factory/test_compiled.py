@@ -145,6 +145,9 @@ def test_the_real_planner_modules_are_read_alike(path: Path) -> None:
         "b'x'",
         "r'\\d'",
         '"\\x41"',
+        '"\\ud800"',
+        '("\\udc80", "a")',
+        '"é-ü"',
         "0x10",
         "1_000",
         "(\n        'a',  # note\n        'b',\n    )",
@@ -238,3 +241,17 @@ def test_a_class_under_a_condition_binds_its_name() -> None:
     events = compiled_events(source)
     assert events is not None
     assert [kind for kind, _ in events] == ["class", "bind"]
+
+
+def test_a_failure_of_the_shortcut_falls_back_to_the_parser(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The bytecode reader may only make a reading quicker, never different nor broken."""
+    from planforge.factory import _compiled
+
+    def broken(*args: object) -> None:
+        raise UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")
+
+    monkeypatch.setattr(_compiled, "read_compiled", broken)
+    code = compile(PLAIN, "<plugin>", "exec", dont_inherit=True)
+    assert read_source(PLAIN.encode(), WANTED, "<plugin>", code) == read_source(PLAIN, WANTED)

@@ -100,15 +100,17 @@ class _Reading:
         `repr` writes it, a tuple of such strings on one line or one item a line.
         """
         lines, kind = self.lines, type(value)
+        if line < 1:
+            return False
         written, target = lines[line - 1].strip(), name.encode() + b" = "
-        if kind is str:
-            item = value.encode()
+        if kind is str:  # an escape may make a lone surrogate: encoded, it matches no text
+            item = value.encode("utf-8", "surrogatepass")
             return written == target + b'"' + item + b'"' and _plain_bytes(item)
         if value is None or kind in (int, float, bool):
             return written == target + repr(value).encode()
         if kind is not tuple or not value or any(type(item) is not str for item in value):
             return False
-        items = [item.encode() for item in value]
+        items = [item.encode("utf-8", "surrogatepass") for item in value]
         if not _plain_bytes(b"".join(items)):
             return False
         if written != target + b"(":  # on one line

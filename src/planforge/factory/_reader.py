@@ -179,7 +179,11 @@ def read_source(
         from planforge.factory._compiled import read_compiled  # it builds on this module
 
         data = source if isinstance(source, bytes) else source.encode()
-        if (fast := read_compiled(compiled, data, wanted)) is not None:
+        try:  # a shortcut: whatever it cannot read, or fails on, the parser reads
+            fast = read_compiled(compiled, data, wanted)
+        except Exception:
+            fast = None
+        if fast is not None:
             return fast
     with _PARSE_LOCK:
         tree = ast.parse(source, filename)
