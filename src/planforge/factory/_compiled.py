@@ -126,6 +126,8 @@ class _Reading:
         out of a larger expression (`"a" if True else b`, `True and "a"`).
         """
         first, last, start, end = position
+        if first is None or last is None or start is None or end is None or first < 1:
+            return False
         lines = self.lines
         head, tail = lines[first - 1][:start], lines[last - 1][end:]
         plain = head.endswith(b" = ") and (not tail or tail[:2] in _STATEMENT_ENDS)
@@ -217,6 +219,8 @@ def _module_events(code: CodeType, reading: _Reading) -> list[SourceEvent] | Non
             if built is None:
                 return None
             position, raw = built
+            if lines[unit] < 1:
+                return None
             statement = reading.lines[lines[unit] - 1].lstrip(b"\x0c")
             top_level = statement[:1] not in (b" ", b"\t")  # a statement in a block is indented
             events.append(("class", raw) if top_level else ("bind", (raw.name,)))
@@ -339,7 +343,7 @@ def _docstring(body: CodeType, ops: bytes, args: bytes, lines: _Lines, reading: 
     line, store_line = lines[load], lines[store]
     if not isinstance(value, str) or line != store_line:
         return ""  # `__doc__ = (` and the string on a line of its own: an assignment
-    if _STRING_START.match(reading.lines[line - 1]):
+    if line >= 1 and _STRING_START.match(reading.lines[line - 1]):
         return value  # a statement that starts with a string: an assignment starts otherwise
     positions = list(body.co_positions())
     return value if positions[load] == positions[store] else ""
