@@ -9,22 +9,23 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from planforge.contract import METADATA_ATTRIBUTES
-from planforge.factory._compiled import read_compiled
+from planforge.factory._compiled import _read as read_unguarded
 from planforge.factory._metadata import _resolve
 from planforge.factory._pycache import SUPPORTED
-from planforge.factory._reader import read_source
+from planforge.factory._reader import DECORATED, read_source
+from planforge.holistic._sources import _WANTED as _MODULE_ATTRIBUTES
 from tests.factory.test_metadata import _REAL_PLANNER_MODULES, _module
 
 pytestmark = pytest.mark.skipif(not SUPPORTED, reason="the bytecode reader knows CPython 3.11")
 
 WANTED = frozenset(METADATA_ATTRIBUTES)
-HOLISTIC_WANTED = frozenset(["kind", "name", "params", "depends_on", "description"])
+HOLISTIC_WANTED = _MODULE_ATTRIBUTES  # what the holistic module group reads
 
 
 def compiled_events(source: str | bytes, wanted: frozenset[str] = WANTED) -> list[Any] | None:
     data = source if isinstance(source, bytes) else source.encode()
     code = compile(data, "<plugin>", "exec", dont_inherit=True)
-    return read_compiled(code, data, wanted)
+    return read_unguarded(code, data, wanted)  # unguarded: a failure fails the test
 
 
 def shape(events: list[Any]) -> list[Any]:
@@ -115,6 +116,27 @@ def test_a_plain_plugin_module_is_read_from_its_bytecode() -> None:
 @pytest.mark.parametrize("path", _REAL_PLANNER_MODULES, ids=lambda path: path.name)
 def test_the_real_planner_modules_are_read_alike(path: Path) -> None:
     assert_same_reading(path.read_text())
+
+
+_SOURCE_ROOT = Path(__file__).resolve().parents[2] / "src" / "planforge"
+
+
+@pytest.mark.parametrize(
+    "path", sorted((_SOURCE_ROOT / "portfolio").glob("*.py")), ids=lambda path: path.name
+)
+def test_the_shipped_holistic_modules_are_read_alike(path: Path) -> None:
+    """The reference planner's own module files, read for the module group's attributes."""
+    assert_same_reading(path.read_text(), HOLISTIC_WANTED)
+    assert_same_reading(path.read_text())
+
+
+def test_most_shipped_module_files_are_read_from_their_bytecode() -> None:
+    """The shortcut is not a dead branch: the shapes real files have are the shapes it knows."""
+    paths = sorted((_SOURCE_ROOT / "portfolio").glob("*.py"))
+    read_here = [
+        path.name for path in paths if assert_same_reading(path.read_text(), HOLISTIC_WANTED)
+    ]
+    assert len(read_here) >= len(paths) // 2, read_here
 
 
 @pytest.mark.parametrize(
@@ -236,6 +258,25 @@ def test_module_shapes_are_read_alike_or_left_to_the_parser(module: str) -> None
     assert_same_reading(module)
 
 
+@pytest.mark.parametrize(
+    "decorators",
+    [
+        "@decorate\n",
+        "@dataclass(frozen=True)\n",
+        "@first\n@second.attribute\n",
+        "@registry.register('p')\n# a comment\n",
+    ],
+)
+def test_decorated_classes_are_read_from_bytecode_and_flagged(decorators: str) -> None:
+    source = (
+        f"class Base(Planner):\n    tier = 'gold'\n\n\n{decorators}class P(Base):\n    name = 'p'\n"
+    )
+    assert assert_same_reading(source)
+    events = compiled_events(source) or []
+    flagged = {raw.name: raw.flag for kind, raw in events if kind == "class"}
+    assert flagged == {"Base": "", "P": DECORATED}
+
+
 def test_a_class_under_a_condition_binds_its_name() -> None:
     source = "class P(Planner):\n    name = 'p'\nif X:\n    class P(Planner):\n        name = 'q'\n"
     events = compiled_events(source)
@@ -252,6 +293,6 @@ def test_a_failure_of_the_shortcut_falls_back_to_the_parser(
     def broken(*args: object) -> None:
         raise UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")
 
-    monkeypatch.setattr(_compiled, "read_compiled", broken)
+    monkeypatch.setattr(_compiled, "_module_events", broken)
     code = compile(PLAIN, "<plugin>", "exec", dont_inherit=True)
     assert read_source(PLAIN.encode(), WANTED, "<plugin>", code) == read_source(PLAIN, WANTED)

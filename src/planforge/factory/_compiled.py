@@ -7,10 +7,11 @@ taken from the bytecode when its source line is the plain statement formatters w
 constants (`"a" + "b"`); any other value is read by `ast` from its source span (all of a file's
 in one parse of a few hundred bytes), so each is what `ast.literal_eval` makes of it.
 
-Anything outside a small common shape (a decorated class, a class keyword, a loop or `try` at
-module level, control flow or a chained assignment in a class body, a comprehension at module
-level) gives `None`, and the caller parses the whole file with `_reader.read_source`. A property
-test holds the two readers equal. CPython 3.11 only: bytecode changes with every release.
+Anything outside a small common shape (a class keyword, a loop or `try` at module level,
+control flow or a chained assignment in a class body, a comprehension at module level, a
+condition the compiler decides) gives `None`, and the caller parses the whole file with
+`_reader.read_source`. A property test holds the two readers equal. CPython 3.11 only:
+bytecode changes with every release.
 """
 
 from __future__ import annotations
@@ -23,7 +24,13 @@ from collections.abc import Collection
 from types import CodeType
 from typing import Any, Final
 
-from planforge.factory._reader import NOT_LITERAL, SourceClass, SourceEvent, literal_value
+from planforge.factory._reader import (
+    DECORATED,
+    NOT_LITERAL,
+    SourceClass,
+    SourceEvent,
+    literal_value,
+)
 
 __all__ = ["read_compiled"]
 
@@ -36,6 +43,7 @@ _STORE_NAME, _DELETE_NAME = _OP["STORE_NAME"], _OP["DELETE_NAME"]
 _BUILD_CLASS, _MAKE_FUNCTION = _OP["LOAD_BUILD_CLASS"], _OP["MAKE_FUNCTION"]
 _PRECALL, _CALL = _OP.get("PRECALL", -1), _OP["CALL"]
 _SETUP_ANNOTATIONS: Final = _OP["SETUP_ANNOTATIONS"]
+_DECORATOR_CALL: Final = [(_PRECALL, 0), (_CALL, 0)]
 _JUMPS: Final = frozenset(opcode.hasjrel + opcode.hasjabs)
 _BACKWARD: Final = frozenset(op for op in _JUMPS if "BACKWARD" in opcode.opname[op])
 _STORES: Final = frozenset([_STORE_NAME, _DELETE_NAME])
@@ -166,7 +174,17 @@ class _Reading:
 def read_compiled(
     code: CodeType, source: bytes, wanted: Collection[str]
 ) -> list[SourceEvent] | None:
-    """What `read_source` reports for this module, or `None` when its shape needs the parser."""
+    """What `read_source` reports for this module, or `None` for the parser to read it.
+
+    A shortcut: whatever it cannot read, or fails on, the parser reads.
+    """
+    try:
+        return _read(code, source, wanted)
+    except Exception:
+        return None
+
+
+def _read(code: CodeType, source: bytes, wanted: Collection[str]) -> list[SourceEvent] | None:
     second_line_end = source.find(b"\n", source.find(b"\n") + 1) if b"\n" in source else -1
     opening = source if second_line_end < 0 else source[:second_line_end]
     if source.startswith(b"\xef\xbb\xbf") or b"coding" in opening:
@@ -223,6 +241,7 @@ def _module_events(code: CodeType, reading: _Reading) -> list[SourceEvent] | Non
                 return None
             statement = reading.lines[lines[unit] - 1].lstrip(b"\x0c")
             top_level = statement[:1] not in (b" ", b"\t")  # a statement in a block is indented
+            raw = raw._replace(line=lines[unit])
             events.append(("class", raw) if top_level else ("bind", (raw.name,)))
             continue
         if op in _STORES or op in _GLOBALS:
@@ -236,7 +255,8 @@ def _module_events(code: CodeType, reading: _Reading) -> list[SourceEvent] | Non
 def _class_statement(
     code: CodeType, found: list[Instruction], position: int, reading: _Reading
 ) -> tuple[int, SourceClass] | None:
-    """`class Name(Base, pkg.Base):` from LOAD_BUILD_CLASS to its STORE_NAME; else `None`."""
+    """`class Name(Base, pkg.Base):`, decorated or not, from LOAD_BUILD_CLASS to its
+    STORE_NAME; else `None`. Its line is the caller's: the class keyword's, not `@`'s."""
     shape = found[position + 1 : position + 4]
     if [op for _, op, _ in shape] != [_LOAD_CONST, _MAKE_FUNCTION, _LOAD_CONST]:
         return None
@@ -249,15 +269,22 @@ def _class_statement(
         _, op, arg = found[position]
         bases.append(names[arg] if op == _LOAD_NAME else f"{bases.pop()}.{names[arg]}")
         position += 1
-    call = found[position : position + 3]
-    if [op for _, op, _ in call] != [_PRECALL, _CALL, _STORE_NAME] or call[0][2] != 2 + len(bases):
-        return None  # keywords, a decorator, or a base that is not a dotted name
+    call = found[position : position + 2]
+    if [op for _, op, _ in call] != [_PRECALL, _CALL] or call[0][2] != 2 + len(bases):
+        return None  # class keywords, or a base that is not a dotted name
+    position += 2
+    decorators = 0  # each applied by a call of one argument, the class, before the store
+    while [(op, arg) for _, op, arg in found[position : position + 2]] == _DECORATOR_CALL:
+        decorators, position = decorators + 1, position + 2
+    if position >= len(found) or found[position][1] != _STORE_NAME:
+        return None
     read = _class_body(body, reading)
     if read is None:
         return None
     own, docstring = read
-    name = names[call[2][2]]
-    return position + 3, SourceClass(name, tuple(bases), own, "", docstring, body.co_firstlineno)
+    flag = DECORATED if decorators else ""
+    name = names[found[position][2]]
+    return position + 1, SourceClass(name, tuple(bases), own, flag, docstring, 0)
 
 
 def _class_body(body: CodeType, reading: _Reading) -> tuple[dict[str, Any], str] | None:

@@ -15,6 +15,7 @@ from types import CodeType
 from typing import Any, Final, NamedTuple
 
 __all__ = [
+    "DECORATED",
     "NOT_LITERAL",
     "SourceClass",
     "SourceEvent",
@@ -33,6 +34,7 @@ class _NotLiteral:
 
 
 NOT_LITERAL: Final = _NotLiteral()
+DECORATED: Final = "is decorated; a decorator may change its metadata"
 
 
 class SourceClass(NamedTuple):
@@ -148,7 +150,7 @@ def _own(node: ast.ClassDef, wanted: Collection[str]) -> dict[str, Any]:
 def _source_class(node: ast.ClassDef, wanted: Collection[str]) -> SourceClass:
     flag = ""
     if node.decorator_list:
-        flag = "is decorated; a decorator may change its metadata"
+        flag = DECORATED
     elif node.keywords:
         flag = "uses class keywords (a metaclass may change its metadata)"
     first = node.body[0]
@@ -179,11 +181,7 @@ def read_source(
         from planforge.factory._compiled import read_compiled  # it builds on this module
 
         data = source if isinstance(source, bytes) else source.encode()
-        try:  # a shortcut: whatever it cannot read, or fails on, the parser reads
-            fast = read_compiled(compiled, data, wanted)
-        except Exception:
-            fast = None
-        if fast is not None:
+        if (fast := read_compiled(compiled, data, wanted)) is not None:
             return fast
     with _PARSE_LOCK:
         tree = ast.parse(source, filename)
