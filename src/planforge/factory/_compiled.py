@@ -233,15 +233,13 @@ def _module_events(code: CodeType, reading: _Reading) -> list[SourceEvent] | Non
     while position < len(found):
         unit, op, arg = found[position]
         if op == _BUILD_CLASS:
-            built = _class_statement(code, found, position, reading)
+            line = lines[unit]  # the class keyword's, not a decorator's
+            built = _class_statement(code, found, position, reading, line) if line > 0 else None
             if built is None:
                 return None
             position, raw = built
-            if lines[unit] < 1:
-                return None
-            statement = reading.lines[lines[unit] - 1].lstrip(b"\x0c")
+            statement = reading.lines[line - 1].lstrip(b"\x0c")
             top_level = statement[:1] not in (b" ", b"\t")  # a statement in a block is indented
-            raw = raw._replace(line=lines[unit])
             events.append(("class", raw) if top_level else ("bind", (raw.name,)))
             continue
         if op in _STORES or op in _GLOBALS:
@@ -253,10 +251,10 @@ def _module_events(code: CodeType, reading: _Reading) -> list[SourceEvent] | Non
 
 
 def _class_statement(
-    code: CodeType, found: list[Instruction], position: int, reading: _Reading
+    code: CodeType, found: list[Instruction], position: int, reading: _Reading, line: int
 ) -> tuple[int, SourceClass] | None:
     """`class Name(Base, pkg.Base):`, decorated or not, from LOAD_BUILD_CLASS to its
-    STORE_NAME; else `None`. Its line is the caller's: the class keyword's, not `@`'s."""
+    STORE_NAME; else `None`."""
     shape = found[position + 1 : position + 4]
     if [op for _, op, _ in shape] != [_LOAD_CONST, _MAKE_FUNCTION, _LOAD_CONST]:
         return None
@@ -284,7 +282,7 @@ def _class_statement(
     own, docstring = read
     flag = DECORATED if decorators else ""
     name = names[found[position][2]]
-    return position + 1, SourceClass(name, tuple(bases), own, flag, docstring, 0)
+    return position + 1, SourceClass(name, tuple(bases), own, flag, docstring, line)
 
 
 def _class_body(body: CodeType, reading: _Reading) -> tuple[dict[str, Any], str] | None:
