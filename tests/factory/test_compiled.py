@@ -277,6 +277,35 @@ def test_decorated_classes_are_read_from_bytecode_and_flagged(decorators: str) -
     assert flagged == {"Base": "", "P": DECORATED}
 
 
+@pytest.mark.parametrize(
+    "module",
+    [
+        "def f(x):\n    if not (x):\n        return 1\n\n\nclass P(Planner):\n    name = 'p'\n",
+        "class P(Planner):\n    def f(self):\n        if 0 <= self.x:\n            pass\n"
+        "    name = 'p'\n",
+        "class P(Planner):\n    @property\n    def f(self):\n        while (self.x):\n"
+        "            pass\n        return 1\n    name = 'p'\n",
+    ],
+)
+def test_a_test_of_a_constant_inside_a_function_keeps_the_shortcut(module: str) -> None:
+    """The compiler may drop code in a method; no binding the reader reports is there."""
+    assert assert_same_reading(module)
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "class P(Planner):\n    name = 'p'\n    if (0):\n        name = 'q'\n",
+        "def f():\n    return 1\nif (False):\n    P = 1\nclass P(Planner):\n    name = 'p'\n",
+        "class P(Planner):\n    name = 'p'\n    def f(self):\n        return 1\n    if 0:\n"
+        "        name = 'q'\n",
+    ],
+)
+def test_a_test_of_a_constant_outside_functions_goes_to_the_parser(module: str) -> None:
+    assert not assert_same_reading(module)
+    assert compiled_events(module) is None
+
+
 def test_a_class_under_a_condition_binds_its_name() -> None:
     source = "class P(Planner):\n    name = 'p'\nif X:\n    class P(Planner):\n        name = 'q'\n"
     events = compiled_events(source)

@@ -193,22 +193,52 @@ def _read(code: CodeType, source: bytes, wanted: Collection[str]) -> list[Source
         isinstance(c, CodeType) and c.co_name in _COMPREHENSIONS for c in code.co_consts
     ):
         return None  # a `try` or `with`; a comprehension may bind a module name with `:=`
-    if b":=" in source or _decided_condition(source):
+    if b":=" in source or _decided_condition(source, code):
         return None  # code the compiler dropped may hold bindings the parser counts
     reading = _Reading(source, wanted)
     events = _module_events(code, reading)
     return events if events is not None and reading.settle() else None
 
 
-def _decided_condition(source: bytes) -> bool:
-    """Whether some `if`, `elif` or `while` may test a constant (the compiler drops code then)."""
+def _decided_condition(source: bytes, code: CodeType) -> bool:
+    """Whether some `if`, `elif` or `while` at module or class level may test a constant.
+
+    The compiler drops the code such a test never runs, and the parser counts its bindings.
+    One inside a function body binds nothing the reader reports, so it is not counted.
+    """
+    bodies: list[tuple[int, int]] | None = None
     for keyword in (b"if", b"while"):
         start = source.find(keyword)
         while start >= 0:
             if _CONSTANT_TEST.match(source, start + len(keyword)):
-                return True
+                bodies = _function_bodies(code) if bodies is None else bodies
+                line = source.count(b"\n", 0, start) + 1
+                if not any(first < line <= last for first, last in bodies):
+                    return True
             start = source.find(keyword, start + 2)
     return False
+
+
+def _function_bodies(code: CodeType) -> list[tuple[int, int]]:
+    """(def line, last line with code) of the module's functions and its classes' methods.
+
+    Code dropped at the end of a body has no line: such a body looks shorter, and an `if`
+    past its end counts, which only sends the file to the parser.
+    """
+    found: list[tuple[int, int]] = []
+    for outer in code.co_consts:
+        if not isinstance(outer, CodeType):
+            continue
+        inner = [c for c in outer.co_consts if isinstance(c, CodeType)] if _is_class(outer) else []
+        for function in [outer] if not _is_class(outer) else inner:
+            lines = [line for _, _, line in function.co_lines() if line is not None]
+            found.append((function.co_firstlineno, max(lines, default=0)))
+    return found
+
+
+def _is_class(code: CodeType) -> bool:
+    """A class body: the only code that starts by setting `__module__` from `__name__`."""
+    return code.co_names[:2] == ("__name__", "__module__")
 
 
 def _instructions(code: CodeType) -> list[Instruction]:
