@@ -208,11 +208,12 @@ def _decided_condition(source: bytes, code: CodeType) -> bool:
     """
     bodies: list[tuple[int, int]] | None = None
     for keyword in (b"if", b"while"):
-        start = source.find(keyword)
+        start, counted, line = source.find(keyword), 0, 1
         while start >= 0:
             if _CONSTANT_TEST.match(source, start + len(keyword)):
                 bodies = _function_bodies(code) if bodies is None else bodies
-                line = source.count(b"\n", 0, start) + 1
+                line += source.count(b"\n", counted, start)  # lines counted once a keyword
+                counted = start
                 if not any(first < line <= last for first, last in bodies):
                     return True
             start = source.find(keyword, start + 2)
